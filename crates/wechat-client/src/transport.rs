@@ -281,36 +281,31 @@ impl Transport {
         };
         builder = builder.query(&request.query).timeout(timeout);
 
-        let transport_failure =
-            |error: reqwest::Error, failure: TransportFailure| Error::Transport {
-                endpoint,
-                attempts,
-                failure,
-                source: Some(error.without_url()),
+        // A request that may have reached WeChat before failing: retried, but ambiguous.
+        let lost = |error: reqwest::Error| {
+            let failure = if error.is_timeout() {
+                TransportFailure::Timeout
+            } else {
+                TransportFailure::ConnectionLost
             };
+            Attempt::Retry {
+                error: transport_error(endpoint, attempts, failure, error),
+                ambiguous: true,
+                rerouted: false,
+            }
+        };
         let response = match builder.send().await {
             Ok(response) => response,
+            // No connection: the request never reached WeChat, so even a code may be re-sent.
             Err(error) if error.is_connect() => {
                 let rerouted = self.hosts.report_unreachable(host);
-                let error = transport_failure(error, TransportFailure::Connect);
                 return Attempt::Retry {
-                    error,
+                    error: transport_error(endpoint, attempts, TransportFailure::Connect, error),
                     ambiguous: false,
                     rerouted,
                 };
             }
-            Err(error) => {
-                let failure = if error.is_timeout() {
-                    TransportFailure::Timeout
-                } else {
-                    TransportFailure::ConnectionLost
-                };
-                return Attempt::Retry {
-                    error: transport_failure(error, failure),
-                    ambiguous: true,
-                    rerouted: false,
-                };
-            }
+            Err(error) => return lost(error),
         };
         self.hosts.report_reachable(host);
 
@@ -337,18 +332,7 @@ impl Transport {
         // WeChat labels JSON `text/plain` on some routes (§0): read bytes, ignore the header.
         let body = match response.bytes().await {
             Ok(body) => body,
-            Err(error) => {
-                let failure = if error.is_timeout() {
-                    TransportFailure::Timeout
-                } else {
-                    TransportFailure::ConnectionLost
-                };
-                return Attempt::Retry {
-                    error: transport_failure(error, failure),
-                    ambiguous: true,
-                    rerouted: false,
-                };
-            }
+            Err(error) => return lost(error),
         };
         match decode::<T>(endpoint, &body) {
             Ok(Decoded::Success(value)) => Attempt::Done(Ok(value)),
@@ -372,6 +356,21 @@ impl Transport {
             }
             Err(error) => Attempt::Done(Err(error)),
         }
+    }
+}
+
+fn transport_error(
+    endpoint: Endpoint,
+    attempts: u32,
+    failure: TransportFailure,
+    error: reqwest::Error,
+) -> Error {
+    Error::Transport {
+        endpoint,
+        attempts,
+        failure,
+        // reqwest's message would include the URL, whose query carries secrets.
+        source: Some(error.without_url()),
     }
 }
 
