@@ -1,0 +1,14 @@
+//! wechat-identity: the gRPC identity service for WeChat.
+//!
+//! So far this crate holds the generated contract, [`pb`]; the service, the
+//! HTTP shim, config and telemetry follow.
+
+/// The generated `wechat.identity.v1` contract: messages, client and server.
+#[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
+pub mod pb {
+    tonic::include_proto!("wechat.identity.v1");
+
+    /// The encoded `FileDescriptorSet` of the contract, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/identity_descriptor.bin"));
+}
