@@ -1,7 +1,9 @@
 //! wechat-identity: the gRPC identity service for WeChat.
 //!
-//! So far this crate holds the generated contract, [`pb`]; the service, the
-//! HTTP shim, config and telemetry follow.
+//! So far this crate holds the generated contract, [`pb`], and the typed
+//! configuration, [`config`]; the service, the HTTP shim and telemetry follow.
+
+pub mod config;
 
 /// The generated `wechat.identity.v1` contract: messages, client and server.
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]

@@ -1,0 +1,309 @@
+//! The configuration's shape: one typed struct per section, unknown keys refused.
+//! Every default is the value a single-replica production deployment wants;
+//! the zero-config demo is built in `demo.rs`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::secret_source::SecretSource;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listeners, limits and shutdown.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The database.
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    /// An optional Redis, shared by replicas for the access-token cache.
+    #[serde(default)]
+    pub redis: Option<RedisConfig>,
+    /// Encryption keys for secrets at rest.
+    pub encryption: EncryptionConfig,
+    /// Session token lifetimes and signing.
+    #[serde(default)]
+    pub sessions: SessionConfig,
+    /// Where WeChat is and how patiently to talk to it.
+    #[serde(default)]
+    pub wechat: WeChatConfig,
+    /// The WeChat apps this service logs users in for.
+    #[serde(default)]
+    pub apps: Vec<AppConfig>,
+    /// The internal services allowed to call, with their keys and permissions.
+    #[serde(default)]
+    pub callers: Vec<CallerConfig>,
+    /// Run the WeChat simulator in-process and point the client at it (demo only).
+    #[serde(default)]
+    pub simulator: Option<SimulatorConfig>,
+}
+
+/// Listeners and request handling.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// gRPC listener. Default `127.0.0.1:50051`.
+    pub grpc_listen: SocketAddr,
+    /// HTTP shim listener (OAuth redirect and callback, JWKS, health). Default `127.0.0.1:8080`.
+    pub http_listen: SocketAddr,
+    /// The shim's public URL as browsers and WeChat reach it; the OAuth
+    /// `redirect_uri` is built from it. Default `http://127.0.0.1:8080`.
+    pub public_base_url: String,
+    /// Longest time a gRPC call may take when the caller sets no deadline. Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Calls served at once per replica; more wait in line. Default 1024.
+    pub concurrency_limit: usize,
+    /// Calls refused outright (UNAVAILABLE) once this many are in flight or waiting. Default 4096.
+    pub load_shed_threshold: usize,
+    /// How long SIGTERM waits for in-flight calls. Default 20 s.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// TLS for the gRPC listener.
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            grpc_listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_base_url: "http://127.0.0.1:8080".into(),
+            request_timeout: Duration::from_secs(10),
+            concurrency_limit: 1024,
+            load_shed_threshold: 4096,
+            shutdown_grace: Duration::from_secs(20),
+            tls: None,
+        }
+    }
+}
+
+/// TLS, and mutual TLS when `client_ca_file` is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+    /// PEM CA bundle; when set, callers must present a certificate it signed.
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// The database: `sqlite://path` (embedded, one replica) or `postgres://…` (several).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Connection URL; a password belongs in `url_secret` instead.
+    pub url: String,
+    /// The whole URL from env or a file, when it carries a password.
+    pub url_secret: Option<SecretSource>,
+    /// Reader connections for SQLite (writes go through one connection). Default 4.
+    pub sqlite_readers: u32,
+    /// PostgreSQL pool size per replica. Default 16.
+    pub postgres_max_connections: u32,
+    /// Longest wait for a pooled connection. Default 5 s.
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+    /// Apply migrations at start (else run `wechat-identity migrate`). Default true.
+    pub migrate_on_start: bool,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://./data/wechat-identity.db".into(),
+            url_secret: None,
+            sqlite_readers: 4,
+            postgres_max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+            migrate_on_start: true,
+        }
+    }
+}
+
+/// Redis for the shared access-token cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:port/db`; a password belongs in `url_secret`.
+    pub url: Option<String>,
+    /// The URL from env or a file.
+    pub url_secret: Option<SecretSource>,
+}
+
+/// Keys that encrypt secrets at rest (AES-256-GCM).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionConfig {
+    /// The key new values are written with.
+    pub current_key_id: String,
+    /// Every key still needed to read: the current one and older ones.
+    pub keys: Vec<EncryptionKeyConfig>,
+}
+
+/// One encryption key: base64 of 32 random bytes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionKeyConfig {
+    /// Its id, stored beside every value it encrypts.
+    pub id: String,
+    /// Where the key is.
+    pub key: SecretSource,
+}
+
+/// Session tokens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// JWT `iss`. Default `wechat-identity`.
+    pub issuer: String,
+    /// JWT `aud`. Default `wechat-identity`.
+    pub audience: String,
+    /// Access token lifetime. Default 2 h.
+    #[serde(with = "humantime_serde")]
+    pub access_ttl: Duration,
+    /// Refresh token lifetime, renewed by each rotation. Default 30 days.
+    #[serde(with = "humantime_serde")]
+    pub refresh_ttl: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            issuer: "wechat-identity".into(),
+            audience: "wechat-identity".into(),
+            access_ttl: Duration::from_secs(2 * 3600),
+            refresh_ttl: Duration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+/// WeChat's hosts and the client's patience.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WeChatConfig {
+    /// Default `https://api.weixin.qq.com`.
+    pub api_base: String,
+    /// Default `https://api2.weixin.qq.com`; empty disables failover.
+    pub api_fallback: String,
+    /// Default `https://open.weixin.qq.com`.
+    pub open_base: String,
+    /// One attempt's limit. Default 5 s.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Attempts per call, the first included. Default 3.
+    pub max_attempts: u32,
+    /// `stable` (default) or `classic` (`cgi-bin/token`).
+    pub token_endpoint: TokenEndpointName,
+}
+
+impl Default for WeChatConfig {
+    fn default() -> Self {
+        Self {
+            api_base: "https://api.weixin.qq.com".into(),
+            api_fallback: "https://api2.weixin.qq.com".into(),
+            open_base: "https://open.weixin.qq.com".into(),
+            request_timeout: Duration::from_secs(5),
+            max_attempts: 3,
+            token_endpoint: TokenEndpointName::Stable,
+        }
+    }
+}
+
+/// Which endpoint issues app access tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenEndpointName {
+    /// `cgi-bin/stable_token`.
+    #[default]
+    Stable,
+    /// `cgi-bin/token`.
+    Classic,
+}
+
+/// A WeChat app.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// The app id, `wx…`.
+    pub app_id: String,
+    /// `mini_program`, `official_account` or `website`.
+    pub kind: AppKindName,
+    /// The AppSecret, from env or a file.
+    pub secret: SecretSource,
+    /// URL prefixes the OAuth `return_to` must match (scheme, host and port
+    /// exactly, then a path prefix). Needed for Official Accounts and websites.
+    #[serde(default)]
+    pub allowed_return_to: Vec<String>,
+    /// The token of `MP_verify_<token>.txt`, the callback-domain proof.
+    #[serde(default)]
+    pub mp_verify_token: Option<String>,
+}
+
+/// The kind of a WeChat app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppKindName {
+    /// A mini program: `wx.login` codes.
+    MiniProgram,
+    /// An Official Account: web OAuth inside WeChat.
+    OfficialAccount,
+    /// A website app: QR-code login.
+    Website,
+}
+
+/// An internal service allowed to call.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallerConfig {
+    /// Its name, in logs, traces and the audit trail.
+    pub name: String,
+    /// Its key, from env or a file (only the SHA-256 is kept in memory).
+    pub key: Option<SecretSource>,
+    /// Or the hex SHA-256 of its key, so the key itself never reaches this service's config.
+    pub key_sha256: Option<String>,
+    /// What it may do. Default: `core`.
+    #[serde(default = "default_permissions")]
+    pub permissions: Vec<Permission>,
+}
+
+fn default_permissions() -> Vec<Permission> {
+    vec![Permission::Core]
+}
+
+/// A caller permission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    /// Logins, profiles, binding with proof, sessions.
+    Core,
+    /// `BindUser` with a bare `identity`: importing without proof.
+    Import,
+    /// `GetAppAccessToken` and other admin calls.
+    Admin,
+}
+
+/// The in-process simulator of the demo.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulatorConfig {
+    /// Its listener. Default `127.0.0.1:9000`.
+    pub listen: SocketAddr,
+    /// Latency added to every WeChat answer. Default 0.
+    #[serde(with = "humantime_serde")]
+    pub latency: Duration,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9000)),
+            latency: Duration::ZERO,
+        }
+    }
+}

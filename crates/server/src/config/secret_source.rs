@@ -1,0 +1,51 @@
+//! Where a secret comes from: an environment variable or a file, so examples
+//! and ConfigMaps never carry one inline.
+
+use std::path::PathBuf;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// `{ env = "NAME" }` or `{ file = "/run/secrets/name" }`; `{ value = "…" }`
+/// exists for tests and local experiments only.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum SecretSource {
+    /// Read from this environment variable.
+    Env(String),
+    /// Read from this file (trailing newline trimmed), e.g. a mounted Kubernetes Secret.
+    File(PathBuf),
+    /// Inline. Never in a committed file.
+    Value(SecretString),
+}
+
+impl SecretSource {
+    /// Reads the secret, looking variables up in `env`.
+    ///
+    /// # Errors
+    /// A message saying which variable is unset or which file is unreadable;
+    /// never the secret itself.
+    pub fn resolve(&self, env: &[(String, String)]) -> Result<SecretString, String> {
+        let value = match self {
+            SecretSource::Env(name) => env
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+                .ok_or_else(|| format!("environment variable {name} is not set"))?,
+            SecretSource::File(path) => std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+            SecretSource::Value(secret) => return non_empty(secret.clone()),
+        };
+        non_empty(SecretString::from(value))
+    }
+}
+
+fn non_empty(secret: SecretString) -> Result<SecretString, String> {
+    use secrecy::ExposeSecret;
+    if secret.expose_secret().is_empty() {
+        return Err("the secret is empty".into());
+    }
+    Ok(secret)
+}

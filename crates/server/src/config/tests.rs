@@ -1,0 +1,178 @@
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+
+use super::*;
+
+const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn example_env(dir: &std::path::Path) -> Vec<(String, String)> {
+    let key_file = dir.join("encryption-key");
+    std::fs::write(&key_file, format!("{KEY}\n")).expect("write key");
+    let secret_file = dir.join("oa-secret");
+    std::fs::write(&secret_file, "official-account-secret\n").expect("write secret");
+    env(&[
+        ("DATABASE_URL", "postgres://app:pw@db/identity"),
+        ("WX_MINI_PROGRAM_SECRET", "mini-secret"),
+        (
+            "OPS_CONSOLE_CALLER_KEY",
+            "an-ops-console-key-of-32-characters!",
+        ),
+        (
+            "WECHAT_IDENTITY__ENCRYPTION__KEYS__0__KEY__FILE",
+            key_file.to_str().expect("utf-8 path"),
+        ),
+        (
+            "WECHAT_IDENTITY__APPS__1__SECRET__FILE",
+            secret_file.to_str().expect("utf-8 path"),
+        ),
+    ])
+}
+
+#[test]
+fn the_example_config_resolves_with_its_secrets_from_env_and_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = example_env(dir.path());
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+    let resolved = Config::load(Some(&path), &env)
+        .expect("parses")
+        .resolve(&env)
+        .expect("valid");
+    assert_eq!(resolved.apps.len(), 2);
+    assert_eq!(
+        resolved.apps[1].secret.expose_secret(),
+        "official-account-secret"
+    );
+    assert_eq!(
+        resolved.apps[1].allowed_return_to[0].host_str(),
+        Some("shop.example.com")
+    );
+    assert_eq!(
+        resolved.database_url.expose_secret(),
+        "postgres://app:pw@db/identity"
+    );
+    assert_eq!(resolved.encryption_keys[0].0, "2026-11");
+    assert_eq!(
+        resolved.callers[0].permissions,
+        [Permission::Core].into_iter().collect()
+    );
+    assert!(resolved.callers[1].permissions.contains(&Permission::Admin));
+    assert_eq!(
+        resolved.config.sessions.refresh_ttl,
+        Duration::from_secs(30 * 86_400)
+    );
+}
+
+#[test]
+fn env_overrides_win_over_the_file() {
+    let config = Config::parse(
+        "[encryption]\ncurrent_key_id = \"k\"\nkeys = []\n[server]\nrequest_timeout = \"3s\"",
+        &env(&[
+            ("WECHAT_IDENTITY__SERVER__REQUEST_TIMEOUT", "250ms"),
+            ("WECHAT_IDENTITY__SESSIONS__ACCESS_TTL", "15m"),
+        ]),
+    )
+    .expect("parses");
+    assert_eq!(config.server.request_timeout, Duration::from_millis(250));
+    assert_eq!(config.sessions.access_ttl, Duration::from_secs(900));
+}
+
+#[test]
+fn unknown_fields_are_refused_with_their_name() {
+    let error = Config::parse(
+        "[encryption]\ncurrent_key_id = \"k\"\nkeys = []\n[server]\ngrpc_port = 1",
+        &[],
+    )
+    .expect_err("unknown field");
+    assert!(error.to_string().contains("grpc_port"), "{error}");
+    let error = Config::parse("", &env(&[("WECHAT_IDENTITY__SERVR__GRPC_LISTEN", "x")]))
+        .expect_err("typo in env");
+    assert!(error.to_string().contains("servr"), "{error}");
+}
+
+#[test]
+fn every_problem_is_reported_at_once_without_secret_values() {
+    let text = r#"
+        [server]
+        grpc_listen = "0.0.0.0:50051"
+        [database]
+        url = "mysql://nope"
+        [encryption]
+        current_key_id = "missing"
+        keys = [{ id = "short", key = { value = "c2hvcnQ=" } }]
+        [[apps]]
+        app_id = "wx 1"
+        kind = "mini_program"
+        secret = { env = "NOPE" }
+        [[apps]]
+        app_id = "wx2"
+        kind = "official_account"
+        secret = { value = "s3cr3t-value" }
+        [[apps]]
+        app_id = "wx3"
+        kind = "mini_program"
+        secret = { env = "UNSET_SECRET" }
+    "#;
+    let error = Config::parse(text, &[])
+        .expect("parses")
+        .resolve(&[])
+        .expect_err("invalid");
+    let message = error.to_string();
+    for expected in [
+        "apps[0].app_id",
+        "apps[1] (wx2).allowed_return_to",
+        "UNSET_SECRET is not set",
+        "database.url",
+        "encryption.keys[0] (short).key",
+        "encryption.current_key_id",
+        "callers: none configured",
+    ] {
+        assert!(
+            message.contains(expected),
+            "missing {expected:?} in:\n{message}"
+        );
+    }
+    assert!(!message.contains("s3cr3t-value"));
+}
+
+#[test]
+fn without_callers_the_service_may_listen_on_loopback_only() {
+    let base = format!(
+        "[encryption]\ncurrent_key_id = \"k\"\nkeys = [{{ id = \"k\", key = {{ value = \"{KEY}\" }} }}]\n"
+    );
+    Config::parse(&base, &[])
+        .expect("parses")
+        .resolve(&[])
+        .expect("loopback default is fine");
+    let open = format!("{base}[server]\ngrpc_listen = \"0.0.0.0:50051\"\n");
+    assert!(
+        Config::parse(&open, &[])
+            .expect("parses")
+            .resolve(&[])
+            .is_err()
+    );
+}
+
+#[test]
+fn caller_keys_are_kept_only_as_hashes() {
+    let text = format!(
+        "[encryption]\ncurrent_key_id = \"k\"\nkeys = [{{ id = \"k\", key = {{ value = \"{KEY}\" }} }}]\n\
+         [[callers]]\nname = \"svc\"\nkey = {{ env = \"SVC_KEY\" }}\n"
+    );
+    let key = "0123456789abcdef0123456789abcdef-svc";
+    let resolved = Config::parse(&text, &[])
+        .expect("parses")
+        .resolve(&env(&[("SVC_KEY", key)]))
+        .expect("valid");
+    let expected: [u8; 32] = sha2::Sha256::digest(key.as_bytes()).into();
+    assert_eq!(resolved.callers[0].key_sha256, expected);
+    assert!(!format!("{resolved:?}").contains(key));
+    use sha2::Digest;
+}

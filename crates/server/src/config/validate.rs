@@ -1,0 +1,319 @@
+//! Turns a parsed [`Config`] into a [`ResolvedConfig`]: secrets read, ids and
+//! URLs typed, and every inconsistency reported at once with its place.
+
+use std::collections::HashSet;
+
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use wechat_client::{AppId, AppSecret};
+
+use super::{AppConfig, AppKindName, CallerConfig, Config, ConfigError, Permission};
+
+/// A configuration ready to run: secrets resolved, nothing left to check.
+#[derive(Debug)]
+pub struct ResolvedConfig {
+    /// The non-secret settings as configured.
+    pub config: Config,
+    /// The apps, with secrets.
+    pub apps: Vec<ResolvedApp>,
+    /// The callers, with key hashes.
+    pub callers: Vec<ResolvedCaller>,
+    /// The database URL (it may hold a password).
+    pub database_url: SecretString,
+    /// The Redis URL, when configured.
+    pub redis_url: Option<SecretString>,
+    /// `(id, base64 key)`, the current key first.
+    pub encryption_keys: Vec<(String, SecretString)>,
+}
+
+/// An app ready to use.
+#[derive(Debug, Clone)]
+pub struct ResolvedApp {
+    /// The app id.
+    pub app_id: AppId,
+    /// Its kind.
+    pub kind: AppKindName,
+    /// Its secret.
+    pub secret: AppSecret,
+    /// Parsed `return_to` prefixes.
+    pub allowed_return_to: Vec<url::Url>,
+    /// The `MP_verify_` token, when configured.
+    pub mp_verify_token: Option<String>,
+}
+
+/// A caller ready to authenticate.
+#[derive(Debug, Clone)]
+pub struct ResolvedCaller {
+    /// Its name.
+    pub name: String,
+    /// SHA-256 of its key.
+    pub key_sha256: [u8; 32],
+    /// What it may do.
+    pub permissions: HashSet<Permission>,
+}
+
+impl Config {
+    /// Checks the configuration and reads its secrets from `env` and files.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] listing every problem, each with its place and
+    /// what to do; never a secret's value.
+    pub fn resolve(self, env: &[(String, String)]) -> Result<ResolvedConfig, ConfigError> {
+        let mut problems = Vec::new();
+        let apps = resolve_apps(&self.apps, env, &mut problems);
+        let callers = resolve_callers(&self.callers, env, &mut problems);
+        check_server(&self, &mut problems);
+
+        let database_url = match &self.database.url_secret {
+            Some(source) => source.resolve(env).unwrap_or_else(|e| {
+                problems.push(format!("database.url_secret: {e}"));
+                SecretString::from(String::new())
+            }),
+            None => SecretString::from(self.database.url.clone()),
+        };
+        let url = database_url.expose_secret();
+        if !url.is_empty()
+            && !["sqlite:", "postgres:", "postgresql:"]
+                .iter()
+                .any(|s| url.starts_with(s))
+        {
+            problems.push("database.url: must start with sqlite:// (embedded) or postgres:// (several replicas)".into());
+        }
+        let redis_url = self.redis.as_ref().and_then(|redis| {
+            let url = match (&redis.url, &redis.url_secret) {
+                (_, Some(source)) => source
+                    .resolve(env)
+                    .map_err(|e| problems.push(format!("redis.url_secret: {e}")))
+                    .ok(),
+                (Some(url), None) => Some(SecretString::from(url.clone())),
+                (None, None) => {
+                    problems.push("redis: set url or url_secret, or remove the section".into());
+                    None
+                }
+            }?;
+            if !url.expose_secret().starts_with("redis://")
+                && !url.expose_secret().starts_with("rediss://")
+            {
+                problems.push("redis.url: must start with redis:// or rediss://".into());
+            }
+            Some(url)
+        });
+        let encryption_keys = resolve_keys(&self, env, &mut problems);
+        if self.sessions.access_ttl.is_zero()
+            || self.sessions.access_ttl >= self.sessions.refresh_ttl
+        {
+            problems.push("sessions: access_ttl must be above zero and below refresh_ttl".into());
+        }
+        if self.wechat.max_attempts == 0 {
+            problems.push("wechat.max_attempts: at least 1 (the first attempt counts)".into());
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid(problems));
+        }
+        Ok(ResolvedConfig {
+            config: self,
+            apps,
+            callers,
+            database_url,
+            redis_url,
+            encryption_keys,
+        })
+    }
+}
+
+fn check_server(config: &Config, problems: &mut Vec<String>) {
+    let server = &config.server;
+    if config.callers.is_empty() && !server.grpc_listen.ip().is_loopback() {
+        problems.push(format!(
+            "callers: none configured, but server.grpc_listen is {}: without caller keys the service runs open, \
+             which it only does on loopback; add [[callers]] or listen on 127.0.0.1",
+            server.grpc_listen
+        ));
+    }
+    match url::Url::parse(&server.public_base_url) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+        _ => problems.push(
+            "server.public_base_url: an absolute http(s) URL, as browsers reach the shim".into(),
+        ),
+    }
+    if server.concurrency_limit == 0 || server.load_shed_threshold < server.concurrency_limit {
+        problems.push(
+            "server: concurrency_limit must be above zero and at most load_shed_threshold".into(),
+        );
+    }
+    if server.request_timeout.is_zero() {
+        problems.push("server.request_timeout: must be above zero".into());
+    }
+}
+
+fn resolve_apps(
+    apps: &[AppConfig],
+    env: &[(String, String)],
+    problems: &mut Vec<String>,
+) -> Vec<ResolvedApp> {
+    let mut seen = HashSet::new();
+    let mut resolved = Vec::new();
+    for (index, app) in apps.iter().enumerate() {
+        let place = format!("apps[{index}] ({})", app.app_id);
+        let app_id = match AppId::new(app.app_id.clone()) {
+            Ok(id) => id,
+            Err(e) => {
+                problems.push(format!("apps[{index}].app_id: {e}"));
+                continue;
+            }
+        };
+        if !seen.insert(app_id.clone()) {
+            problems.push(format!("{place}: configured twice"));
+        }
+        let secret = match app.secret.resolve(env) {
+            Ok(secret) => AppSecret::new(secret.expose_secret()),
+            Err(e) => {
+                problems.push(format!("{place}.secret: {e}"));
+                continue;
+            }
+        };
+        let mut allowed_return_to = Vec::new();
+        for prefix in &app.allowed_return_to {
+            match url::Url::parse(prefix) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() && url.fragment().is_none() => {
+                    allowed_return_to.push(url);
+                }
+                _ => problems.push(format!("{place}.allowed_return_to: '{prefix}' is not an absolute http(s) URL without a fragment")),
+            }
+        }
+        if app.kind != AppKindName::MiniProgram && allowed_return_to.is_empty() {
+            problems.push(format!("{place}.allowed_return_to: web apps need at least one return_to prefix for the OAuth shim"));
+        }
+        if let Some(token) = &app.mp_verify_token
+            && (token.is_empty()
+                || token.len() > 64
+                || !token.bytes().all(|b| b.is_ascii_alphanumeric()))
+        {
+            problems.push(format!("{place}.mp_verify_token: 1 to 64 letters and digits, as the WeChat console shows it"));
+        }
+        resolved.push(ResolvedApp {
+            app_id,
+            kind: app.kind,
+            secret,
+            allowed_return_to,
+            mp_verify_token: app.mp_verify_token.clone(),
+        });
+    }
+    resolved
+}
+
+fn resolve_callers(
+    callers: &[CallerConfig],
+    env: &[(String, String)],
+    problems: &mut Vec<String>,
+) -> Vec<ResolvedCaller> {
+    let mut names = HashSet::new();
+    let mut hashes = HashSet::new();
+    let mut resolved = Vec::new();
+    for (index, caller) in callers.iter().enumerate() {
+        let place = format!("callers[{index}] ({})", caller.name);
+        let name_ok = !caller.name.is_empty()
+            && caller.name.len() <= 64
+            && caller
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !name_ok {
+            problems.push(format!("{place}.name: 1 to 64 of [A-Za-z0-9._-]"));
+        }
+        if !names.insert(caller.name.clone()) {
+            problems.push(format!("{place}: name configured twice"));
+        }
+        let key_sha256 = match (&caller.key, &caller.key_sha256) {
+            (Some(source), None) => match source.resolve(env) {
+                Ok(key) if key.expose_secret().len() >= 32 => {
+                    Some(Sha256::digest(key.expose_secret().as_bytes()).into())
+                }
+                Ok(_) => {
+                    problems.push(format!(
+                        "{place}.key: at least 32 characters (e.g. `openssl rand -base64 32`)"
+                    ));
+                    None
+                }
+                Err(e) => {
+                    problems.push(format!("{place}.key: {e}"));
+                    None
+                }
+            },
+            (None, Some(hex_digest)) => match hex::decode(hex_digest)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            {
+                Some(digest) => Some(digest),
+                None => {
+                    problems.push(format!("{place}.key_sha256: 64 hex characters"));
+                    None
+                }
+            },
+            _ => {
+                problems.push(format!("{place}: set exactly one of key or key_sha256"));
+                None
+            }
+        };
+        let Some(key_sha256) = key_sha256 else {
+            continue;
+        };
+        if !hashes.insert(key_sha256) {
+            problems.push(format!(
+                "{place}: the same key is configured for two callers"
+            ));
+        }
+        if caller.permissions.is_empty() {
+            problems.push(format!(
+                "{place}.permissions: at least one of core, import, admin"
+            ));
+        }
+        resolved.push(ResolvedCaller {
+            name: caller.name.clone(),
+            key_sha256,
+            permissions: caller.permissions.iter().copied().collect(),
+        });
+    }
+    resolved
+}
+
+fn resolve_keys(
+    config: &Config,
+    env: &[(String, String)],
+    problems: &mut Vec<String>,
+) -> Vec<(String, SecretString)> {
+    use base64::Engine;
+    let encryption = &config.encryption;
+    let mut keys = Vec::new();
+    for (index, key) in encryption.keys.iter().enumerate() {
+        let place = format!("encryption.keys[{index}] ({})", key.id);
+        match key.key.resolve(env) {
+            Ok(secret) => {
+                let decoded =
+                    base64::engine::general_purpose::STANDARD.decode(secret.expose_secret().trim());
+                if decoded.map(|bytes| bytes.len()) != Ok(32) {
+                    problems.push(format!(
+                        "{place}.key: must be base64 of 32 random bytes (`openssl rand -base64 32`)"
+                    ));
+                }
+                keys.push((key.id.clone(), secret));
+            }
+            Err(e) => problems.push(format!("{place}.key: {e}")),
+        }
+    }
+    match keys
+        .iter()
+        .position(|(id, _)| *id == encryption.current_key_id)
+    {
+        Some(current) => keys.swap(0, current),
+        None if encryption
+            .keys
+            .iter()
+            .any(|k| k.id == encryption.current_key_id) => {}
+        None => problems.push(format!(
+            "encryption.current_key_id: no key with id '{}' in encryption.keys",
+            encryption.current_key_id
+        )),
+    }
+    keys
+}
