@@ -1,9 +1,11 @@
 //! wechat-identity: the gRPC identity service for WeChat.
 //!
-//! So far this crate holds the generated contract, [`pb`], and the typed
-//! configuration, [`config`]; the service, the HTTP shim and telemetry follow.
+//! So far this crate holds the generated contract, [`pb`], the typed
+//! configuration, [`config`], and the error table, [`error`]; the service, the
+//! HTTP shim and telemetry follow.
 
 pub mod config;
+pub mod error;
 
 /// The generated `wechat.identity.v1` contract: messages, client and server.
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
