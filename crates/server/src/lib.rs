@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod error;
+pub mod sessions;
 
 /// The generated `wechat.identity.v1` contract: messages, client and server.
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
