@@ -6,7 +6,9 @@
 
 pub mod config;
 pub mod error;
+pub mod return_to;
 pub mod sessions;
+pub mod validate;
 
 /// The generated `wechat.identity.v1` contract: messages, client and server.
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
