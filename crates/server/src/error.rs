@@ -5,8 +5,6 @@
 //! Internal details are logged where they happen and never sent: `Internal`
 //! carries its cause only for the log line.
 
-use std::fmt;
-
 use tonic::Code;
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -264,16 +262,6 @@ impl ApiError {
 impl From<ApiError> for tonic::Status {
     fn from(error: ApiError) -> Self {
         error.to_status()
-    }
-}
-
-/// A short name for logs of which permission a call needs.
-#[derive(Debug, Clone, Copy)]
-pub struct PermissionName(pub &'static str);
-
-impl fmt::Display for PermissionName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
     }
 }
 

@@ -4,6 +4,7 @@
 //! configuration, [`config`], and the error table, [`error`]; the service, the
 //! HTTP shim and telemetry follow.
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod return_to;
