@@ -7,8 +7,10 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod http;
 pub mod return_to;
 pub mod sessions;
+pub mod telemetry;
 pub mod validate;
 
 /// The generated `wechat.identity.v1` contract: messages, client and server.
