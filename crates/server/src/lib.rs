@@ -4,6 +4,7 @@
 //! configuration, [`config`], and the error table, [`error`]; the service, the
 //! HTTP shim and telemetry follow.
 
+pub mod apps;
 pub mod auth;
 pub mod config;
 pub mod error;
