@@ -7,6 +7,7 @@
 pub mod apps;
 pub mod auth;
 pub mod config;
+pub mod deadline;
 pub mod error;
 pub mod http;
 pub mod return_to;
