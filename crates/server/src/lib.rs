@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod deadline;
 pub mod error;
+pub mod grpc_server;
 pub mod http;
 pub mod return_to;
 pub mod sessions;

@@ -107,7 +107,7 @@ mod tests {
             &mut doc,
             &env(&[
                 ("WECHAT_IDENTITY__SERVER__GRPC_LISTEN", "0.0.0.0:50051"),
-                ("WECHAT_IDENTITY__SERVER__CONCURRENCY_LIMIT", "512"),
+                ("WECHAT_IDENTITY__SERVER__MAX_IN_FLIGHT", "512"),
                 ("WECHAT_IDENTITY__SESSIONS__ACCESS_TTL", "1h"),
                 ("UNRELATED", "x"),
             ]),
@@ -115,7 +115,7 @@ mod tests {
         .expect("applies");
         assert_eq!(applied, 3);
         assert_eq!(doc["server"]["grpc_listen"].as_str(), Some("0.0.0.0:50051"));
-        assert_eq!(doc["server"]["concurrency_limit"].as_integer(), Some(512));
+        assert_eq!(doc["server"]["max_in_flight"].as_integer(), Some(512));
         assert_eq!(doc["sessions"]["access_ttl"].as_str(), Some("1h"));
     }
 

@@ -56,10 +56,9 @@ pub struct ServerConfig {
     /// Longest time a gRPC call may take when the caller sets no deadline. Default 10 s.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
-    /// Calls served at once per replica; more wait in line. Default 1024.
-    pub concurrency_limit: usize,
-    /// Calls refused outright (UNAVAILABLE) once this many are in flight or waiting. Default 4096.
-    pub load_shed_threshold: usize,
+    /// gRPC calls in flight per replica; one more is refused at once with
+    /// RESOURCE_EXHAUSTED, so overload never builds a queue. Default 1024.
+    pub max_in_flight: usize,
     /// How long SIGTERM waits for in-flight calls. Default 20 s.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -74,8 +73,7 @@ impl Default for ServerConfig {
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_base_url: "http://127.0.0.1:8080".into(),
             request_timeout: Duration::from_secs(10),
-            concurrency_limit: 1024,
-            load_shed_threshold: 4096,
+            max_in_flight: 1024,
             shutdown_grace: Duration::from_secs(20),
             tls: None,
         }

@@ -136,10 +136,8 @@ fn check_server(config: &Config, problems: &mut Vec<String>) {
             "server.public_base_url: an absolute http(s) URL, as browsers reach the shim".into(),
         ),
     }
-    if server.concurrency_limit == 0 || server.load_shed_threshold < server.concurrency_limit {
-        problems.push(
-            "server: concurrency_limit must be above zero and at most load_shed_threshold".into(),
-        );
+    if server.max_in_flight == 0 {
+        problems.push("server.max_in_flight: must be above zero".into());
     }
     if server.request_timeout.is_zero() {
         problems.push("server.request_timeout: must be above zero".into());
