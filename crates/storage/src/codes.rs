@@ -1,0 +1,99 @@
+//! Used login codes: a replayed code is refused without asking WeChat.
+
+use std::time::{Duration, SystemTime};
+
+use sqlx::Row;
+use wechat_client::AppId;
+
+use crate::Storage;
+use crate::db::{millis, millis_after};
+use crate::error::StorageError;
+use crate::types::CodeClaim;
+
+/// WeChat's codes live five minutes; so do our records of them.
+const CODE_TTL: Duration = Duration::from_secs(5 * 60);
+
+impl Storage {
+    async fn code_hash(&self, app_id: &AppId, code: &str) -> Result<Vec<u8>, StorageError> {
+        Ok(self
+            .lookup_key()
+            .await?
+            .hash("code", &[app_id.as_str(), code]))
+    }
+
+    /// Claims a code before exchanging it. The first claim wins (`Fresh`); an
+    /// expired record counts as absent.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn claim_code(
+        &self,
+        app_id: &AppId,
+        code: &str,
+        at: SystemTime,
+    ) -> Result<CodeClaim, StorageError> {
+        let hash = self.code_hash(app_id, code).await?;
+        // One statement: insert, or take over an expired record; a live record
+        // is left alone and nothing is returned.
+        let claimed = sqlx::query(
+            "INSERT INTO used_codes (code_hash, app_id, claimed_at, expires_at, ambiguous) \
+             VALUES ($1, $2, $3, $4, 0) ON CONFLICT (code_hash) DO UPDATE SET \
+             claimed_at = excluded.claimed_at, expires_at = excluded.expires_at, ambiguous = 0 \
+             WHERE used_codes.expires_at <= excluded.claimed_at RETURNING claimed_at",
+        )
+        .bind(hash.clone())
+        .bind(app_id.to_string())
+        .bind(millis(at))
+        .bind(millis_after(at, CODE_TTL))
+        .fetch_optional(self.writer())
+        .await?;
+        if claimed.is_some() {
+            return Ok(CodeClaim::Fresh);
+        }
+        let row = sqlx::query("SELECT ambiguous FROM used_codes WHERE code_hash = $1")
+            .bind(hash)
+            .fetch_optional(self.writer())
+            .await?;
+        let ambiguous = match row {
+            Some(row) => row.try_get::<i64, _>("ambiguous")? != 0,
+            None => false,
+        };
+        Ok(if ambiguous {
+            CodeClaim::LostToFailedAttempt
+        } else {
+            CodeClaim::AlreadyUsed
+        })
+    }
+
+    /// The exchange of a claimed code failed ambiguously (WeChat may have
+    /// consumed it): later claims answer `LostToFailedAttempt`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn mark_code_ambiguous(
+        &self,
+        app_id: &AppId,
+        code: &str,
+    ) -> Result<(), StorageError> {
+        let hash = self.code_hash(app_id, code).await?;
+        sqlx::query("UPDATE used_codes SET ambiguous = 1 WHERE code_hash = $1")
+            .bind(hash)
+            .execute(self.writer())
+            .await?;
+        Ok(())
+    }
+
+    /// The exchange failed before WeChat saw the code: forget the claim so a
+    /// retry is `Fresh`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn release_code(&self, app_id: &AppId, code: &str) -> Result<(), StorageError> {
+        let hash = self.code_hash(app_id, code).await?;
+        sqlx::query("DELETE FROM used_codes WHERE code_hash = $1")
+            .bind(hash)
+            .execute(self.writer())
+            .await?;
+        Ok(())
+    }
+}

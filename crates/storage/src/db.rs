@@ -1,0 +1,113 @@
+//! Small helpers shared by the repositories: times, ids and row reading.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use wechat_client::{AppId, OpenId, UnionId};
+
+use crate::error::StorageError;
+use crate::types::{SessionId, UserId};
+
+/// A time as unix milliseconds, the way every table stores it.
+pub(crate) fn millis(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(since) => i64::try_from(since.as_millis()).unwrap_or(i64::MAX),
+        Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+/// The inverse of [`millis`].
+pub(crate) fn time(ms: i64) -> SystemTime {
+    if ms >= 0 {
+        UNIX_EPOCH + Duration::from_millis(ms.unsigned_abs())
+    } else {
+        UNIX_EPOCH - Duration::from_millis(ms.unsigned_abs())
+    }
+}
+
+/// `at + ttl` in milliseconds.
+pub(crate) fn millis_after(at: SystemTime, ttl: Duration) -> i64 {
+    millis(at).saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A stored value that does not parse: the database was written by something else.
+pub(crate) fn corrupt(what: &'static str) -> StorageError {
+    tracing::error!(what, "stored value does not parse");
+    StorageError::Internal
+}
+
+pub(crate) fn get_i64(row: &AnyRow, column: &str) -> Result<i64, StorageError> {
+    Ok(row.try_get::<i64, _>(column)?)
+}
+
+pub(crate) fn get_opt_i64(row: &AnyRow, column: &str) -> Result<Option<i64>, StorageError> {
+    Ok(row.try_get::<Option<i64>, _>(column)?)
+}
+
+pub(crate) fn get_string(row: &AnyRow, column: &str) -> Result<String, StorageError> {
+    Ok(row.try_get::<String, _>(column)?)
+}
+
+pub(crate) fn get_opt_string(row: &AnyRow, column: &str) -> Result<Option<String>, StorageError> {
+    Ok(row.try_get::<Option<String>, _>(column)?)
+}
+
+pub(crate) fn get_opt_bytes(row: &AnyRow, column: &str) -> Result<Option<Vec<u8>>, StorageError> {
+    Ok(row.try_get::<Option<Vec<u8>>, _>(column)?)
+}
+
+pub(crate) fn get_time(row: &AnyRow, column: &str) -> Result<SystemTime, StorageError> {
+    get_i64(row, column).map(time)
+}
+
+pub(crate) fn get_opt_time(row: &AnyRow, column: &str) -> Result<Option<SystemTime>, StorageError> {
+    Ok(get_opt_i64(row, column)?.map(time))
+}
+
+pub(crate) fn get_user_id(row: &AnyRow, column: &str) -> Result<UserId, StorageError> {
+    get_string(row, column)?
+        .parse()
+        .map_err(|_| corrupt("user_id"))
+}
+
+pub(crate) fn get_session_id(row: &AnyRow, column: &str) -> Result<SessionId, StorageError> {
+    get_string(row, column)?
+        .parse()
+        .map_err(|_| corrupt("session_id"))
+}
+
+pub(crate) fn get_app_id(row: &AnyRow, column: &str) -> Result<AppId, StorageError> {
+    AppId::new(get_string(row, column)?).map_err(|_| corrupt("app_id"))
+}
+
+pub(crate) fn get_openid(row: &AnyRow, column: &str) -> Result<OpenId, StorageError> {
+    OpenId::new(get_string(row, column)?).map_err(|_| corrupt("openid"))
+}
+
+pub(crate) fn get_opt_unionid(row: &AnyRow, column: &str) -> Result<Option<UnionId>, StorageError> {
+    get_opt_string(row, column)?
+        .map(|value| UnionId::new(value).map_err(|_| corrupt("unionid")))
+        .transpose()
+}
+
+/// `FOR UPDATE` on PostgreSQL; nothing on SQLite, whose single writer
+/// connection and `BEGIN IMMEDIATE` already serialise write transactions.
+pub(crate) fn for_update(engine: crate::Engine) -> &'static str {
+    match engine {
+        crate::Engine::Sqlite => "",
+        crate::Engine::Postgres => " FOR UPDATE",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn millis_round_trip() {
+        let at = UNIX_EPOCH + Duration::from_millis(1_800_000_000_123);
+        assert_eq!(time(millis(at)), at);
+        assert_eq!(millis(UNIX_EPOCH), 0);
+    }
+}

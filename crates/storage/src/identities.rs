@@ -1,0 +1,228 @@
+//! WeChat identities: logins and unionid linking. Merging lives in `merge.rs`,
+//! the encrypted credentials in `credentials.rs`.
+
+use std::time::SystemTime;
+
+use sqlx::{AnyConnection, AssertSqlSafe};
+use wechat_client::{AppId, OpenId, UnionId};
+
+use crate::db::{for_update, get_opt_unionid, get_user_id, millis};
+use crate::error::{DbFailure, StorageError};
+use crate::types::{IdentityLogin, LoginOutcome, UserId};
+use crate::users::{insert_user, write_profile};
+use crate::{Storage, write_tx};
+
+/// The columns of a new identity row.
+pub(crate) struct NewIdentity<'a> {
+    pub(crate) app_id: &'a AppId,
+    pub(crate) openid: &'a OpenId,
+    pub(crate) user_id: &'a UserId,
+    pub(crate) unionid: Option<&'a UnionId>,
+    pub(crate) app_kind: crate::AppKind,
+    pub(crate) scope: Option<&'a str>,
+    pub(crate) is_snapshot: bool,
+    pub(crate) at: SystemTime,
+}
+
+/// Inserts an identity; `false` when it already exists (a concurrent insert won).
+pub(crate) async fn insert_identity(
+    conn: &mut AnyConnection,
+    new: NewIdentity<'_>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO identities (app_id, openid, user_id, unionid, app_kind, scope, is_snapshot, \
+         linked_at, last_login_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
+         ON CONFLICT (app_id, openid) DO NOTHING",
+    )
+    .bind(new.app_id.to_string())
+    .bind(new.openid.to_string())
+    .bind(new.user_id.to_string())
+    .bind(new.unionid.map(ToString::to_string))
+    .bind(new.app_kind.as_str())
+    .bind(new.scope.map(str::to_owned))
+    .bind(i64::from(new.is_snapshot))
+    .bind(millis(new.at))
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records that `unionid` belongs to `user_id` unless someone holds it already;
+/// returns the holder afterwards.
+pub(crate) async fn claim_unionid(
+    conn: &mut AnyConnection,
+    unionid: &UnionId,
+    user_id: &UserId,
+) -> Result<UserId, StorageError> {
+    sqlx::query(
+        "INSERT INTO unionids (unionid, user_id) VALUES ($1, $2) ON CONFLICT (unionid) DO NOTHING",
+    )
+    .bind(unionid.to_string())
+    .bind(user_id.to_string())
+    .execute(&mut *conn)
+    .await?;
+    let row = sqlx::query("SELECT user_id FROM unionids WHERE unionid = $1")
+        .bind(unionid.to_string())
+        .fetch_one(&mut *conn)
+        .await?;
+    get_user_id(&row, "user_id")
+}
+
+impl Storage {
+    /// Records a successful WeChat login: creates the identity (and its user)
+    /// on first sight, joins the user of a known unionid, upgrades an identity
+    /// that shows its unionid for the first time (merging two users that prove
+    /// to be one person), and stores the credentials and profile it brought.
+    ///
+    /// # Errors
+    /// Database or key errors.
+    pub async fn record_login(&self, login: &IdentityLogin) -> Result<LoginOutcome, StorageError> {
+        write_tx!(self, |tx| self.record_login_tx(&mut tx, login).await)
+    }
+
+    async fn record_login_tx(
+        &self,
+        conn: &mut AnyConnection,
+        login: &IdentityLogin,
+    ) -> Result<LoginOutcome, DbFailure> {
+        let existing = sqlx::query(AssertSqlSafe(format!(
+            "SELECT user_id, unionid FROM identities WHERE app_id = $1 AND openid = $2{}",
+            for_update(self.engine())
+        )))
+        .bind(login.app_id.to_string())
+        .bind(login.openid.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+
+        let outcome = match existing {
+            Some(row) => {
+                let user_id = get_user_id(&row, "user_id")?;
+                let stored_unionid = get_opt_unionid(&row, "unionid")?;
+                sqlx::query(
+                    "UPDATE identities SET last_login_at = $1, is_snapshot = $2, \
+                     scope = COALESCE($3, scope) WHERE app_id = $4 AND openid = $5",
+                )
+                .bind(millis(login.at))
+                .bind(i64::from(login.is_snapshot))
+                .bind(login.scope.clone())
+                .bind(login.app_id.to_string())
+                .bind(login.openid.to_string())
+                .execute(&mut *conn)
+                .await?;
+                match (&login.unionid, stored_unionid) {
+                    (Some(unionid), None) => {
+                        self.upgrade_identity(conn, login, &user_id, unionid)
+                            .await?
+                    }
+                    (Some(shown), Some(stored)) if *shown != stored => {
+                        tracing::warn!("identity showed a different unionid; keeping the first");
+                        LoginOutcome {
+                            user_id,
+                            is_new_user: false,
+                            merged: None,
+                        }
+                    }
+                    _ => LoginOutcome {
+                        user_id,
+                        is_new_user: false,
+                        merged: None,
+                    },
+                }
+            }
+            None => self.create_identity(conn, login).await?,
+        };
+
+        if let Some(profile) = &login.profile {
+            write_profile(conn, &outcome.user_id, profile, login.at).await?;
+        }
+        if let Some(session_key) = &login.session_key {
+            self.write_session_key(conn, &login.app_id, &login.openid, session_key, login.at)
+                .await?;
+        }
+        if let Some(tokens) = &login.web_tokens {
+            self.write_web_tokens(conn, &login.app_id, &login.openid, tokens, login.at)
+                .await?;
+        }
+        Ok(outcome)
+    }
+
+    async fn create_identity(
+        &self,
+        conn: &mut AnyConnection,
+        login: &IdentityLogin,
+    ) -> Result<LoginOutcome, DbFailure> {
+        let candidate = UserId::generate();
+        let (user_id, is_new_user) = match &login.unionid {
+            Some(unionid) => {
+                let holder = sqlx::query("SELECT user_id FROM unionids WHERE unionid = $1")
+                    .bind(unionid.to_string())
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                match holder {
+                    Some(row) => (get_user_id(&row, "user_id")?, false),
+                    None => {
+                        insert_user(conn, &candidate, None, login.at).await?;
+                        // A concurrent first login of the same person (any app)
+                        // may have claimed it meanwhile: start over and join it.
+                        if claim_unionid(conn, unionid, &candidate).await? != candidate {
+                            return Err(DbFailure::Retry);
+                        }
+                        (candidate, true)
+                    }
+                }
+            }
+            None => {
+                insert_user(conn, &candidate, None, login.at).await?;
+                (candidate, true)
+            }
+        };
+        let inserted = insert_identity(
+            conn,
+            NewIdentity {
+                app_id: &login.app_id,
+                openid: &login.openid,
+                user_id: &user_id,
+                unionid: login.unionid.as_ref(),
+                app_kind: login.app_kind,
+                scope: login.scope.as_deref(),
+                is_snapshot: login.is_snapshot,
+                at: login.at,
+            },
+        )
+        .await?;
+        if !inserted {
+            // A concurrent login created this identity first.
+            return Err(DbFailure::Retry);
+        }
+        Ok(LoginOutcome {
+            user_id,
+            is_new_user,
+            merged: None,
+        })
+    }
+
+    /// An identity shows its unionid for the first time.
+    async fn upgrade_identity(
+        &self,
+        conn: &mut AnyConnection,
+        login: &IdentityLogin,
+        user_id: &UserId,
+        unionid: &UnionId,
+    ) -> Result<LoginOutcome, DbFailure> {
+        sqlx::query("UPDATE identities SET unionid = $1 WHERE app_id = $2 AND openid = $3")
+            .bind(unionid.to_string())
+            .bind(login.app_id.to_string())
+            .bind(login.openid.to_string())
+            .execute(&mut *conn)
+            .await?;
+        let holder = claim_unionid(conn, unionid, user_id).await?;
+        if holder == *user_id {
+            return Ok(LoginOutcome {
+                user_id: *user_id,
+                is_new_user: false,
+                merged: None,
+            });
+        }
+        self.merge_users(conn, &holder, user_id, login.at).await
+    }
+}

@@ -1,0 +1,370 @@
+//! Users, WeChat identities, sessions and the shared app-token cache of
+//! wechat-identity, on SQLite (one machine) or PostgreSQL (several replicas).
+//!
+//! One [`Storage`] serves both engines through sqlx's `Any` driver with runtime
+//! queries; the same conformance suite (`tests/conformance`) runs on both. Every
+//! change that touches several rows runs in one transaction, retried whole when
+//! PostgreSQL reports a serialization failure or deadlock. Secrets are
+//! encrypted with a [`KeyRing`] (AES-256-GCM) and never logged.
+
+#![warn(missing_docs)]
+
+mod audit;
+mod binding;
+mod codes;
+mod config;
+mod credentials;
+mod crypto;
+mod db;
+mod error;
+mod identities;
+mod ids;
+mod merge;
+mod oauth;
+mod sessions;
+mod signing_keys;
+mod sweep;
+mod tickets;
+mod token_cache;
+mod types;
+mod users;
+
+pub use config::{Engine, StorageConfig};
+pub use crypto::KeyRing;
+pub use error::StorageError;
+pub use token_cache::DbTokenCache;
+pub use types::{
+    Account, AppKind, AuditEvent, BindRequest, CodeClaim, IdentityLogin, IdentityRef,
+    ImportedIdentity, IssuedSession, LinkedIdentity, LoginOutcome, MergeRecord, NewOAuthState,
+    NewSession, OAuthStateRecord, ParseError, Phone, ProfileFields, Rotation, SessionId,
+    SessionRecord, SigningKey, StateUse, SweepReport, Ticket, UserId, UserLookup, UserProfile,
+    WebAuthorization, WebTokens,
+};
+
+use std::sync::Arc;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::Migrator;
+use sqlx::{Any, AnyPool, AssertSqlSafe, Transaction};
+use tokio::sync::OnceCell;
+
+use crate::crypto::LookupKey;
+use crate::db::millis;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// How often a transaction that lost a race (PostgreSQL serialization failure,
+/// deadlock, or a concurrent insert of the same key) is run again.
+const MAX_TX_ATTEMPTS: u32 = 5;
+
+/// The storage of the identity service. Cheap to clone; clones share pools.
+#[derive(Clone, Debug)]
+pub struct Storage {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    engine: Engine,
+    /// SQLite: exactly one connection. PostgreSQL: the one pool.
+    writer: AnyPool,
+    /// SQLite: read-only connections. PostgreSQL: the same pool as `writer`.
+    reader: AnyPool,
+    keys: KeyRing,
+    lookup_key: OnceCell<LookupKey>,
+}
+
+/// Runs `$body` (an expression using the transaction `$tx`) in a write
+/// transaction, committing on `Ok` and starting over when it lost a race.
+macro_rules! write_tx {
+    ($storage:expr, |$tx:ident| $body:expr) => {{
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let mut $tx = $storage.begin_write().await?;
+            let outcome: Result<_, $crate::error::DbFailure> = $body;
+            let outcome = match outcome {
+                Ok(value) => $tx
+                    .commit()
+                    .await
+                    .map(|()| value)
+                    .map_err($crate::error::DbFailure::from),
+                Err(failure) => Err(failure),
+            };
+            match outcome {
+                Ok(value) => break Ok(value),
+                Err($crate::error::DbFailure::Retry) if attempt < $crate::MAX_TX_ATTEMPTS => {
+                    tracing::debug!(attempt, "transaction lost a race, retrying");
+                }
+                Err($crate::error::DbFailure::Retry) => {
+                    tracing::warn!(attempt, "transaction kept losing races");
+                    break Err($crate::StorageError::Unavailable);
+                }
+                Err($crate::error::DbFailure::Fatal(error)) => break Err(error),
+            }
+        }
+    }};
+}
+pub(crate) use write_tx;
+
+impl Storage {
+    /// Connects to the database named by `config.url`.
+    ///
+    /// # Errors
+    /// [`StorageError::Unavailable`] when the database cannot be reached,
+    /// [`StorageError::Internal`] for a URL naming an unsupported engine.
+    pub async fn connect(config: &StorageConfig, keys: KeyRing) -> Result<Self, StorageError> {
+        sqlx::any::install_default_drivers();
+        let Some(engine) = config.engine() else {
+            tracing::error!("storage url must start with sqlite: or postgres:");
+            return Err(StorageError::Internal);
+        };
+        let (writer, reader) = match engine {
+            Engine::Sqlite => connect_sqlite(config).await?,
+            Engine::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(config.postgres_max_connections.max(1))
+                    .acquire_timeout(config.acquire_timeout)
+                    .connect(&config.url)
+                    .await?;
+                (pool.clone(), pool)
+            }
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                engine,
+                writer,
+                reader,
+                keys,
+                lookup_key: OnceCell::new(),
+            }),
+        })
+    }
+
+    /// Applies the embedded migrations that have not run yet. Idempotent, and
+    /// safe to run from several replicas at once (sqlx takes a database lock).
+    ///
+    /// # Errors
+    /// [`StorageError::Internal`] when a migration fails (details logged).
+    pub async fn migrate(&self) -> Result<(), StorageError> {
+        let migrator = match self.inner.engine {
+            Engine::Sqlite => &SQLITE_MIGRATIONS,
+            Engine::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&self.inner.writer).await.map_err(|error| {
+            tracing::error!(error = %error, "migration failed");
+            StorageError::Internal
+        })
+    }
+
+    /// Checks that the key ring decrypts the data: decrypts the key material
+    /// written at first start (writing it now if absent).
+    ///
+    /// # Errors
+    /// [`StorageError::Keys`] naming a missing key id, or saying the key does
+    /// not match the data.
+    pub async fn verify_keys(&self) -> Result<(), StorageError> {
+        self.lookup_key().await.map(|_| ())
+    }
+
+    /// Checks that the database answers.
+    ///
+    /// # Errors
+    /// [`StorageError::Unavailable`] when it does not.
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        sqlx::query("SELECT 1").execute(&self.inner.reader).await?;
+        if self.inner.engine == Engine::Sqlite {
+            sqlx::query("SELECT 1").execute(&self.inner.writer).await?;
+        }
+        Ok(())
+    }
+
+    /// Closes the pools, waiting for connections in use to come back; for a
+    /// graceful shutdown.
+    pub async fn close(&self) {
+        self.inner.writer.close().await;
+        self.inner.reader.close().await;
+    }
+
+    /// The engine in use.
+    pub fn engine(&self) -> Engine {
+        self.inner.engine
+    }
+
+    pub(crate) fn keys(&self) -> &KeyRing {
+        &self.inner.keys
+    }
+
+    pub(crate) fn reader(&self) -> &AnyPool {
+        &self.inner.reader
+    }
+
+    pub(crate) fn writer(&self) -> &AnyPool {
+        &self.inner.writer
+    }
+
+    /// A write transaction. On SQLite `BEGIN IMMEDIATE` takes the write lock up
+    /// front, so a transaction never fails upgrading a read lock when another
+    /// process writes the same file.
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Any>, StorageError> {
+        let tx = match self.inner.engine {
+            Engine::Sqlite => self.inner.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Engine::Postgres => self.inner.writer.begin().await?,
+        };
+        Ok(tx)
+    }
+
+    /// The HMAC key for lookup hashes, loaded (or created at first start) once.
+    pub(crate) async fn lookup_key(&self) -> Result<&LookupKey, StorageError> {
+        self.inner
+            .lookup_key
+            .get_or_try_init(|| self.load_or_create_lookup_key())
+            .await
+    }
+
+    async fn load_or_create_lookup_key(&self) -> Result<LookupKey, StorageError> {
+        const AAD: &str = "key_material.ciphertext:lookup_key";
+        let fresh = LookupKey::generate();
+        let sealed = self.keys().encrypt(AAD, fresh.bytes())?;
+        // Several replicas may start at once: the first insert wins, all read it back.
+        sqlx::query(
+            "INSERT INTO key_material (name, ciphertext, created_at) VALUES ('lookup_key', $1, $2) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(sealed)
+        .bind(millis(std::time::SystemTime::now()))
+        .execute(self.writer())
+        .await?;
+        let stored: Vec<u8> =
+            sqlx::query_scalar("SELECT ciphertext FROM key_material WHERE name = 'lookup_key'")
+                .fetch_one(self.writer())
+                .await?;
+        let bytes = self.keys().decrypt(AAD, &stored)?;
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| StorageError::Keys("stored lookup key is malformed".to_owned()))?;
+        Ok(LookupKey::from_bytes(bytes))
+    }
+
+    /// A handle for the WeChat client's token manager: the app access tokens,
+    /// encrypted, shared by every replica on this database.
+    pub fn token_cache(&self) -> Arc<dyn wechat_client::TokenCache> {
+        Arc::new(DbTokenCache::new(self.clone()))
+    }
+}
+
+async fn connect_sqlite(config: &StorageConfig) -> Result<(AnyPool, AnyPool), StorageError> {
+    let url = if config.url.contains('?') {
+        config.url.clone()
+    } else {
+        format!("{}?mode=rwc", config.url)
+    };
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    let busy_ms = config.sqlite_busy_timeout.as_millis();
+    let writer = AnyPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(config.acquire_timeout)
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                sqlx::query(AssertSqlSafe(format!("PRAGMA busy_timeout = {busy_ms}")))
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("PRAGMA journal_mode = WAL")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("PRAGMA synchronous = NORMAL")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("PRAGMA foreign_keys = ON")
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .connect(&url)
+        .await?;
+    if in_memory {
+        // Every connection to `:memory:` opens its own empty database: the
+        // writer's one connection must serve reads too.
+        return Ok((writer.clone(), writer));
+    }
+    let reader = AnyPoolOptions::new()
+        .max_connections(config.sqlite_readers.max(1))
+        .acquire_timeout(config.acquire_timeout)
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                sqlx::query(AssertSqlSafe(format!("PRAGMA busy_timeout = {busy_ms}")))
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("PRAGMA foreign_keys = ON")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("PRAGMA query_only = ON")
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .connect(&url)
+        .await?;
+    Ok((writer, reader))
+}
+
+/// tonic handlers need `Send` futures: this fails to compile if one is not.
+#[cfg(test)]
+#[allow(dead_code, clippy::too_many_arguments)]
+mod futures_are_send {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    fn assert_send<T: Send>(_: T) {}
+
+    fn every_public_future(
+        storage: &Storage,
+        login: &IdentityLogin,
+        lookup: &UserLookup,
+        identity: &IdentityRef,
+        bind: &BindRequest,
+        state: &NewOAuthState,
+        session: &NewSession,
+        phone: &Phone,
+        tokens: &WebTokens,
+        at: SystemTime,
+    ) {
+        let (app, openid) = (&identity.app_id, &identity.openid);
+        let user = UserId::generate();
+        assert_send(storage.migrate());
+        assert_send(storage.verify_keys());
+        assert_send(storage.ping());
+        assert_send(storage.record_login(login));
+        assert_send(storage.profile(lookup));
+        assert_send(storage.set_phone(&user, phone, at));
+        assert_send(storage.update_profile(&user, &ProfileFields::default(), at));
+        assert_send(storage.user_by_phone("1", "86"));
+        assert_send(storage.session_key(app, openid));
+        assert_send(storage.latest_web_authorization(&user));
+        assert_send(storage.store_web_tokens(app, openid, tokens, at));
+        assert_send(storage.bind(bind));
+        assert_send(storage.unbind(identity, "a", at));
+        assert_send(storage.claim_code(app, "c", at));
+        assert_send(storage.mark_code_ambiguous(app, "c"));
+        assert_send(storage.release_code(app, "c"));
+        assert_send(storage.create_oauth_state(state));
+        assert_send(storage.consume_oauth_state("s", app, "c", at));
+        assert_send(storage.complete_oauth_state("s", identity));
+        assert_send(storage.create_ticket(identity, false, at));
+        assert_send(storage.consume_ticket("t", at));
+        assert_send(storage.create_session(session));
+        assert_send(storage.rotate_refresh_token("r", Duration::ZERO, at));
+        assert_send(storage.session(&SessionId::generate()));
+        assert_send(storage.revoke_session(&SessionId::generate(), "r", "a", at));
+        assert_send(storage.revoke_by_refresh_token("r", "r", "a", at));
+        assert_send(storage.sweep_expired(at, 1));
+        assert_send(storage.active_signing_keys());
+        assert_send(storage.insert_signing_key("k", b"p", "{}", at));
+        assert_send(storage.audit_events(None, 1));
+        assert_send(storage.set_external_id(&user, None, "a", at));
+    }
+}

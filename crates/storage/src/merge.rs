@@ -1,0 +1,161 @@
+//! Merging two users that a unionid proves to be one person.
+
+use std::time::SystemTime;
+
+use sqlx::{AnyConnection, AssertSqlSafe};
+
+use crate::db::{for_update, get_opt_bytes, get_opt_i64, get_opt_string, millis};
+use crate::error::{DbFailure, StorageError};
+use crate::types::{LoginOutcome, MergeRecord, UserId};
+use crate::{Storage, audit};
+
+/// The actor recorded for merges that logins cause.
+const LOGIN_ACTOR: &str = "login";
+
+impl Storage {
+    /// Folds `absorbed` into `kept`: every identity, session and unionid moves,
+    /// the external id moves if `kept` has none, the newer profile and phone
+    /// win, and `absorbed` is deleted. Refused (and audited) when both users
+    /// carry different external ids: the caller's systems say they are two.
+    pub(crate) async fn merge_users(
+        &self,
+        conn: &mut AnyConnection,
+        kept: &UserId,
+        absorbed: &UserId,
+        at: SystemTime,
+    ) -> Result<LoginOutcome, DbFailure> {
+        let lock = for_update(self.engine());
+        let mut users = Vec::with_capacity(2);
+        for user_id in [kept, absorbed] {
+            let row = sqlx::query(AssertSqlSafe(format!(
+                "SELECT external_id, profile_updated_at, phone_ciphertext, phone_hash, \
+                 phone_updated_at, nickname, avatar_url, sex, province, city, country, privileges \
+                 FROM users WHERE user_id = $1{lock}"
+            )))
+            .bind(user_id.to_string())
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or(StorageError::NotFound { what: "user" })?;
+            users.push(row);
+        }
+        let (kept_row, absorbed_row) = (&users[0], &users[1]);
+        let kept_external = get_opt_string(kept_row, "external_id")?;
+        let absorbed_external = get_opt_string(absorbed_row, "external_id")?;
+        if let (Some(a), Some(b)) = (&kept_external, &absorbed_external)
+            && a != b
+        {
+            audit::record(
+                conn,
+                at,
+                LOGIN_ACTOR,
+                "merge_refused",
+                Some(absorbed),
+                Some(kept),
+                serde_json::json!({ "reason": "users hold different external ids" }),
+            )
+            .await?;
+            return Ok(LoginOutcome {
+                user_id: *absorbed,
+                is_new_user: false,
+                merged: None,
+            });
+        }
+
+        let moved = sqlx::query("UPDATE identities SET user_id = $1 WHERE user_id = $2")
+            .bind(kept.to_string())
+            .bind(absorbed.to_string())
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        for statement in [
+            "UPDATE sessions SET user_id = $1 WHERE user_id = $2",
+            "UPDATE unionids SET user_id = $1 WHERE user_id = $2",
+        ] {
+            sqlx::query(statement)
+                .bind(kept.to_string())
+                .bind(absorbed.to_string())
+                .execute(&mut *conn)
+                .await?;
+        }
+        if kept_external.is_none()
+            && let Some(external_id) = &absorbed_external
+        {
+            sqlx::query("UPDATE users SET external_id = NULL WHERE user_id = $1")
+                .bind(absorbed.to_string())
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query("UPDATE users SET external_id = $1 WHERE user_id = $2")
+                .bind(external_id.clone())
+                .bind(kept.to_string())
+                .execute(&mut *conn)
+                .await?;
+        }
+        let kept_profile_at = get_opt_i64(kept_row, "profile_updated_at")?;
+        let absorbed_profile_at = get_opt_i64(absorbed_row, "profile_updated_at")?;
+        if absorbed_profile_at > kept_profile_at {
+            sqlx::query(
+                "UPDATE users SET nickname = $1, avatar_url = $2, sex = $3, province = $4, \
+                 city = $5, country = $6, privileges = $7, profile_updated_at = $8 WHERE user_id = $9",
+            )
+            .bind(get_opt_string(absorbed_row, "nickname")?)
+            .bind(get_opt_string(absorbed_row, "avatar_url")?)
+            .bind(get_opt_i64(absorbed_row, "sex")?)
+            .bind(get_opt_string(absorbed_row, "province")?)
+            .bind(get_opt_string(absorbed_row, "city")?)
+            .bind(get_opt_string(absorbed_row, "country")?)
+            .bind(get_opt_string(absorbed_row, "privileges")?)
+            .bind(absorbed_profile_at)
+            .bind(kept.to_string())
+            .execute(&mut *conn)
+            .await?;
+        }
+        let absorbed_phone = get_opt_bytes(absorbed_row, "phone_ciphertext")?;
+        let kept_phone_at = get_opt_i64(kept_row, "phone_updated_at")?;
+        let absorbed_phone_at = get_opt_i64(absorbed_row, "phone_updated_at")?;
+        if let Some(sealed) = absorbed_phone
+            && absorbed_phone_at > kept_phone_at
+        {
+            // The ciphertext is bound to its user: re-encrypt it for the kept one.
+            let phone = self.open_phone(absorbed, &sealed)?;
+            let (resealed, hash) = self.seal_phone(kept, &phone).await?;
+            sqlx::query(
+                "UPDATE users SET phone_ciphertext = $1, phone_hash = $2, phone_updated_at = $3 \
+                 WHERE user_id = $4",
+            )
+            .bind(resealed)
+            .bind(hash)
+            .bind(absorbed_phone_at)
+            .bind(kept.to_string())
+            .execute(&mut *conn)
+            .await?;
+        }
+        sqlx::query("UPDATE users SET updated_at = $1 WHERE user_id = $2")
+            .bind(millis(at))
+            .bind(kept.to_string())
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("DELETE FROM users WHERE user_id = $1")
+            .bind(absorbed.to_string())
+            .execute(&mut *conn)
+            .await?;
+        audit::record(
+            conn,
+            at,
+            LOGIN_ACTOR,
+            "merge",
+            Some(kept),
+            Some(absorbed),
+            serde_json::json!({ "moved_identities": moved }),
+        )
+        .await?;
+        tracing::info!(kept = %kept, merged = %absorbed, "merged two users proven one person by unionid");
+        Ok(LoginOutcome {
+            user_id: *kept,
+            is_new_user: false,
+            merged: Some(MergeRecord {
+                kept_user_id: *kept,
+                merged_user_id: *absorbed,
+            }),
+        })
+    }
+}

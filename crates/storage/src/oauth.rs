@@ -1,0 +1,169 @@
+//! OAuth states for the HTTP shim: hashed, single-use, ten minutes, with
+//! WeChat's double redirect recognised.
+
+use std::time::{Duration, SystemTime};
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::{AnyConnection, AssertSqlSafe};
+use wechat_client::AppId;
+
+use crate::crypto::{random_alphanumeric, token_hash};
+use crate::db::{
+    for_update, get_app_id, get_i64, get_opt_bytes, get_opt_i64, get_opt_string, get_string,
+    millis, millis_after,
+};
+use crate::error::{DbFailure, StorageError};
+use crate::types::{IdentityRef, NewOAuthState, OAuthStateRecord, StateUse};
+use crate::{Storage, write_tx};
+
+const STATE_TTL: Duration = Duration::from_secs(10 * 60);
+/// WeChat sometimes redirects twice with the same code and state within seconds.
+const REPEAT_WINDOW: Duration = Duration::from_secs(30);
+
+impl Storage {
+    /// A new state token bound to app, scope, return URL and the caller's own
+    /// state; 32 characters of `[A-Za-z0-9]`, stored hashed.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn create_oauth_state(
+        &self,
+        state: &NewOAuthState,
+    ) -> Result<SecretString, StorageError> {
+        let token = random_alphanumeric(32);
+        sqlx::query(
+            "INSERT INTO oauth_states (state_hash, app_id, scope, return_to, caller_state, \
+             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(token_hash(token.expose_secret()))
+        .bind(state.app_id.to_string())
+        .bind(state.scope.clone())
+        .bind(state.return_to.clone())
+        .bind(state.caller_state.clone())
+        .bind(millis(state.at))
+        .bind(millis_after(state.at, STATE_TTL))
+        .execute(self.writer())
+        .await?;
+        Ok(token)
+    }
+
+    /// Uses a state in a callback carrying `code`. The first use wins; the same
+    /// state with the same code within 30 s, after the first callback completed,
+    /// is WeChat's double redirect (`Repeat`); anything else is `Invalid`.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn consume_oauth_state(
+        &self,
+        token: &str,
+        app_id: &AppId,
+        code: &str,
+        at: SystemTime,
+    ) -> Result<StateUse, StorageError> {
+        let state_hash = token_hash(token);
+        let code_hash = self
+            .lookup_key()
+            .await?
+            .hash("oauth_code", &[app_id.as_str(), code]);
+        write_tx!(self, |tx| self
+            .consume_state_tx(&mut tx, &state_hash, &code_hash, app_id, at)
+            .await)
+    }
+
+    /// Records the identity the first callback of a state logged in, so a
+    /// repeat of that callback can be answered without a second code exchange.
+    ///
+    /// # Errors
+    /// `NotFound("oauth_state")` when the state is unknown or was never consumed.
+    pub async fn complete_oauth_state(
+        &self,
+        token: &str,
+        identity: &IdentityRef,
+    ) -> Result<(), StorageError> {
+        let done = sqlx::query(
+            "UPDATE oauth_states SET identity_app_id = $1, identity_openid = $2 \
+             WHERE state_hash = $3 AND consumed_at IS NOT NULL",
+        )
+        .bind(identity.app_id.to_string())
+        .bind(identity.openid.to_string())
+        .bind(token_hash(token))
+        .execute(self.writer())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StorageError::NotFound {
+                what: "oauth_state",
+            });
+        }
+        Ok(())
+    }
+
+    async fn consume_state_tx(
+        &self,
+        conn: &mut AnyConnection,
+        state_hash: &[u8],
+        code_hash: &[u8],
+        app_id: &AppId,
+        at: SystemTime,
+    ) -> Result<StateUse, DbFailure> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT app_id, scope, return_to, caller_state, expires_at, consumed_at, code_hash, \
+                 identity_app_id, identity_openid FROM oauth_states WHERE state_hash = $1{}",
+            for_update(self.engine())
+        )))
+        .bind(state_hash.to_vec())
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(row) = row else {
+            return Ok(StateUse::Invalid);
+        };
+        let record = OAuthStateRecord {
+            app_id: get_app_id(&row, "app_id")?,
+            scope: get_string(&row, "scope")?,
+            return_to: get_string(&row, "return_to")?,
+            caller_state: get_opt_string(&row, "caller_state")?,
+        };
+        if record.app_id != *app_id {
+            return Ok(StateUse::Invalid);
+        }
+        let now = millis(at);
+        match get_opt_i64(&row, "consumed_at")? {
+            None => {
+                if get_i64(&row, "expires_at")? <= now {
+                    return Ok(StateUse::Invalid);
+                }
+                sqlx::query(
+                    "UPDATE oauth_states SET consumed_at = $1, code_hash = $2 \
+                         WHERE state_hash = $3 AND consumed_at IS NULL",
+                )
+                .bind(now)
+                .bind(code_hash.to_vec())
+                .bind(state_hash.to_vec())
+                .execute(&mut *conn)
+                .await?;
+                Ok::<_, DbFailure>(StateUse::First(record))
+            }
+            Some(consumed_at) => {
+                let same_code = get_opt_bytes(&row, "code_hash")?.as_deref() == Some(code_hash);
+                let window = i64::try_from(REPEAT_WINDOW.as_millis()).unwrap_or(i64::MAX);
+                let in_window = now >= consumed_at && now - consumed_at <= window;
+                let identity = match (
+                    get_opt_string(&row, "identity_app_id")?,
+                    get_opt_string(&row, "identity_openid")?,
+                ) {
+                    (Some(app), Some(openid)) => Some(IdentityRef {
+                        app_id: AppId::new(app).map_err(|_| crate::db::corrupt("app_id"))?,
+                        openid: wechat_client::OpenId::new(openid)
+                            .map_err(|_| crate::db::corrupt("openid"))?,
+                    }),
+                    _ => None,
+                };
+                match identity {
+                    Some(identity) if same_code && in_window => {
+                        Ok(StateUse::Repeat { record, identity })
+                    }
+                    _ => Ok(StateUse::Invalid),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! Sessions and their refresh tokens: rotation with reuse detection.
+
+use std::time::{Duration, SystemTime};
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::{AnyConnection, AssertSqlSafe};
+
+use crate::crypto::{random_token, token_hash};
+use crate::db::{
+    for_update, get_app_id, get_i64, get_openid, get_opt_i64, get_opt_time, get_session_id,
+    get_time, get_user_id, millis, millis_after, time,
+};
+use crate::error::{DbFailure, StorageError};
+use crate::types::{IssuedSession, NewSession, Rotation, SessionId, SessionRecord};
+use crate::{Storage, audit, write_tx};
+
+const SESSION_COLUMNS: &str =
+    "s.session_id, s.user_id, s.app_id, s.openid, s.created_at, s.expires_at, s.revoked_at";
+
+fn session_from_row(row: &sqlx::any::AnyRow) -> Result<SessionRecord, StorageError> {
+    Ok(SessionRecord {
+        session_id: get_session_id(row, "session_id")?,
+        user_id: get_user_id(row, "user_id")?,
+        app_id: get_app_id(row, "app_id")?,
+        openid: get_openid(row, "openid")?,
+        created_at: get_time(row, "created_at")?,
+        expires_at: get_time(row, "expires_at")?,
+        revoked_at: get_opt_time(row, "revoked_at")?,
+    })
+}
+
+/// Issues a refresh token of `generation` for a session.
+async fn issue_refresh_token(
+    conn: &mut AnyConnection,
+    session_id: &SessionId,
+    generation: i64,
+    ttl: Duration,
+    at: SystemTime,
+) -> Result<(SecretString, i64), sqlx::Error> {
+    let token = random_token();
+    let expires_at = millis_after(at, ttl);
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, session_id, generation, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(token_hash(token.expose_secret()))
+    .bind(session_id.to_string())
+    .bind(generation)
+    .bind(millis(at))
+    .bind(expires_at)
+    .execute(conn)
+    .await?;
+    Ok((token, expires_at))
+}
+
+/// Marks a session revoked (if it is not already) and audits it.
+pub(crate) async fn revoke_in_tx(
+    conn: &mut AnyConnection,
+    session_id: &SessionId,
+    reason: &str,
+    actor: &str,
+    at: SystemTime,
+) -> Result<bool, StorageError> {
+    let row = sqlx::query(
+        "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 \
+         WHERE session_id = $3 AND revoked_at IS NULL RETURNING user_id",
+    )
+    .bind(millis(at))
+    .bind(reason.to_owned())
+    .bind(session_id.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(false) };
+    let user_id = get_user_id(&row, "user_id")?;
+    audit::record(
+        conn,
+        at,
+        actor,
+        "revoke",
+        Some(&user_id),
+        None,
+        serde_json::json!({ "session_id": session_id.to_string(), "reason": reason }),
+    )
+    .await?;
+    Ok(true)
+}
+
+impl Storage {
+    /// Starts a session with its first refresh token (generation 1).
+    ///
+    /// # Errors
+    /// `NotFound("user")` when the user does not exist, `NotFound("identity")`
+    /// when the identity is not (or no longer) linked to that user.
+    pub async fn create_session(&self, new: &NewSession) -> Result<IssuedSession, StorageError> {
+        write_tx!(self, |tx| self.create_session_tx(&mut tx, new).await)
+    }
+
+    /// Exchanges a refresh token for the next generation. Presenting a retired
+    /// generation revokes the session: someone holds a copy of an old token.
+    ///
+    /// # Errors
+    /// Database errors; every kind of bad token is `Ok(Rotation::Invalid)`.
+    pub async fn rotate_refresh_token(
+        &self,
+        presented: &str,
+        refresh_ttl: Duration,
+        at: SystemTime,
+    ) -> Result<Rotation, StorageError> {
+        let hash = token_hash(presented);
+        write_tx!(self, |tx| self
+            .rotate_tx(&mut tx, &hash, refresh_ttl, at)
+            .await)
+    }
+
+    async fn rotate_tx(
+        &self,
+        conn: &mut AnyConnection,
+        hash: &[u8],
+        refresh_ttl: Duration,
+        at: SystemTime,
+    ) -> Result<Rotation, DbFailure> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT r.generation, r.expires_at AS token_expires_at, r.retired_at, {SESSION_COLUMNS} \
+             FROM refresh_tokens r JOIN sessions s ON s.session_id = r.session_id \
+             WHERE r.token_hash = $1{}",
+            for_update(self.engine())
+        )))
+        .bind(hash.to_vec())
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(row) = row else {
+            return Ok(Rotation::Invalid);
+        };
+        let session = session_from_row(&row)?;
+        let now = millis(at);
+        if session.revoked_at.is_some() || millis(session.expires_at) <= now {
+            return Ok(Rotation::Invalid);
+        }
+        if get_i64(&row, "token_expires_at")? <= now {
+            return Ok(Rotation::Invalid);
+        }
+        let retired = get_opt_i64(&row, "retired_at")?.is_some();
+        // The conditional update is what decides a race between two holders.
+        let won = !retired
+            && sqlx::query(
+                "UPDATE refresh_tokens SET retired_at = $1 WHERE token_hash = $2 AND retired_at IS NULL",
+            )
+            .bind(now)
+            .bind(hash.to_vec())
+            .execute(&mut *conn)
+            .await?
+            .rows_affected()
+                == 1;
+        if !won {
+            revoke_in_tx(
+                conn,
+                &session.session_id,
+                "refresh_token_reuse",
+                "refresh",
+                at,
+            )
+            .await?;
+            tracing::warn!(session_id = %session.session_id, "retired refresh token presented: session revoked");
+            return Ok(Rotation::Reused {
+                session_id: session.session_id,
+            });
+        }
+        let generation = get_i64(&row, "generation")? + 1;
+        let (refresh_token, refresh_expires_at) =
+            issue_refresh_token(conn, &session.session_id, generation, refresh_ttl, at).await?;
+        sqlx::query("UPDATE sessions SET expires_at = $1 WHERE session_id = $2")
+            .bind(refresh_expires_at)
+            .bind(session.session_id.to_string())
+            .execute(&mut *conn)
+            .await?;
+        Ok(Rotation::Rotated(IssuedSession {
+            session: SessionRecord {
+                expires_at: time(refresh_expires_at),
+                ..session
+            },
+            refresh_token,
+            refresh_expires_at: time(refresh_expires_at),
+        }))
+    }
+
+    /// A session by id.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn session(
+        &self,
+        session_id: &SessionId,
+    ) -> Result<Option<SessionRecord>, StorageError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.session_id = $1"
+        )))
+        .bind(session_id.to_string())
+        .fetch_optional(self.reader())
+        .await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    /// Revokes a session; `false` when unknown or already revoked.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn revoke_session(
+        &self,
+        session_id: &SessionId,
+        reason: &str,
+        actor: &str,
+        at: SystemTime,
+    ) -> Result<bool, StorageError> {
+        write_tx!(self, |tx| Ok::<_, DbFailure>(
+            revoke_in_tx(&mut tx, session_id, reason, actor, at).await?
+        ))
+    }
+
+    /// Revokes the session a refresh token (of any generation) belongs to.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn revoke_by_refresh_token(
+        &self,
+        presented: &str,
+        reason: &str,
+        actor: &str,
+        at: SystemTime,
+    ) -> Result<bool, StorageError> {
+        let hash = token_hash(presented);
+        write_tx!(self, |tx| async {
+            let row = sqlx::query("SELECT session_id FROM refresh_tokens WHERE token_hash = $1")
+                .bind(hash.clone())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(row) = row else { return Ok(false) };
+            let session_id = get_session_id(&row, "session_id")?;
+            Ok::<_, DbFailure>(revoke_in_tx(&mut tx, &session_id, reason, actor, at).await?)
+        }
+        .await)
+    }
+
+    async fn create_session_tx(
+        &self,
+        conn: &mut AnyConnection,
+        new: &NewSession,
+    ) -> Result<IssuedSession, DbFailure> {
+        let session_id = SessionId::generate();
+        let expires_at = millis_after(new.at, new.refresh_ttl);
+        let user_known = sqlx::query("SELECT 1 FROM users WHERE user_id = $1")
+            .bind(new.user_id.to_string())
+            .fetch_optional(&mut *conn)
+            .await?
+            .is_some();
+        if !user_known {
+            return Err(DbFailure::Fatal(StorageError::NotFound { what: "user" }));
+        }
+        // The identity must (still) belong to the user: a merge or a bind
+        // may have moved it since the caller looked.
+        let inserted = sqlx::query(
+            "INSERT INTO sessions (session_id, user_id, app_id, openid, created_at, expires_at) \
+                 SELECT $1, user_id, app_id, openid, $5, $6 FROM identities \
+                 WHERE user_id = $2 AND app_id = $3 AND openid = $4",
+        )
+        .bind(session_id.to_string())
+        .bind(new.user_id.to_string())
+        .bind(new.app_id.to_string())
+        .bind(new.openid.to_string())
+        .bind(millis(new.at))
+        .bind(expires_at)
+        .execute(&mut *conn)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(DbFailure::Fatal(StorageError::NotFound {
+                what: "identity",
+            }));
+        }
+        let (refresh_token, refresh_expires_at) =
+            issue_refresh_token(conn, &session_id, 1, new.refresh_ttl, new.at).await?;
+        Ok(IssuedSession {
+            session: SessionRecord {
+                session_id,
+                user_id: new.user_id,
+                app_id: new.app_id.clone(),
+                openid: new.openid.clone(),
+                created_at: time(millis(new.at)),
+                expires_at: time(expires_at),
+                revoked_at: None,
+            },
+            refresh_token,
+            refresh_expires_at: time(refresh_expires_at),
+        })
+    }
+}

@@ -1,0 +1,413 @@
+//! The values the storage API takes and returns.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use secrecy::{SecretBox, SecretString};
+use wechat_client::{AppId, OpenId, UnionId};
+
+pub use crate::ids::{AppKind, ParseError, SessionId, UserId};
+
+/// An identity by its key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdentityRef {
+    /// The app.
+    pub app_id: AppId,
+    /// The user's id in that app.
+    pub openid: OpenId,
+}
+
+/// A redeemed login ticket: the identity it names and whether the login that
+/// minted it created the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    /// The identity that logged in on the web.
+    pub identity: IdentityRef,
+    /// The callback's login created the user.
+    pub is_new_user: bool,
+}
+
+/// Profile fields WeChat gives (user info) or the caller sets.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProfileFields {
+    /// Display name.
+    pub nickname: String,
+    /// Avatar image URL.
+    pub avatar_url: String,
+    /// 0 unknown, 1 male, 2 female.
+    pub sex: u8,
+    /// Province.
+    pub province: String,
+    /// City.
+    pub city: String,
+    /// Country.
+    pub country: String,
+    /// WeChat privileges (e.g. `chinaunicom`).
+    pub privileges: Vec<String>,
+}
+
+/// A phone number bound to a user. Stored encrypted; `Debug` hides the numbers.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Phone {
+    /// With country code, as WeChat gives it (`+86 138...` or `138...`).
+    pub phone_number: String,
+    /// Without country code.
+    pub pure_phone_number: String,
+    /// Country code without `+`.
+    pub country_code: String,
+}
+
+impl fmt::Debug for Phone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Phone")
+            .field("country_code", &self.country_code)
+            .field("number", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A user's web OAuth tokens for one identity.
+#[derive(Debug, Clone)]
+pub struct WebTokens {
+    /// `access_token` of `sns/oauth2/access_token`.
+    pub access_token: SecretString,
+    /// When the access token expires.
+    pub access_expires_at: SystemTime,
+    /// `refresh_token`, valid 30 days.
+    pub refresh_token: SecretString,
+    /// When the refresh token expires.
+    pub refresh_expires_at: SystemTime,
+    /// The scope the tokens grant.
+    pub scope: String,
+}
+
+/// One successful WeChat login, as the server learnt it.
+#[derive(Debug, Clone)]
+pub struct IdentityLogin {
+    /// The app logged into.
+    pub app_id: AppId,
+    /// Its kind.
+    pub app_kind: AppKind,
+    /// The user's openid in the app.
+    pub openid: OpenId,
+    /// The unionid, when WeChat gave one.
+    pub unionid: Option<UnionId>,
+    /// The granted scope (web OAuth).
+    pub scope: Option<String>,
+    /// A snapshot-page (virtual) user.
+    pub is_snapshot: bool,
+    /// Mini program `session_key`, replacing the previous one.
+    pub session_key: Option<SecretString>,
+    /// Web OAuth tokens, replacing the previous ones.
+    pub web_tokens: Option<WebTokens>,
+    /// Profile fields from WeChat, replacing the stored ones.
+    pub profile: Option<ProfileFields>,
+    /// When the login happened.
+    pub at: SystemTime,
+}
+
+/// Two users found to be one person and merged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeRecord {
+    /// The user that remains (the one that already held the unionid).
+    pub kept_user_id: UserId,
+    /// The user that was folded into it and deleted.
+    pub merged_user_id: UserId,
+}
+
+/// What [`crate::Storage::record_login`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginOutcome {
+    /// The user the identity belongs to now.
+    pub user_id: UserId,
+    /// The login created the user.
+    pub is_new_user: bool,
+    /// The login proved two users one person and merged them.
+    pub merged: Option<MergeRecord>,
+}
+
+/// How to find a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserLookup {
+    /// By user id.
+    UserId(UserId),
+    /// By the caller's own id for the user.
+    ExternalId(String),
+    /// By one of the user's identities.
+    Identity {
+        /// The app.
+        app_id: AppId,
+        /// The openid in that app.
+        openid: OpenId,
+    },
+    /// By unionid.
+    UnionId(UnionId),
+}
+
+/// An identity linked to a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkedIdentity {
+    /// The app.
+    pub app_id: AppId,
+    /// Its kind.
+    pub app_kind: AppKind,
+    /// The openid.
+    pub openid: OpenId,
+    /// The unionid, if known.
+    pub unionid: Option<UnionId>,
+    /// Granted scope, if any.
+    pub scope: Option<String>,
+    /// A snapshot-page (virtual) user.
+    pub is_snapshot: bool,
+    /// First login (or import) time.
+    pub linked_at: SystemTime,
+    /// Last login time.
+    pub last_login_at: SystemTime,
+}
+
+/// A user with everything known about them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserProfile {
+    /// The user.
+    pub user_id: UserId,
+    /// The caller's own id for the user.
+    pub external_id: Option<String>,
+    /// The unionid of the user's identities, if any has one.
+    pub unionid: Option<UnionId>,
+    /// Profile fields.
+    pub profile: ProfileFields,
+    /// Phone, decrypted.
+    pub phone: Option<Phone>,
+    /// Linked identities, oldest first.
+    pub identities: Vec<LinkedIdentity>,
+    /// Creation time.
+    pub created_at: SystemTime,
+    /// Last change.
+    pub updated_at: SystemTime,
+}
+
+/// Web OAuth tokens usable to refresh a profile from WeChat.
+#[derive(Debug, Clone)]
+pub struct WebAuthorization {
+    /// The app.
+    pub app_id: AppId,
+    /// The openid.
+    pub openid: OpenId,
+    /// The tokens (decrypted).
+    pub tokens: WebTokens,
+    /// When they were last used.
+    pub last_used_at: SystemTime,
+}
+
+/// Identity data a trusted caller imports with a bind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedIdentity {
+    /// The app's kind.
+    pub app_kind: AppKind,
+    /// The unionid, if known.
+    pub unionid: Option<UnionId>,
+}
+
+/// The account an identity is bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Account {
+    /// An existing user.
+    UserId(UserId),
+    /// The user holding this external id (or taking it).
+    ExternalId(String),
+}
+
+/// A request to bind an identity to an account.
+#[derive(Debug, Clone)]
+pub struct BindRequest {
+    /// The identity.
+    pub identity: IdentityRef,
+    /// Create the identity if unknown (trusted import).
+    pub import: Option<ImportedIdentity>,
+    /// The target account.
+    pub account: Account,
+    /// Move the identity even if it is bound elsewhere.
+    pub replace_existing: bool,
+    /// The calling service, for the audit trail.
+    pub actor: String,
+    /// When.
+    pub at: SystemTime,
+}
+
+/// What a login code's claim found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeClaim {
+    /// Nobody exchanged this code yet: go ahead.
+    Fresh,
+    /// The code was exchanged before: refuse without asking WeChat.
+    AlreadyUsed,
+    /// An earlier exchange failed ambiguously; WeChat may have consumed the code.
+    LostToFailedAttempt,
+}
+
+/// A new web OAuth state.
+#[derive(Debug, Clone)]
+pub struct NewOAuthState {
+    /// The app the authorization is for.
+    pub app_id: AppId,
+    /// `snsapi_base`, `snsapi_userinfo` or `snsapi_login`.
+    pub scope: String,
+    /// The allowlisted URL to return to.
+    pub return_to: String,
+    /// The caller's own opaque state, passed back.
+    pub caller_state: Option<String>,
+    /// When.
+    pub at: SystemTime,
+}
+
+/// What an OAuth state was bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthStateRecord {
+    /// The app.
+    pub app_id: AppId,
+    /// The scope.
+    pub scope: String,
+    /// Where to return.
+    pub return_to: String,
+    /// The caller's own state.
+    pub caller_state: Option<String>,
+}
+
+/// The result of presenting an OAuth state in a callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateUse {
+    /// First use: exchange the code.
+    First(OAuthStateRecord),
+    /// WeChat's double redirect: same state and code within 30 s of the first.
+    Repeat {
+        /// The state's binding.
+        record: OAuthStateRecord,
+        /// The identity the first callback logged in.
+        identity: IdentityRef,
+    },
+    /// Unknown, expired, for another app, or reused otherwise.
+    Invalid,
+}
+
+/// A new session.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// The user.
+    pub user_id: UserId,
+    /// The app logged into.
+    pub app_id: AppId,
+    /// The identity's openid.
+    pub openid: OpenId,
+    /// Lifetime of the refresh token (and of the session, sliding).
+    pub refresh_ttl: Duration,
+    /// The calling service.
+    pub actor: String,
+    /// When.
+    pub at: SystemTime,
+}
+
+/// A session as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The session.
+    pub session_id: SessionId,
+    /// Its user.
+    pub user_id: UserId,
+    /// The app logged into.
+    pub app_id: AppId,
+    /// The identity's openid.
+    pub openid: OpenId,
+    /// Created.
+    pub created_at: SystemTime,
+    /// Ends unless refreshed.
+    pub expires_at: SystemTime,
+    /// Revoked, if it was.
+    pub revoked_at: Option<SystemTime>,
+}
+
+/// A session with a fresh refresh token.
+#[derive(Debug, Clone)]
+pub struct IssuedSession {
+    /// The session.
+    pub session: SessionRecord,
+    /// The refresh token; only its hash is stored.
+    pub refresh_token: SecretString,
+    /// When the refresh token expires.
+    pub refresh_expires_at: SystemTime,
+}
+
+/// The result of presenting a refresh token.
+#[derive(Debug, Clone)]
+pub enum Rotation {
+    /// A new generation was issued for the same session.
+    Rotated(IssuedSession),
+    /// A retired generation was presented: the session is revoked.
+    Reused {
+        /// The revoked session.
+        session_id: SessionId,
+    },
+    /// Unknown, expired, or the session is revoked.
+    Invalid,
+}
+
+/// Rows removed by one sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SweepReport {
+    /// Expired OAuth states.
+    pub oauth_states: u64,
+    /// Expired login tickets.
+    pub tickets: u64,
+    /// Expired used-code records.
+    pub used_codes: u64,
+    /// Expired refresh tokens.
+    pub refresh_tokens: u64,
+    /// Expired sessions.
+    pub sessions: u64,
+}
+
+/// A JWT signing key.
+#[derive(Debug)]
+pub struct SigningKey {
+    /// Key id.
+    pub kid: String,
+    /// The private key, decrypted.
+    pub private_key: SecretBox<Vec<u8>>,
+    /// The public key as a JWK.
+    pub public_jwk: String,
+    /// Created.
+    pub created_at: SystemTime,
+    /// Retired, if it was.
+    pub retired_at: Option<SystemTime>,
+}
+
+/// One entry of the audit trail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEvent {
+    /// When.
+    pub at: SystemTime,
+    /// The calling service.
+    pub actor: String,
+    /// `bind`, `unbind`, `merge`, `merge_refused` or `revoke`.
+    pub kind: String,
+    /// The user concerned.
+    pub user_id: Option<UserId>,
+    /// The other user of a merge or a move.
+    pub other_user_id: Option<UserId>,
+    /// Details, without secrets.
+    pub details: serde_json::Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phone_debug_hides_the_numbers() {
+        let phone = Phone {
+            phone_number: "+86 13800000000".into(),
+            pure_phone_number: "13800000000".into(),
+            country_code: "86".into(),
+        };
+        assert!(!format!("{phone:?}").contains("13800000000"));
+    }
+}

@@ -1,0 +1,358 @@
+//! Users: profile, phone (encrypted, with an HMAC lookup hash) and lookups.
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyConnection, AssertSqlSafe, Row};
+use wechat_client::UnionId;
+
+use crate::Storage;
+use crate::crypto::LookupKey;
+use crate::db::{
+    corrupt, get_app_id, get_i64, get_openid, get_opt_bytes, get_opt_string, get_opt_unionid,
+    get_string, get_time, get_user_id, millis,
+};
+use crate::error::StorageError;
+use crate::types::{
+    AppKind, LinkedIdentity, Phone, ProfileFields, UserId, UserLookup, UserProfile,
+};
+
+/// The stored (encrypted) form of a phone number.
+#[derive(Serialize, Deserialize)]
+struct StoredPhone {
+    phone_number: String,
+    pure_phone_number: String,
+    country_code: String,
+}
+
+pub(crate) fn phone_aad(user_id: &UserId) -> String {
+    format!("users.phone_ciphertext:{user_id}")
+}
+
+pub(crate) fn phone_hash(key: &LookupKey, pure_phone_number: &str, country_code: &str) -> Vec<u8> {
+    key.hash(
+        "phone",
+        &[country_code.trim_start_matches('+'), pure_phone_number],
+    )
+}
+
+/// Inserts an empty user.
+pub(crate) async fn insert_user(
+    conn: &mut AnyConnection,
+    user_id: &UserId,
+    external_id: Option<&str>,
+    at: SystemTime,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO users (user_id, external_id, created_at, updated_at) VALUES ($1, $2, $3, $3)",
+    )
+    .bind(user_id.to_string())
+    .bind(external_id.map(str::to_owned))
+    .bind(millis(at))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Replaces a user's profile fields.
+pub(crate) async fn write_profile(
+    conn: &mut AnyConnection,
+    user_id: &UserId,
+    profile: &ProfileFields,
+    at: SystemTime,
+) -> Result<u64, sqlx::Error> {
+    let privileges = serde_json::to_string(&profile.privileges).unwrap_or_else(|_| "[]".into());
+    let done = sqlx::query(
+        "UPDATE users SET nickname = $1, avatar_url = $2, sex = $3, province = $4, city = $5, \
+         country = $6, privileges = $7, profile_updated_at = $8, updated_at = $8 WHERE user_id = $9",
+    )
+    .bind(profile.nickname.clone())
+    .bind(profile.avatar_url.clone())
+    .bind(i64::from(profile.sex.min(2)))
+    .bind(profile.province.clone())
+    .bind(profile.city.clone())
+    .bind(profile.country.clone())
+    .bind(privileges)
+    .bind(millis(at))
+    .bind(user_id.to_string())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+impl Storage {
+    /// Encrypts a phone for a user's row.
+    pub(crate) async fn seal_phone(
+        &self,
+        user_id: &UserId,
+        phone: &Phone,
+    ) -> Result<(Vec<u8>, Vec<u8>), StorageError> {
+        let stored = StoredPhone {
+            phone_number: phone.phone_number.clone(),
+            pure_phone_number: phone.pure_phone_number.clone(),
+            country_code: phone.country_code.clone(),
+        };
+        let plain = serde_json::to_vec(&stored).map_err(|_| StorageError::Internal)?;
+        let sealed = self.keys().encrypt(&phone_aad(user_id), &plain)?;
+        let key = self.lookup_key().await?;
+        Ok((
+            sealed,
+            phone_hash(key, &phone.pure_phone_number, &phone.country_code),
+        ))
+    }
+
+    pub(crate) fn open_phone(
+        &self,
+        user_id: &UserId,
+        sealed: &[u8],
+    ) -> Result<Phone, StorageError> {
+        let plain = self.keys().decrypt(&phone_aad(user_id), sealed)?;
+        let stored: StoredPhone = serde_json::from_slice(&plain).map_err(|_| corrupt("phone"))?;
+        Ok(Phone {
+            phone_number: stored.phone_number,
+            pure_phone_number: stored.pure_phone_number,
+            country_code: stored.country_code,
+        })
+    }
+
+    /// The user a lookup names, with identities and decrypted phone.
+    ///
+    /// # Errors
+    /// Database or key errors; an unknown user is `Ok(None)`.
+    pub async fn profile(&self, lookup: &UserLookup) -> Result<Option<UserProfile>, StorageError> {
+        let mut conn = self.reader().acquire().await?;
+        let Some(user_id) = resolve_user(&mut conn, lookup).await? else {
+            return Ok(None);
+        };
+        self.load_profile(&mut conn, &user_id).await
+    }
+
+    /// Loads a full profile on `conn` (a reader, or a write transaction).
+    pub(crate) async fn load_profile(
+        &self,
+        conn: &mut AnyConnection,
+        user_id: &UserId,
+    ) -> Result<Option<UserProfile>, StorageError> {
+        let Some(row) = sqlx::query(
+            "SELECT user_id, external_id, nickname, avatar_url, sex, province, city, country, \
+             privileges, phone_ciphertext, created_at, updated_at FROM users WHERE user_id = $1",
+        )
+        .bind(user_id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let privileges: Vec<String> = serde_json::from_str(&get_string(&row, "privileges")?)
+            .map_err(|_| corrupt("privileges"))?;
+        let profile = ProfileFields {
+            nickname: get_string(&row, "nickname")?,
+            avatar_url: get_string(&row, "avatar_url")?,
+            sex: u8::try_from(get_i64(&row, "sex")?).map_err(|_| corrupt("sex"))?,
+            province: get_string(&row, "province")?,
+            city: get_string(&row, "city")?,
+            country: get_string(&row, "country")?,
+            privileges,
+        };
+        let phone = get_opt_bytes(&row, "phone_ciphertext")?
+            .map(|sealed| self.open_phone(user_id, &sealed))
+            .transpose()?;
+        let identities = linked_identities(conn, user_id).await?;
+        let unionid = identities
+            .iter()
+            .find_map(|identity| identity.unionid.clone());
+        Ok(Some(UserProfile {
+            user_id: get_user_id(&row, "user_id")?,
+            external_id: get_opt_string(&row, "external_id")?,
+            unionid,
+            profile,
+            phone,
+            identities,
+            created_at: get_time(&row, "created_at")?,
+            updated_at: get_time(&row, "updated_at")?,
+        }))
+    }
+
+    /// Stores a user's phone number, encrypted, with its lookup hash.
+    ///
+    /// # Errors
+    /// `NotFound("user")` for an unknown user.
+    pub async fn set_phone(
+        &self,
+        user_id: &UserId,
+        phone: &Phone,
+        at: SystemTime,
+    ) -> Result<(), StorageError> {
+        let (sealed, hash) = self.seal_phone(user_id, phone).await?;
+        let done = sqlx::query(
+            "UPDATE users SET phone_ciphertext = $1, phone_hash = $2, phone_updated_at = $3, \
+             updated_at = $3 WHERE user_id = $4",
+        )
+        .bind(sealed)
+        .bind(hash)
+        .bind(millis(at))
+        .bind(user_id.to_string())
+        .execute(self.writer())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StorageError::NotFound { what: "user" });
+        }
+        Ok(())
+    }
+
+    /// Replaces a user's profile fields.
+    ///
+    /// # Errors
+    /// `NotFound("user")` for an unknown user.
+    pub async fn update_profile(
+        &self,
+        user_id: &UserId,
+        profile: &ProfileFields,
+        at: SystemTime,
+    ) -> Result<(), StorageError> {
+        let mut conn = self.writer().acquire().await?;
+        if write_profile(&mut conn, user_id, profile, at).await? == 0 {
+            return Err(StorageError::NotFound { what: "user" });
+        }
+        Ok(())
+    }
+
+    /// Users whose phone is this number (by its HMAC, never by plaintext).
+    ///
+    /// # Errors
+    /// Database or key errors.
+    pub async fn user_by_phone(
+        &self,
+        pure_phone_number: &str,
+        country_code: &str,
+    ) -> Result<Vec<UserId>, StorageError> {
+        let hash = phone_hash(self.lookup_key().await?, pure_phone_number, country_code);
+        let rows = sqlx::query("SELECT user_id FROM users WHERE phone_hash = $1 ORDER BY user_id")
+            .bind(hash)
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter().map(|row| get_user_id(row, "user_id")).collect()
+    }
+}
+
+/// The user a lookup names, if any.
+pub(crate) async fn resolve_user(
+    conn: &mut AnyConnection,
+    lookup: &UserLookup,
+) -> Result<Option<UserId>, StorageError> {
+    let row = match lookup {
+        UserLookup::UserId(user_id) => {
+            sqlx::query("SELECT user_id FROM users WHERE user_id = $1")
+                .bind(user_id.to_string())
+                .fetch_optional(&mut *conn)
+                .await?
+        }
+        UserLookup::ExternalId(external_id) => {
+            sqlx::query("SELECT user_id FROM users WHERE external_id = $1")
+                .bind(external_id.clone())
+                .fetch_optional(&mut *conn)
+                .await?
+        }
+        UserLookup::Identity { app_id, openid } => {
+            sqlx::query("SELECT user_id FROM identities WHERE app_id = $1 AND openid = $2")
+                .bind(app_id.to_string())
+                .bind(openid.to_string())
+                .fetch_optional(&mut *conn)
+                .await?
+        }
+        UserLookup::UnionId(unionid) => return user_of_unionid(conn, unionid).await,
+    };
+    row.map(|row| get_user_id(&row, "user_id")).transpose()
+}
+
+/// The user holding a unionid: the `unionids` row, else any identity carrying it.
+pub(crate) async fn user_of_unionid(
+    conn: &mut AnyConnection,
+    unionid: &UnionId,
+) -> Result<Option<UserId>, StorageError> {
+    let row = sqlx::query("SELECT user_id FROM unionids WHERE unionid = $1")
+        .bind(unionid.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some(row) = row {
+        return get_user_id(&row, "user_id").map(Some);
+    }
+    let row = sqlx::query(
+        "SELECT user_id FROM identities WHERE unionid = $1 ORDER BY linked_at, app_id LIMIT 1",
+    )
+    .bind(unionid.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|row| get_user_id(&row, "user_id")).transpose()
+}
+
+async fn linked_identities(
+    conn: &mut AnyConnection,
+    user_id: &UserId,
+) -> Result<Vec<LinkedIdentity>, StorageError> {
+    let rows = sqlx::query(AssertSqlSafe(
+        "SELECT app_id, openid, unionid, app_kind, scope, is_snapshot, linked_at, last_login_at \
+         FROM identities WHERE user_id = $1 ORDER BY linked_at, app_id, openid",
+    ))
+    .bind(user_id.to_string())
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(LinkedIdentity {
+                app_id: get_app_id(row, "app_id")?,
+                app_kind: AppKind::parse(&get_string(row, "app_kind")?)
+                    .map_err(|_| corrupt("app_kind"))?,
+                openid: get_openid(row, "openid")?,
+                unionid: get_opt_unionid(row, "unionid")?,
+                scope: get_opt_string(row, "scope")?,
+                is_snapshot: row.try_get::<i64, _>("is_snapshot")? != 0,
+                linked_at: get_time(row, "linked_at")?,
+                last_login_at: get_time(row, "last_login_at")?,
+            })
+        })
+        .collect()
+}
+
+impl Storage {
+    /// Sets (or clears) a user's external id directly, audited as a bind.
+    ///
+    /// # Errors
+    /// `NotFound("user")` for an unknown user; `AlreadyExists("external_id")`
+    /// when another user holds it (the database's unique constraint decides).
+    pub async fn set_external_id(
+        &self,
+        user_id: &UserId,
+        external_id: Option<&str>,
+        actor: &str,
+        at: SystemTime,
+    ) -> Result<(), StorageError> {
+        crate::write_tx!(self, |tx| async {
+            let done = sqlx::query(
+                "UPDATE users SET external_id = $1, updated_at = $2 WHERE user_id = $3",
+            )
+            .bind(external_id.map(str::to_owned))
+            .bind(millis(at))
+            .bind(user_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(crate::error::DbFailure::Fatal(StorageError::NotFound {
+                    what: "user",
+                }));
+            }
+            crate::audit::record(
+                &mut tx,
+                at,
+                actor,
+                "bind",
+                Some(user_id),
+                None,
+                serde_json::json!({ "external_id_set": external_id.is_some() }),
+            )
+            .await?;
+            Ok::<_, crate::error::DbFailure>(())
+        }
+        .await)
+    }
+}

@@ -1,0 +1,293 @@
+use secrecy::{ExposeSecret, SecretString};
+use storage::{
+    Account, AppKind, BindRequest, IdentityRef, ImportedIdentity, StorageError, UserId, UserLookup,
+};
+
+use crate::support::{TestDb, app, login, new_user, openid, t0, unionid};
+
+fn identity(app_id: &str, open_id: &str) -> IdentityRef {
+    IdentityRef {
+        app_id: app(app_id),
+        openid: openid(open_id),
+    }
+}
+
+fn request(identity: IdentityRef, account: Account, replace_existing: bool) -> BindRequest {
+    BindRequest {
+        identity,
+        import: None,
+        account,
+        replace_existing,
+        actor: "crm".into(),
+        at: t0(),
+    }
+}
+
+async fn owner(db: &TestDb, app_id: &str, open_id: &str) -> UserId {
+    db.storage
+        .profile(&UserLookup::Identity {
+            app_id: app(app_id),
+            openid: openid(open_id),
+        })
+        .await
+        .unwrap()
+        .unwrap()
+        .user_id
+}
+
+pub(crate) async fn binding_to_a_user_id_covers_every_case(db: TestDb) {
+    let storage = &db.storage;
+    let alice = new_user(storage, "wxa", "o-alice").await;
+    let bob = new_user(storage, "wxa", "o-bob").await;
+    storage
+        .record_login(&login("wxb", "o-bob-b", None, t0()))
+        .await
+        .unwrap();
+
+    let unknown = request(identity("wxa", "o-nobody"), Account::UserId(alice), false);
+    assert!(matches!(
+        storage.bind(&unknown).await,
+        Err(StorageError::NotFound { what: "identity" })
+    ));
+    let no_user = request(
+        identity("wxa", "o-alice"),
+        Account::UserId(UserId::generate()),
+        true,
+    );
+    assert!(matches!(
+        storage.bind(&no_user).await,
+        Err(StorageError::NotFound { what: "user" })
+    ));
+    let same = storage
+        .bind(&request(
+            identity("wxa", "o-alice"),
+            Account::UserId(alice),
+            false,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(same.user_id, alice);
+    let taken = request(identity("wxa", "o-bob"), Account::UserId(alice), false);
+    assert!(matches!(
+        storage.bind(&taken).await,
+        Err(StorageError::AlreadyExists { what: "identity" })
+    ));
+    assert_eq!(
+        owner(&db, "wxa", "o-bob").await,
+        bob,
+        "a refused bind changes nothing"
+    );
+
+    let moved = storage
+        .bind(&request(
+            identity("wxa", "o-bob"),
+            Account::UserId(alice),
+            true,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(moved.user_id, alice);
+    assert_eq!(moved.identities.len(), 2);
+    assert_eq!(owner(&db, "wxa", "o-bob").await, alice);
+    let old = storage
+        .profile(&UserLookup::UserId(bob))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        old.identities.len(),
+        0,
+        "the old user stays, without the identity"
+    );
+}
+
+pub(crate) async fn binding_to_an_external_id_covers_every_case(db: TestDb) {
+    let storage = &db.storage;
+    let carol = new_user(storage, "wxa", "o-carol").await;
+    let dave = new_user(storage, "wxa", "o-dave").await;
+    let erin = new_user(storage, "wxa", "o-erin").await;
+    let ext = |e: &str| Account::ExternalId(e.to_owned());
+
+    // Nobody holds it and the user has none: the user takes it.
+    let taken = storage
+        .bind(&request(identity("wxa", "o-carol"), ext("crm-c"), false))
+        .await
+        .unwrap();
+    assert_eq!(
+        (taken.user_id, taken.external_id.as_deref()),
+        (carol, Some("crm-c"))
+    );
+    // Already the user's: no-op.
+    assert_eq!(
+        storage
+            .bind(&request(identity("wxa", "o-carol"), ext("crm-c"), false))
+            .await
+            .unwrap()
+            .user_id,
+        carol
+    );
+    // Held by another user, this user has none.
+    let held = request(identity("wxa", "o-dave"), ext("crm-c"), false);
+    assert!(matches!(
+        storage.bind(&held).await,
+        Err(StorageError::AlreadyExists {
+            what: "external_id"
+        })
+    ));
+    let moved = storage
+        .bind(&request(identity("wxa", "o-dave"), ext("crm-c"), true))
+        .await
+        .unwrap();
+    assert_eq!(moved.user_id, carol);
+    assert_eq!(owner(&db, "wxa", "o-dave").await, carol);
+    let _ = dave;
+    // The user holds another external id.
+    storage
+        .bind(&request(identity("wxa", "o-erin"), ext("crm-e"), false))
+        .await
+        .unwrap();
+    let other = request(identity("wxa", "o-erin"), ext("crm-c"), false);
+    assert!(matches!(
+        storage.bind(&other).await,
+        Err(StorageError::AlreadyExists { what: "identity" })
+    ));
+    let to_holder = storage
+        .bind(&request(identity("wxa", "o-erin"), ext("crm-c"), true))
+        .await
+        .unwrap();
+    assert_eq!(to_holder.user_id, carol);
+    // ... and nobody holds the new one: a new user takes it.
+    storage
+        .bind(&request(identity("wxa", "o-erin"), ext("crm-c"), false))
+        .await
+        .unwrap();
+    let to_new = storage
+        .bind(&request(identity("wxa", "o-carol"), ext("crm-new"), true))
+        .await
+        .unwrap();
+    assert_ne!(to_new.user_id, carol);
+    assert_ne!(to_new.user_id, erin);
+    assert_eq!(to_new.external_id.as_deref(), Some("crm-new"));
+    assert_eq!(to_new.identities.len(), 1);
+    let events = storage.audit_events(None, 100).await.unwrap();
+    assert!(events.iter().filter(|e| e.kind == "bind").count() >= 5);
+}
+
+pub(crate) async fn a_trusted_import_creates_the_identity_on_the_account(db: TestDb) {
+    let storage = &db.storage;
+    let mut import = request(
+        identity("wxweb", "o-imported"),
+        Account::ExternalId("crm-9".into()),
+        false,
+    );
+    import.import = Some(ImportedIdentity {
+        app_kind: AppKind::Website,
+        unionid: Some(unionid("u9")),
+    });
+    let profile = storage.bind(&import).await.unwrap();
+    assert_eq!(profile.external_id.as_deref(), Some("crm-9"));
+    assert_eq!(profile.identities[0].app_kind, AppKind::Website);
+    // A later login of the same person in another app joins the imported user.
+    let joined = storage
+        .record_login(&login("wxmini", "o-m", Some("u9"), t0()))
+        .await
+        .unwrap();
+    assert_eq!(joined.user_id, profile.user_id);
+}
+
+pub(crate) async fn unbind_removes_the_identity_and_its_credentials(db: TestDb) {
+    let storage = &db.storage;
+    let mut first = login("wxa", "o1", Some("u1"), t0());
+    first.session_key = Some(SecretString::from("a2V5"));
+    let user = storage.record_login(&first).await.unwrap().user_id;
+    storage
+        .record_login(&login("wxb", "o2", Some("u1"), t0()))
+        .await
+        .unwrap();
+    let remaining = storage
+        .unbind(&identity("wxa", "o1"), "crm", t0())
+        .await
+        .unwrap();
+    assert_eq!(remaining.user_id, user);
+    assert_eq!(remaining.identities.len(), 1);
+    assert!(
+        storage
+            .session_key(&app("wxa"), &openid("o1"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(matches!(
+        storage.unbind(&identity("wxa", "o1"), "crm", t0()).await,
+        Err(StorageError::NotFound { what: "identity" })
+    ));
+    // Logging in again starts over... but the unionid still names the user.
+    let back = storage.record_login(&first).await.unwrap();
+    assert_eq!(back.user_id, user);
+    assert_eq!(
+        storage
+            .session_key(&app("wxa"), &openid("o1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .expose_secret(),
+        "a2V5"
+    );
+}
+
+pub(crate) async fn a_duplicate_external_id_is_already_exists(db: TestDb) {
+    let storage = &db.storage;
+    let a = new_user(storage, "wxa", "o1").await;
+    let b = new_user(storage, "wxa", "o2").await;
+    storage
+        .set_external_id(&a, Some("dup"), "crm", t0())
+        .await
+        .unwrap();
+    let error = storage
+        .set_external_id(&b, Some("dup"), "crm", t0())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StorageError::AlreadyExists {
+                what: "external_id"
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(matches!(
+        storage
+            .set_external_id(&UserId::generate(), Some("x"), "crm", t0())
+            .await,
+        Err(StorageError::NotFound { what: "user" })
+    ));
+}
+
+pub(crate) async fn concurrent_binds_to_one_new_external_id_end_on_one_user(db: TestDb) {
+    let storage = &db.storage;
+    for n in 0..5 {
+        new_user(storage, "wxa", &format!("o-{n}")).await;
+    }
+    let tasks = (0..5).map(|n| {
+        let storage = storage.clone();
+        tokio::spawn(async move {
+            let account = Account::ExternalId("crm-shared".into());
+            storage
+                .bind(&request(identity("wxa", &format!("o-{n}")), account, true))
+                .await
+        })
+    });
+    let bound: Vec<_> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(|joined| joined.unwrap().unwrap().user_id)
+        .collect();
+    let holder = storage
+        .profile(&UserLookup::ExternalId("crm-shared".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(bound.iter().all(|user| *user == holder.user_id));
+    assert_eq!(holder.identities.len(), 5);
+}

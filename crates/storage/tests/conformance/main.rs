@@ -1,0 +1,108 @@
+//! The storage conformance suite: every test runs on SQLite and on PostgreSQL.
+#![allow(clippy::unwrap_used)]
+
+mod binding;
+mod codes_states_tickets;
+mod crypto;
+mod logins;
+mod maintenance;
+mod sessions;
+mod support;
+mod token_cache;
+
+/// Generates `mod sqlite` and `mod postgres`, each with one `#[tokio::test]`
+/// per listed test, handing it a fresh database of that engine.
+macro_rules! conformance_tests {
+    ($($module:ident :: $test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    if let Some(db) = crate::support::TestDb::sqlite().await {
+                        crate::$module::$test(db).await;
+                    }
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    if let Some(db) = crate::support::TestDb::postgres().await {
+                        crate::$module::$test(db).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+conformance_tests!(
+    logins::first_login_creates_a_user_and_the_next_login_finds_it,
+    logins::a_new_identity_with_a_known_unionid_joins_that_user,
+    logins::an_identity_showing_its_unionid_later_merges_the_two_users,
+    logins::merge_is_refused_when_both_users_hold_different_external_ids,
+    logins::concurrent_first_logins_of_one_identity_create_one_user,
+    logins::concurrent_first_logins_from_two_apps_with_one_unionid_create_one_user,
+    logins::login_credentials_are_stored_encrypted_and_read_back,
+    logins::concurrent_upgrades_to_one_unionid_merge_into_one_user,
+    binding::binding_to_a_user_id_covers_every_case,
+    binding::binding_to_an_external_id_covers_every_case,
+    binding::a_trusted_import_creates_the_identity_on_the_account,
+    binding::unbind_removes_the_identity_and_its_credentials,
+    binding::a_duplicate_external_id_is_already_exists,
+    binding::concurrent_binds_to_one_new_external_id_end_on_one_user,
+    sessions::rotation_issues_a_new_generation_and_reuse_revokes_the_session,
+    sessions::concurrent_rotations_of_one_token_have_exactly_one_winner,
+    sessions::sessions_expire_and_revoke,
+    codes_states_tickets::a_used_code_is_refused_on_replay,
+    codes_states_tickets::an_oauth_state_is_single_use_and_expires,
+    codes_states_tickets::a_double_callback_with_the_same_code_within_30s_is_a_repeat,
+    codes_states_tickets::a_ticket_is_single_use_and_expires,
+    token_cache::the_token_cache_round_trips_an_encrypted_token,
+    token_cache::two_replicas_contend_for_one_lease,
+    crypto::values_survive_key_rotation,
+    crypto::a_wrong_key_is_a_clear_start_up_error,
+    crypto::a_missing_key_is_an_error_naming_its_id,
+    crypto::phones_are_found_by_their_hmac,
+    maintenance::sweep_removes_expired_rows_only,
+    maintenance::signing_keys_insert_race_safely,
+    maintenance::the_audit_trail_records_bind_unbind_merge_and_revoke,
+);
+
+/// `sqlite::memory:` opens a new database per connection: the storage must
+/// then read through its single writer connection, or reads see nothing.
+#[tokio::test]
+async fn an_in_memory_sqlite_database_reads_its_own_writes() {
+    let config = storage::StorageConfig::new("sqlite::memory:");
+    let key = ("k1".to_owned(), storage::KeyRing::generate_key());
+    let storage = storage::Storage::connect(&config, support::key_ring(&key))
+        .await
+        .unwrap();
+    storage.migrate().await.unwrap();
+    storage.verify_keys().await.unwrap();
+    let user = support::new_user(&storage, "wxa", "o1").await;
+    let found = storage
+        .profile(&storage::UserLookup::UserId(user))
+        .await
+        .unwrap();
+    assert!(found.is_some());
+    assert_eq!(storage.engine(), storage::Engine::Sqlite);
+    storage.ping().await.unwrap();
+}
+
+/// The SQLite file runs in WAL mode: a write leaves a `-wal` file beside it.
+#[tokio::test]
+async fn a_sqlite_file_database_runs_in_wal_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wal.db");
+    let config = storage::StorageConfig::new(format!("sqlite://{}", path.display()));
+    let key = ("k1".to_owned(), storage::KeyRing::generate_key());
+    let storage = storage::Storage::connect(&config, support::key_ring(&key))
+        .await
+        .unwrap();
+    storage.migrate().await.unwrap();
+    support::new_user(&storage, "wxa", "o1").await;
+    assert!(dir.path().join("wal.db-wal").exists());
+    storage.close().await;
+}

@@ -1,0 +1,199 @@
+use secrecy::ExposeSecret;
+use storage::{Account, BindRequest, IdentityRef, NewOAuthState, NewSession, Rotation, UserLookup};
+
+use crate::support::{TestDb, app, login, new_user, openid, secs, t0};
+
+pub(crate) async fn sweep_removes_expired_rows_only(db: TestDb) {
+    let storage = &db.storage;
+    let user = new_user(storage, "wxa", "o1").await;
+    let identity = IdentityRef {
+        app_id: app("wxa"),
+        openid: openid("o1"),
+    };
+    let state = |at| NewOAuthState {
+        app_id: app("wxa"),
+        scope: "snsapi_base".into(),
+        return_to: "https://example.com".into(),
+        caller_state: None,
+        at,
+    };
+    let session = |at, ttl| NewSession {
+        user_id: user,
+        app_id: app("wxa"),
+        openid: openid("o1"),
+        refresh_ttl: ttl,
+        actor: "api".into(),
+        at,
+    };
+    // Old rows, expired at t0 + 1 h.
+    for _ in 0..3 {
+        storage.create_oauth_state(&state(t0())).await.unwrap();
+        storage.create_ticket(&identity, false, t0()).await.unwrap();
+        storage
+            .create_session(&session(t0(), secs(60)))
+            .await
+            .unwrap();
+    }
+    storage.claim_code(&app("wxa"), "old", t0()).await.unwrap();
+    // Fresh rows.
+    let now = t0() + secs(3600);
+    let live_state = storage.create_oauth_state(&state(now)).await.unwrap();
+    let live_ticket = storage.create_ticket(&identity, false, now).await.unwrap();
+    let live = storage
+        .create_session(&session(now, secs(3600)))
+        .await
+        .unwrap();
+    storage.claim_code(&app("wxa"), "new", now).await.unwrap();
+
+    let report = storage.sweep_expired(now, 2).await.unwrap();
+    assert_eq!(
+        (
+            report.oauth_states,
+            report.tickets,
+            report.used_codes,
+            report.sessions
+        ),
+        (3, 3, 1, 3)
+    );
+    assert_eq!(report.refresh_tokens, 3);
+    assert_eq!(
+        storage.sweep_expired(now, 2).await.unwrap(),
+        storage::SweepReport::default()
+    );
+
+    assert!(matches!(
+        storage
+            .consume_oauth_state(live_state.expose_secret(), &app("wxa"), "c", now)
+            .await
+            .unwrap(),
+        storage::StateUse::First(_)
+    ));
+    assert!(
+        storage
+            .consume_ticket(live_ticket.expose_secret(), now)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        storage
+            .session(&live.session.session_id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(matches!(
+        storage
+            .rotate_refresh_token(live.refresh_token.expose_secret(), secs(60), now)
+            .await
+            .unwrap(),
+        Rotation::Rotated(_)
+    ));
+    assert_eq!(
+        storage.claim_code(&app("wxa"), "new", now).await.unwrap(),
+        storage::CodeClaim::AlreadyUsed
+    );
+}
+
+pub(crate) async fn signing_keys_insert_race_safely(db: TestDb) {
+    let storage = &db.storage;
+    let (a, b) = tokio::join!(
+        storage.insert_signing_key("kid-1", b"private-a", "{\"kid\":\"kid-1\"}", t0()),
+        storage.insert_signing_key("kid-1", b"private-b", "{\"kid\":\"kid-1\"}", t0()),
+    );
+    a.unwrap();
+    b.unwrap();
+    let keys = storage.active_signing_keys().await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert!(
+        [&b"private-a"[..], &b"private-b"[..]]
+            .contains(&keys[0].private_key.expose_secret().as_slice())
+    );
+    assert!(!format!("{keys:?}").contains("private-"));
+    storage
+        .insert_signing_key("kid-2", b"private-c", "{}", t0() + secs(1))
+        .await
+        .unwrap();
+    assert!(
+        storage
+            .retire_signing_key("kid-1", t0() + secs(2))
+            .await
+            .unwrap()
+    );
+    let keys = storage.active_signing_keys().await.unwrap();
+    assert_eq!(
+        keys.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(),
+        ["kid-2"]
+    );
+}
+
+pub(crate) async fn the_audit_trail_records_bind_unbind_merge_and_revoke(db: TestDb) {
+    let storage = &db.storage;
+    let user = storage
+        .record_login(&login("wxa", "o1", Some("u1"), t0()))
+        .await
+        .unwrap()
+        .user_id;
+    let other = new_user(storage, "wxb", "o2").await;
+    storage
+        .record_login(&login("wxb", "o2", Some("u1"), t0() + secs(1)))
+        .await
+        .unwrap();
+    storage
+        .bind(&BindRequest {
+            identity: IdentityRef {
+                app_id: app("wxa"),
+                openid: openid("o1"),
+            },
+            import: None,
+            account: Account::ExternalId("crm-1".into()),
+            replace_existing: false,
+            actor: "crm".into(),
+            at: t0() + secs(2),
+        })
+        .await
+        .unwrap();
+    let issued = storage
+        .create_session(&NewSession {
+            user_id: user,
+            app_id: app("wxa"),
+            openid: openid("o1"),
+            refresh_ttl: secs(60),
+            actor: "api".into(),
+            at: t0(),
+        })
+        .await
+        .unwrap();
+    storage
+        .revoke_session(&issued.session.session_id, "logout", "api", t0() + secs(3))
+        .await
+        .unwrap();
+    storage
+        .unbind(
+            &IdentityRef {
+                app_id: app("wxb"),
+                openid: openid("o2"),
+            },
+            "crm",
+            t0() + secs(4),
+        )
+        .await
+        .unwrap();
+
+    let events = storage.audit_events(Some(&user), 50).await.unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["unbind", "revoke", "bind", "merge"], "newest first");
+    assert_eq!(events[3].other_user_id, Some(other));
+    assert_eq!(events[2].actor, "crm");
+    let everything =
+        serde_json::to_string(&events.iter().map(|e| &e.details).collect::<Vec<_>>()).unwrap();
+    assert!(!everything.contains(issued.refresh_token.expose_secret()));
+    assert!(
+        storage
+            .profile(&UserLookup::UserId(user))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(storage.audit_events(None, 2).await.unwrap().len(), 2);
+}
