@@ -21,8 +21,10 @@ pub enum Wanted {
     MiniProgram,
     /// An Official Account or a website app (the browser OAuth flow).
     Web,
-    /// Any configured app (imports, lookups, access tokens of mini programs and Official Accounts).
+    /// Any configured app (imports and lookups).
     Any,
+    /// An app that has an app access token: a mini program or an Official Account.
+    TokenHolder,
 }
 
 impl Wanted {
@@ -31,6 +33,10 @@ impl Wanted {
             Wanted::MiniProgram => kind == AppKindName::MiniProgram,
             Wanted::Web => matches!(kind, AppKindName::OfficialAccount | AppKindName::Website),
             Wanted::Any => true,
+            Wanted::TokenHolder => matches!(
+                kind,
+                AppKindName::MiniProgram | AppKindName::OfficialAccount
+            ),
         }
     }
 }

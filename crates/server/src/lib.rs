@@ -4,14 +4,18 @@
 //! configuration, [`config`], and the error table, [`error`]; the service, the
 //! HTTP shim and telemetry follow.
 
+pub mod app;
 pub mod apps;
 pub mod auth;
 pub mod config;
 pub mod deadline;
+pub mod demo;
 pub mod error;
+pub mod grpc;
 pub mod grpc_server;
 pub mod http;
 pub mod return_to;
+pub mod service;
 pub mod sessions;
 pub mod telemetry;
 pub mod validate;

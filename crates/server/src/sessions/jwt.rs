@@ -107,6 +107,18 @@ impl SigningKey {
     pub fn public_key(&self) -> &[u8] {
         self.pair.public_key().as_ref()
     }
+
+    /// The public key as a JWK (JSON text).
+    pub fn public_jwk(&self) -> String {
+        jwk(&self.kid, self.public_key()).to_string()
+    }
+}
+
+fn jwk(kid: &str, public_key: &[u8]) -> serde_json::Value {
+    serde_json::json!({
+        "kty": "OKP", "crv": "Ed25519", "x": B64.encode(public_key),
+        "kid": kid, "use": "sig", "alg": "EdDSA",
+    })
 }
 
 fn key_id(public_key: &[u8]) -> String {
@@ -146,12 +158,7 @@ impl TokenKeys {
         verifiers.insert(current.kid.clone(), current.public_key().to_vec());
         let keys: Vec<_> = verifiers
             .iter()
-            .map(|(kid, public)| {
-                serde_json::json!({
-                    "kty": "OKP", "crv": "Ed25519", "x": B64.encode(public),
-                    "kid": kid, "use": "sig", "alg": "EdDSA",
-                })
-            })
+            .map(|(kid, public)| jwk(kid, public))
             .collect();
         let jwks = serde_json::json!({ "keys": keys }).to_string();
         Self {

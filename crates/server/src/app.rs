@@ -1,0 +1,375 @@
+//! Start-up and shutdown: from a resolved config to two listening servers
+//! (gRPC and the HTTP shim), and a drain on the way out.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use secrecy::{ExposeSecret, SecretString};
+use storage::{KeyRing, Storage, StorageConfig, StorageError};
+use tokio::net::TcpListener;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+use wechat_client::{
+    AppTokenManager, ClientConfig, RetryPolicy, TokenEndpoint, TokenManagerConfig, WeChatClient,
+};
+
+use crate::apps::Apps;
+use crate::auth::CallerAuth;
+use crate::config::{ResolvedConfig, TokenEndpointName};
+use crate::grpc::IdentityGrpc;
+use crate::grpc_server::{GrpcLimits, serve, standard_routes};
+use crate::http::{Readiness, ShimState, plain_routes};
+use crate::pb;
+use crate::pb::identity_service_server::IdentityServiceServer;
+use crate::service::{Lifetimes, Services};
+use crate::sessions::jwt::{SigningKey, TokenKeys};
+
+/// The gRPC name health is reported under, beside the overall "".
+pub const SERVICE_NAME: &str = "wechat.identity.v1.IdentityService";
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database or the encryption keys.
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    /// A listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Anything else at start, said plainly.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A built service, listening, not yet serving.
+#[derive(Debug)]
+pub struct Application {
+    grpc_listener: TcpListener,
+    http_listener: TcpListener,
+    services: Arc<Services>,
+    health: HealthReporter,
+    routes: tonic::service::Routes,
+    http: axum::Router,
+    limits: GrpcLimits,
+    shutdown_grace: Duration,
+    open_mode: bool,
+}
+
+#[derive(Debug)]
+struct StorageReadiness(Storage);
+
+#[async_trait::async_trait]
+impl Readiness for StorageReadiness {
+    async fn ready(&self) -> Result<(), String> {
+        self.0
+            .ping()
+            .await
+            .map_err(|_| "database unreachable".to_owned())
+    }
+}
+
+/// Connects storage as configured: keys checked, migrations applied when asked.
+///
+/// # Errors
+/// Bad keys, an unreachable database, a failed migration.
+pub async fn open_storage(resolved: &ResolvedConfig, migrate: bool) -> Result<Storage, StartError> {
+    let mut keys = resolved.encryption_keys.iter().cloned();
+    let current = keys
+        .next()
+        .ok_or_else(|| StartError::Other("no encryption key configured".into()))?;
+    let ring = KeyRing::new(current, keys.collect())?;
+    let database = &resolved.config.database;
+    let config = StorageConfig {
+        url: resolved.database_url.expose_secret().to_owned(),
+        sqlite_readers: database.sqlite_readers,
+        postgres_max_connections: database.postgres_max_connections,
+        acquire_timeout: database.acquire_timeout,
+        ..StorageConfig::new(resolved.database_url.expose_secret())
+    };
+    let storage = Storage::connect(&config, ring).await?;
+    if migrate {
+        storage.migrate().await?;
+    }
+    storage.verify_keys().await?;
+    Ok(storage)
+}
+
+impl Application {
+    /// Builds the service from `resolved`: storage, WeChat client (pointed at
+    /// `wechat_base` when given, e.g. the demo's simulator), keys, listeners.
+    ///
+    /// # Errors
+    /// Any start-up failure, said so that an operator knows what to fix.
+    pub async fn build(
+        resolved: ResolvedConfig,
+        wechat_base: Option<String>,
+    ) -> Result<Self, StartError> {
+        let config = &resolved.config;
+        let storage = open_storage(&resolved, config.database.migrate_on_start).await?;
+
+        let client_config = match wechat_base {
+            Some(base) => ClientConfig::single_host(base),
+            None => ClientConfig {
+                api_base: config.wechat.api_base.clone(),
+                api_fallback: Some(config.wechat.api_fallback.clone()).filter(|f| !f.is_empty()),
+                open_base: config.wechat.open_base.clone(),
+                ..ClientConfig::default()
+            },
+        };
+        let client_config = ClientConfig {
+            request_timeout: config.wechat.request_timeout,
+            retry: RetryPolicy {
+                max_attempts: config.wechat.max_attempts,
+                ..RetryPolicy::default()
+            },
+            ..client_config
+        };
+        let wechat = WeChatClient::new(client_config)
+            .map_err(|e| StartError::Other(format!("wechat client: {e}")))?;
+        let apps = Apps::new(resolved.apps.clone());
+        let token_config = TokenManagerConfig {
+            endpoint: match config.wechat.token_endpoint {
+                TokenEndpointName::Stable => TokenEndpoint::Stable,
+                TokenEndpointName::Classic => TokenEndpoint::Classic,
+            },
+            ..TokenManagerConfig::default()
+        };
+        let tokens = Arc::new(AppTokenManager::new(
+            wechat.clone(),
+            apps.credentials(),
+            storage.token_cache(),
+            token_config,
+        ));
+        let keys = Arc::new(load_signing_keys(&storage, &resolved).await?);
+        let services = Arc::new(Services {
+            storage: storage.clone(),
+            wechat,
+            tokens,
+            apps: apps.clone(),
+            keys: keys.clone(),
+            lifetimes: Lifetimes {
+                access: config.sessions.access_ttl,
+                refresh: config.sessions.refresh_ttl,
+            },
+        });
+
+        let auth = CallerAuth::new(&resolved.callers);
+        let identity = IdentityServiceServer::with_interceptor(
+            IdentityGrpc::new(services.clone(), config.server.request_timeout),
+            auth.clone(),
+        );
+        let (health, routes) = standard_routes(&[pb::FILE_DESCRIPTOR_SET])
+            .map_err(|e| StartError::Other(format!("reflection: {e}")))?;
+        let routes = routes.add_service(identity);
+
+        let mp_verify_tokens = apps
+            .iter()
+            .filter_map(|app| app.mp_verify_token.clone())
+            .map(|t| (t, ()))
+            .collect();
+        let http = plain_routes(ShimState {
+            jwks: keys.jwks().into(),
+            mp_verify_tokens: Arc::new(mp_verify_tokens),
+            readiness: Arc::new(StorageReadiness(storage)),
+        });
+
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })
+        };
+        let grpc_listener = bind(config.server.grpc_listen).await?;
+        let http_listener = bind(config.server.http_listen).await?;
+        Ok(Self {
+            grpc_listener,
+            http_listener,
+            services,
+            health,
+            routes,
+            http,
+            limits: GrpcLimits {
+                request_timeout: config.server.request_timeout,
+                max_in_flight: config.server.max_in_flight,
+            },
+            shutdown_grace: config.server.shutdown_grace,
+            open_mode: auth.is_open(),
+        })
+    }
+
+    /// Where gRPC listens (the real port when configured as 0).
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Where the HTTP shim listens.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Whether calls need no caller key (no keys configured, loopback only).
+    pub fn open_mode(&self) -> bool {
+        self.open_mode
+    }
+
+    /// The services, for tests and the demo banner.
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
+    }
+
+    /// Serves until `shutdown` resolves; then reports NOT_SERVING, stops
+    /// accepting, and lets calls in flight finish within the grace period.
+    ///
+    /// # Errors
+    /// A server failed.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), StartError> {
+        let Self {
+            grpc_listener,
+            http_listener,
+            services,
+            health,
+            routes,
+            http,
+            limits,
+            shutdown_grace,
+            ..
+        } = self;
+        for name in ["", SERVICE_NAME] {
+            health
+                .set_service_status(name, ServingStatus::Serving)
+                .await;
+        }
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let grpc = tokio::spawn(serve(
+            grpc_listener,
+            routes,
+            limits,
+            stopped(stop_rx.clone()),
+        ));
+        let shim = tokio::spawn(async move {
+            axum::serve(http_listener, http)
+                .with_graceful_shutdown(stopped(stop_rx))
+                .await
+        });
+        let monitor = tokio::spawn(monitor_storage(services.storage.clone(), health.clone()));
+        let sweeper = tokio::spawn(sweep_expired(services.storage.clone()));
+
+        shutdown.await;
+        tracing::info!(
+            grace_secs = shutdown_grace.as_secs(),
+            "shutting down: not serving, draining calls in flight"
+        );
+        monitor.abort();
+        sweeper.abort();
+        for name in ["", SERVICE_NAME] {
+            health
+                .set_service_status(name, ServingStatus::NotServing)
+                .await;
+        }
+        let _ = stop_tx.send(true);
+        let drained =
+            tokio::time::timeout(shutdown_grace, async { (grpc.await, shim.await) }).await;
+        match drained {
+            Ok((Ok(Ok(())), Ok(Ok(())))) => Ok(()),
+            Ok((grpc, shim)) => Err(StartError::Other(format!(
+                "server failed: grpc {grpc:?}, http {shim:?}"
+            ))),
+            Err(_) => {
+                tracing::warn!("grace period over with calls still in flight; exiting");
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn load_signing_keys(
+    storage: &Storage,
+    resolved: &ResolvedConfig,
+) -> Result<TokenKeys, StartError> {
+    let mut stored = storage.active_signing_keys().await?;
+    if stored.is_empty() {
+        let (key, pkcs8) = SigningKey::generate().map_err(|e| StartError::Other(e.to_string()))?;
+        // Several replicas may race here; each inserts its own kid and all read back the same set.
+        storage
+            .insert_signing_key(key.kid(), &pkcs8, &key.public_jwk(), SystemTime::now())
+            .await?;
+        tracing::info!(kid = key.kid(), "generated a session signing key");
+        stored = storage.active_signing_keys().await?;
+    }
+    // The newest key signs (ties broken by kid, so every replica picks the same one).
+    stored.sort_by(|a, b| {
+        b.created_at
+            .cmp(&a.created_at)
+            .then_with(|| a.kid.cmp(&b.kid))
+    });
+    let mut keys = stored.iter().map(|k| {
+        SigningKey::from_pkcs8(k.private_key.expose_secret())
+            .map_err(|e| StartError::Other(e.to_string()))
+    });
+    let current = keys
+        .next()
+        .ok_or_else(|| StartError::Other("no signing key".into()))??;
+    let others = keys
+        .map(|k| k.map(|k| k.public_key().to_vec()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sessions = &resolved.config.sessions;
+    Ok(TokenKeys::new(
+        current,
+        others,
+        sessions.issuer.clone(),
+        sessions.audience.clone(),
+    ))
+}
+
+/// Reports NOT_SERVING while the database is unreachable.
+async fn monitor_storage(storage: Storage, health: HealthReporter) {
+    let mut serving = true;
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let reachable = storage.ping().await.is_ok();
+        if reachable != serving {
+            serving = reachable;
+            let status = if reachable {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            tracing::warn!(reachable, "database reachability changed");
+            for name in ["", SERVICE_NAME] {
+                health.set_service_status(name, status).await;
+            }
+        }
+    }
+}
+
+/// Deletes expired states, tickets, used codes and sessions in small batches.
+async fn sweep_expired(storage: Storage) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        match storage.sweep_expired(SystemTime::now(), 500).await {
+            Ok(report) => tracing::debug!(?report, "swept expired rows"),
+            Err(error) => tracing::warn!(%error, "sweep failed; will retry"),
+        }
+    }
+}
+
+/// A fresh base64 encryption key, for the demo's first start.
+pub fn generate_encryption_key() -> SecretString {
+    KeyRing::generate_key()
+}

@@ -1,0 +1,176 @@
+//! `wechat-identity`: the binary. Reads the environment once, then `serve`
+//! (default), `migrate` or `check-config`. With no config file and no
+//! `WECHAT_IDENTITY__` variables it runs the demo on the built-in simulator.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use server::app::{Application, open_storage};
+use server::config::{CONFIG_FILE_ENV, Config, ENV_PREFIX, ResolvedConfig};
+use server::telemetry::{LogFormat, init_logging};
+use server::{config, demo};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wechat-identity",
+    version,
+    about = "The WeChat identity service"
+)]
+struct Cli {
+    /// The TOML config file (also `WECHAT_IDENTITY_CONFIG`). Without one, and
+    /// without `WECHAT_IDENTITY__` variables, the demo runs.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve gRPC and the HTTP shim (the default).
+    Serve,
+    /// Apply database migrations, then exit.
+    Migrate,
+    /// Check the configuration and its secrets, then exit (2 when invalid).
+    CheckConfig,
+}
+
+/// Exit code for a configuration an operator must fix.
+const EXIT_CONFIG: u8 = 2;
+/// Exit code for a failure at start or while serving.
+const EXIT_FAILURE: u8 = 1;
+
+fn main() -> ExitCode {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let cli = Cli::parse();
+    let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let path = cli
+        .config
+        .clone()
+        .or_else(|| lookup(CONFIG_FILE_ENV).map(PathBuf::from));
+    let demo = path.is_none() && !env.iter().any(|(k, _)| k.starts_with(ENV_PREFIX));
+    let format = if demo {
+        LogFormat::Pretty
+    } else {
+        LogFormat::Json
+    };
+    if let Err(error) = init_logging(format, lookup("RUST_LOG").as_deref()) {
+        eprintln!("wechat-identity: {error}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let resolved = match load(path.as_deref(), demo, &env) {
+        Ok(resolved) => resolved,
+        Err(message) => {
+            eprintln!("wechat-identity: {message}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("wechat-identity: cannot start the runtime: {error}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::CheckConfig => {
+                println!(
+                    "config ok: {} app(s), {} caller(s), database {}",
+                    resolved.apps.len(),
+                    resolved.callers.len(),
+                    if resolved.config.database.url_secret.is_some() {
+                        "from secret"
+                    } else {
+                        resolved.config.database.url.as_str()
+                    }
+                );
+                Ok(())
+            }
+            Command::Migrate => open_storage(&resolved, true)
+                .await
+                .map(|_| println!("migrations applied"))
+                .map_err(|e| e.to_string()),
+            Command::Serve => serve(resolved).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!(error = %message, "wechat-identity stopped");
+            eprintln!("wechat-identity: {message}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn load(
+    path: Option<&std::path::Path>,
+    demo: bool,
+    env: &[(String, String)],
+) -> Result<ResolvedConfig, String> {
+    let config = if demo {
+        demo::config(std::path::Path::new(demo::DATA_DIR))?
+    } else {
+        Config::load(path, env).map_err(|e| e.to_string())?
+    };
+    config
+        .resolve(env)
+        .map_err(|e: config::ConfigError| e.to_string())
+}
+
+async fn serve(resolved: ResolvedConfig) -> Result<(), String> {
+    let simulator = match &resolved.config.simulator {
+        Some(sim) => {
+            let config = wechat_sim::SimConfig {
+                latency: sim.latency,
+                ..wechat_sim::SimConfig::demo()
+            };
+            let listener = tokio::net::TcpListener::bind(sim.listen)
+                .await
+                .map_err(|e| format!("cannot listen on {} for the simulator: {e}", sim.listen))?;
+            Some(
+                wechat_sim::Simulator::new(config)
+                    .spawn_on(listener)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+        None => None,
+    };
+    let wechat_base = simulator.as_ref().map(|s| s.base_url.clone());
+    let app = Application::build(resolved, wechat_base.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(base) = &wechat_base {
+        println!("{}", demo::banner(app.grpc_addr(), app.http_addr(), base));
+    }
+    if app.open_mode() {
+        tracing::warn!("no caller keys configured: accepting unauthenticated calls on loopback");
+    }
+    tracing::info!(grpc = %app.grpc_addr(), http = %app.http_addr(), "wechat-identity serving");
+    app.run_until_stopped(shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

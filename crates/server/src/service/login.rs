@@ -1,0 +1,185 @@
+//! Logins: a mini program's `wx.login` code, or a web OAuth ticket.
+
+use secrecy::SecretString;
+use storage::{AppKind, CodeClaim, IdentityLogin, IdentityRef, LoginOutcome, UserLookup};
+use wechat_client::{AppCredentials, Code, TransportFailure};
+
+use crate::apps::Wanted;
+use crate::config::ResolvedApp;
+use crate::error::ApiError;
+use crate::pb;
+use crate::validate;
+
+use super::{Ctx, Services, now};
+
+/// A WeChat identity that just logged in, and what that did to its user.
+#[derive(Debug)]
+pub(super) struct LoggedIn {
+    pub(super) identity: IdentityRef,
+    pub(super) unionid: Option<wechat_client::UnionId>,
+    pub(super) outcome: LoginOutcome,
+}
+
+impl Services {
+    /// `MiniProgramLogin`.
+    ///
+    /// # Errors
+    /// See the RPC's comment in identity.proto.
+    pub async fn mini_program_login(
+        &self,
+        ctx: &Ctx,
+        request: pb::MiniProgramLoginRequest,
+    ) -> Result<pb::MiniProgramLoginResponse, ApiError> {
+        validate::app_id("app_id", &request.app_id, true)?;
+        validate::code("code", &request.code)?;
+        let app = self
+            .apps
+            .resolve("app_id", &request.app_id, Wanted::MiniProgram)?;
+        let logged_in = self
+            .exchange_login_code(ctx, app, &request.code, "code")
+            .await?;
+        let session = self
+            .open_session(ctx, &logged_in.outcome.user_id, &logged_in.identity)
+            .await?;
+        Ok(pb::MiniProgramLoginResponse {
+            user_id: logged_in.outcome.user_id.to_string(),
+            openid: logged_in.identity.openid.to_string(),
+            unionid: logged_in.unionid.map(String::from).unwrap_or_default(),
+            is_new_user: logged_in.outcome.is_new_user,
+            session: Some(session),
+        })
+    }
+
+    /// `WebLogin`: redeems a ticket from the OAuth callback.
+    ///
+    /// # Errors
+    /// `TICKET_INVALID` for an unknown, expired or spent ticket.
+    pub async fn web_login(
+        &self,
+        ctx: &Ctx,
+        request: pb::WebLoginRequest,
+    ) -> Result<pb::WebLoginResponse, ApiError> {
+        validate::opaque_token("ticket", &request.ticket)?;
+        let ticket = self
+            .storage
+            .consume_ticket(&request.ticket, now())
+            .await?
+            .ok_or_else(|| ApiError::TicketInvalid {
+                field: "ticket".into(),
+            })?;
+        let lookup = UserLookup::Identity {
+            app_id: ticket.identity.app_id.clone(),
+            openid: ticket.identity.openid.clone(),
+        };
+        // The identity may have been unbound since the callback.
+        let user = self
+            .storage
+            .profile(&lookup)
+            .await?
+            .ok_or(ApiError::IdentityNotFound)?;
+        let unionid = user
+            .identities
+            .iter()
+            .find(|i| i.app_id == ticket.identity.app_id && i.openid == ticket.identity.openid)
+            .and_then(|i| i.unionid.clone());
+        let session = self
+            .open_session(ctx, &user.user_id, &ticket.identity)
+            .await?;
+        Ok(pb::WebLoginResponse {
+            user_id: user.user_id.to_string(),
+            openid: ticket.identity.openid.to_string(),
+            unionid: unionid.map(String::from).unwrap_or_default(),
+            is_new_user: ticket.is_new_user,
+            session: Some(session),
+        })
+    }
+
+    /// Exchanges a `wx.login` code once: a code already exchanged is refused
+    /// without asking WeChat, and a code WeChat may have consumed in a failed
+    /// attempt is remembered so that its retry answers UNAVAILABLE, not CODE_USED.
+    pub(super) async fn exchange_login_code(
+        &self,
+        ctx: &Ctx,
+        app: &ResolvedApp,
+        code: &str,
+        code_field: &str,
+    ) -> Result<LoggedIn, ApiError> {
+        match self.storage.claim_code(&app.app_id, code, now()).await? {
+            CodeClaim::Fresh => {}
+            CodeClaim::AlreadyUsed => {
+                return Err(ApiError::WeChatCodeUsed {
+                    field: code_field.into(),
+                });
+            }
+            CodeClaim::LostToFailedAttempt => return Err(ApiError::WeChatUnavailable),
+        }
+        let credentials = AppCredentials {
+            app_id: app.app_id.clone(),
+            secret: app.secret.clone(),
+        };
+        let session = match self
+            .wechat
+            .code_to_session(&credentials, &Code::new(code), ctx.deadline)
+            .await
+        {
+            Ok(session) => session,
+            Err(error) => {
+                self.after_failed_exchange(app, code, &error).await;
+                return Err(ApiError::from_wechat(error, code_field));
+            }
+        };
+        let login = IdentityLogin {
+            app_id: app.app_id.clone(),
+            app_kind: AppKind::MiniProgram,
+            openid: session.openid.clone(),
+            unionid: session.unionid.clone(),
+            scope: None,
+            is_snapshot: false,
+            session_key: Some(SecretString::from(session.session_key.expose_secret())),
+            web_tokens: None,
+            profile: None,
+            at: now(),
+        };
+        let outcome = self.storage.record_login(&login).await?;
+        if let Some(merge) = &outcome.merged {
+            tracing::info!(kept = %merge.kept_user_id, merged = %merge.merged_user_id, caller = %ctx.caller.name, "unionid proved two users one person: merged");
+        }
+        Ok(LoggedIn {
+            identity: IdentityRef {
+                app_id: app.app_id.clone(),
+                openid: session.openid,
+            },
+            unionid: session.unionid,
+            outcome,
+        })
+    }
+
+    async fn after_failed_exchange(
+        &self,
+        app: &ResolvedApp,
+        code: &str,
+        error: &wechat_client::Error,
+    ) {
+        let never_sent = matches!(
+            error,
+            wechat_client::Error::Transport {
+                failure: TransportFailure::Connect,
+                ..
+            }
+        );
+        let bookkeeping = if never_sent {
+            // WeChat never saw the code: the caller may try it again.
+            self.storage.release_code(&app.app_id, code).await
+        } else if error.is_unavailable()
+            || matches!(error, wechat_client::Error::DeadlineExceeded { .. })
+        {
+            self.storage.mark_code_ambiguous(&app.app_id, code).await
+        } else {
+            // WeChat answered definitively; the code stays spent.
+            Ok(())
+        };
+        if let Err(storage_error) = bookkeeping {
+            tracing::warn!(app_id = %app.app_id, error = %storage_error, "could not record the outcome of a failed code exchange");
+        }
+    }
+}

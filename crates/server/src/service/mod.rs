@@ -1,0 +1,88 @@
+//! What each RPC does, apart from gRPC plumbing: checks in the contract's
+//! order (caller, permission, fields, app, named records), then WeChat calls
+//! and writes. Every function returns an [`ApiError`] from the one table.
+
+mod account;
+mod convert;
+mod login;
+mod sessions;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use storage::{StorageError, UserId};
+use wechat_client::{AppTokenManager, Deadline, WeChatClient};
+
+use crate::apps::Apps;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::sessions::jwt::TokenKeys;
+
+/// Everything the RPCs need, shared by every request.
+#[derive(Debug)]
+pub struct Services {
+    /// Users, identities, sessions.
+    pub storage: storage::Storage,
+    /// WeChat.
+    pub wechat: WeChatClient,
+    /// The apps' access tokens.
+    pub tokens: Arc<AppTokenManager>,
+    /// The configured apps.
+    pub apps: Apps,
+    /// JWT signing and verification keys.
+    pub keys: Arc<TokenKeys>,
+    /// Session lifetimes.
+    pub lifetimes: Lifetimes,
+}
+
+/// How long session tokens live.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    /// Access token (JWT).
+    pub access: Duration,
+    /// Refresh token, renewed by each rotation.
+    pub refresh: Duration,
+}
+
+/// Who asks, and until when.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// The authenticated caller.
+    pub caller: Arc<Caller>,
+    /// The request's deadline.
+    pub deadline: Deadline,
+}
+
+impl From<StorageError> for ApiError {
+    fn from(error: StorageError) -> Self {
+        match error {
+            StorageError::NotFound { what: "user" } => ApiError::UserNotFound,
+            StorageError::NotFound { what: "identity" } => ApiError::IdentityNotFound,
+            StorageError::NotFound { what: "session" } => ApiError::SessionNotFound,
+            StorageError::AlreadyExists { what: "identity" } => ApiError::IdentityAlreadyBound,
+            StorageError::AlreadyExists {
+                what: "external_id",
+            } => ApiError::ExternalIdTaken,
+            StorageError::Unavailable => ApiError::Unavailable,
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+fn parse_user_id(field: &str, value: &str) -> Result<UserId, ApiError> {
+    crate::validate::user_id(field, value).map(UserId)
+}
+
+fn now() -> SystemTime {
+    SystemTime::now()
+}
+
+fn timestamp(time: SystemTime) -> prost_types::Timestamp {
+    let since = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    prost_types::Timestamp {
+        seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(since.subsec_nanos()).unwrap_or(0),
+    }
+}

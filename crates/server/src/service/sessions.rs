@@ -1,0 +1,193 @@
+//! Session tokens: open, rotate, verify, revoke; and the app access token.
+
+use std::str::FromStr;
+use std::time::{Duration, UNIX_EPOCH};
+
+use secrecy::ExposeSecret;
+use storage::{IdentityRef, IssuedSession, NewSession, Rotation, SessionId, UserId};
+
+use crate::apps::Wanted;
+use crate::config::Permission;
+use crate::error::ApiError;
+use crate::pb;
+use crate::sessions::jwt::Claims;
+use crate::validate;
+
+use super::{Ctx, Services, now, timestamp};
+
+impl Services {
+    /// Opens a session for `user_id` through `identity`.
+    pub(super) async fn open_session(
+        &self,
+        ctx: &Ctx,
+        user_id: &UserId,
+        identity: &IdentityRef,
+    ) -> Result<pb::Session, ApiError> {
+        let issued = self
+            .storage
+            .create_session(&NewSession {
+                user_id: *user_id,
+                app_id: identity.app_id.clone(),
+                openid: identity.openid.clone(),
+                refresh_ttl: self.lifetimes.refresh,
+                actor: ctx.caller.name.to_string(),
+                at: now(),
+            })
+            .await?;
+        Ok(self.session_message(&issued))
+    }
+
+    /// A fresh access token for `issued`, with its refresh token.
+    fn session_message(&self, issued: &IssuedSession) -> pb::Session {
+        let issued_at = now();
+        let iat = issued_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let exp = iat + self.lifetimes.access.as_secs();
+        let (issuer, audience) = self.keys.issuer_audience();
+        let session = &issued.session;
+        let access_token = self.keys.sign(&Claims {
+            sub: session.user_id.to_string(),
+            sid: session.session_id.to_string(),
+            app: session.app_id.to_string(),
+            openid: session.openid.to_string(),
+            iat,
+            exp,
+            iss: issuer.to_owned(),
+            aud: audience.to_owned(),
+        });
+        pb::Session {
+            access_token,
+            access_token_expires_at: Some(timestamp(UNIX_EPOCH + Duration::from_secs(exp))),
+            refresh_token: issued.refresh_token.expose_secret().to_owned(),
+            refresh_token_expires_at: Some(timestamp(issued.refresh_expires_at)),
+            session_id: session.session_id.to_string(),
+        }
+    }
+
+    /// `RefreshToken`: rotation with reuse detection.
+    ///
+    /// # Errors
+    /// `REFRESH_TOKEN_INVALID`, `REFRESH_TOKEN_REUSED` (the session is revoked).
+    pub async fn refresh_token(
+        &self,
+        _ctx: &Ctx,
+        request: pb::RefreshTokenRequest,
+    ) -> Result<pb::RefreshTokenResponse, ApiError> {
+        validate::opaque_token("refresh_token", &request.refresh_token)?;
+        match self
+            .storage
+            .rotate_refresh_token(&request.refresh_token, self.lifetimes.refresh, now())
+            .await?
+        {
+            Rotation::Rotated(issued) => Ok(pb::RefreshTokenResponse {
+                session: Some(self.session_message(&issued)),
+            }),
+            Rotation::Reused { session_id } => {
+                tracing::warn!(%session_id, "retired refresh token presented: session revoked");
+                Err(ApiError::RefreshTokenReused)
+            }
+            Rotation::Invalid => Err(ApiError::RefreshTokenInvalid),
+        }
+    }
+
+    /// `VerifyToken`: never fails for a bad token, answers `active = false`.
+    ///
+    /// # Errors
+    /// `FIELD_INVALID` for an empty token; storage unavailable.
+    pub async fn verify_token(
+        &self,
+        _ctx: &Ctx,
+        request: pb::VerifyTokenRequest,
+    ) -> Result<pb::VerifyTokenResponse, ApiError> {
+        if request.access_token.is_empty() {
+            return Err(ApiError::field("access_token", "is required"));
+        }
+        let inactive = pb::VerifyTokenResponse::default();
+        let claims = match self.keys.verify(&request.access_token, now()) {
+            Ok(claims) => claims,
+            Err(rejection) => {
+                tracing::debug!(%rejection, "access token inactive");
+                return Ok(inactive);
+            }
+        };
+        let Ok(session_id) = SessionId::from_str(&claims.sid) else {
+            return Ok(inactive);
+        };
+        match self.storage.session(&session_id).await? {
+            Some(session) if session.revoked_at.is_none() => Ok(pb::VerifyTokenResponse {
+                active: true,
+                user_id: claims.sub,
+                session_id: claims.sid,
+                app_id: claims.app,
+                openid: claims.openid,
+                expires_at: Some(timestamp(UNIX_EPOCH + Duration::from_secs(claims.exp))),
+            }),
+            _ => Ok(inactive),
+        }
+    }
+
+    /// `RevokeSession`.
+    ///
+    /// # Errors
+    /// `SESSION_NOT_FOUND` for an unknown session_id; an unknown refresh token succeeds.
+    pub async fn revoke_session(
+        &self,
+        ctx: &Ctx,
+        request: pb::RevokeSessionRequest,
+    ) -> Result<pb::RevokeSessionResponse, ApiError> {
+        use pb::revoke_session_request::Target;
+        let actor = ctx.caller.name.to_string();
+        match request.target {
+            Some(Target::SessionId(id)) => {
+                validate::session_id("session_id", &id)?;
+                let session_id = SessionId::from_str(&id).map_err(|_| ApiError::SessionNotFound)?;
+                if !self
+                    .storage
+                    .revoke_session(&session_id, "revoked by caller", &actor, now())
+                    .await?
+                {
+                    // Already revoked succeeds; unknown does not.
+                    self.storage
+                        .session(&session_id)
+                        .await?
+                        .ok_or(ApiError::SessionNotFound)?;
+                }
+            }
+            Some(Target::RefreshToken(token)) => {
+                validate::opaque_token("refresh_token", &token)?;
+                // Unknown tokens succeed too: the answer says nothing about a token.
+                self.storage
+                    .revoke_by_refresh_token(&token, "revoked by caller", &actor, now())
+                    .await?;
+            }
+            None => return Err(validate::oneof_missing("target")),
+        }
+        Ok(pb::RevokeSessionResponse {})
+    }
+
+    /// `GetAppAccessToken`: the shared cache's token, for admin callers only.
+    ///
+    /// # Errors
+    /// `CALLER_NOT_PERMITTED`, `APP_NOT_FOUND`, WeChat errors of a fetch.
+    pub async fn app_access_token(
+        &self,
+        ctx: &Ctx,
+        request: pb::GetAppAccessTokenRequest,
+    ) -> Result<pb::GetAppAccessTokenResponse, ApiError> {
+        ctx.caller.require(Permission::Admin)?;
+        validate::app_id("app_id", &request.app_id, false)?;
+        let app = self
+            .apps
+            .resolve("app_id", &request.app_id, Wanted::TokenHolder)?;
+        let token = self
+            .tokens
+            .current(&app.app_id, ctx.deadline)
+            .await
+            .map_err(|error| ApiError::from_wechat(error, "app_id"))?;
+        Ok(pb::GetAppAccessTokenResponse {
+            access_token: token.access_token.expose_secret().to_owned(),
+            expires_at: Some(timestamp(token.expires_at)),
+        })
+    }
+}
