@@ -352,8 +352,9 @@ mod futures_are_send {
         assert_send(storage.mark_code_ambiguous(app, "c"));
         assert_send(storage.release_code(app, "c"));
         assert_send(storage.create_oauth_state(state));
-        assert_send(storage.consume_oauth_state("s", app, "c", at));
-        assert_send(storage.complete_oauth_state("s", identity));
+        assert_send(storage.consume_oauth_state("s", app, Some("c"), at));
+        assert_send(storage.complete_oauth_state("s", identity, false));
+        assert_send(storage.fail_oauth_state("s", "server_error"));
         assert_send(storage.create_ticket(identity, false, at));
         assert_send(storage.consume_ticket("t", at));
         assert_send(storage.create_session(session));

@@ -47,9 +47,11 @@ impl Storage {
         Ok(token)
     }
 
-    /// Uses a state in a callback carrying `code`. The first use wins; the same
-    /// state with the same code within 30 s, after the first callback completed,
-    /// is WeChat's double redirect (`Repeat`); anything else is `Invalid`.
+    /// Uses a state in a callback carrying `code`, or no code when the user
+    /// declined. The first use wins; the same state with the same code (or
+    /// again without one) within 30 s is WeChat's double redirect: `Repeat` or
+    /// `RepeatDeclined`, or `Pending` while the first callback is still
+    /// exchanging the code. Anything else is `Invalid`.
     ///
     /// # Errors
     /// Database errors.
@@ -57,21 +59,24 @@ impl Storage {
         &self,
         token: &str,
         app_id: &AppId,
-        code: &str,
+        code: Option<&str>,
         at: SystemTime,
     ) -> Result<StateUse, StorageError> {
         let state_hash = token_hash(token);
-        let code_hash = self
-            .lookup_key()
-            .await?
-            .hash("oauth_code", &[app_id.as_str(), code]);
+        let lookup = self.lookup_key().await?;
+        let code_hash = match code {
+            Some(code) => lookup.hash("oauth_code", &[app_id.as_str(), code]),
+            None => lookup.hash("oauth_declined", &[app_id.as_str()]),
+        };
+        let declined = code.is_none();
         write_tx!(self, |tx| self
-            .consume_state_tx(&mut tx, &state_hash, &code_hash, app_id, at)
+            .consume_state_tx(&mut tx, &state_hash, &code_hash, declined, app_id, at)
             .await)
     }
 
-    /// Records the identity the first callback of a state logged in, so a
-    /// repeat of that callback can be answered without a second code exchange.
+    /// Records the identity the first callback of a state logged in, and
+    /// whether that login created the user, so a repeat of that callback can be
+    /// answered without a second code exchange.
     ///
     /// # Errors
     /// `NotFound("oauth_state")` when the state is unknown or was never consumed.
@@ -79,13 +84,37 @@ impl Storage {
         &self,
         token: &str,
         identity: &IdentityRef,
+        is_new_user: bool,
     ) -> Result<(), StorageError> {
         let done = sqlx::query(
-            "UPDATE oauth_states SET identity_app_id = $1, identity_openid = $2 \
-             WHERE state_hash = $3 AND consumed_at IS NOT NULL",
+            "UPDATE oauth_states SET identity_app_id = $1, identity_openid = $2, \
+             identity_is_new_user = $3 WHERE state_hash = $4 AND consumed_at IS NOT NULL",
         )
         .bind(identity.app_id.to_string())
         .bind(identity.openid.to_string())
+        .bind(i64::from(is_new_user))
+        .bind(token_hash(token))
+        .execute(self.writer())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StorageError::NotFound {
+                what: "oauth_state",
+            });
+        }
+        Ok(())
+    }
+
+    /// Records that the first callback of a state failed after consent with
+    /// the OAuth error `failure` (e.g. `temporarily_unavailable`), so that a
+    /// repeat of that callback gets the same answer instead of waiting.
+    ///
+    /// # Errors
+    /// `NotFound("oauth_state")` when the state is unknown or was never consumed.
+    pub async fn fail_oauth_state(&self, token: &str, failure: &str) -> Result<(), StorageError> {
+        let done = sqlx::query(
+            "UPDATE oauth_states SET failure = $1 WHERE state_hash = $2 AND consumed_at IS NOT NULL",
+        )
+        .bind(failure.to_owned())
         .bind(token_hash(token))
         .execute(self.writer())
         .await?;
@@ -102,12 +131,13 @@ impl Storage {
         conn: &mut AnyConnection,
         state_hash: &[u8],
         code_hash: &[u8],
+        declined: bool,
         app_id: &AppId,
         at: SystemTime,
     ) -> Result<StateUse, DbFailure> {
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT app_id, scope, return_to, caller_state, expires_at, consumed_at, code_hash, \
-                 identity_app_id, identity_openid FROM oauth_states WHERE state_hash = $1{}",
+                 identity_app_id, identity_openid, identity_is_new_user, failure FROM oauth_states WHERE state_hash = $1{}",
             for_update(self.engine())
         )))
         .bind(state_hash.to_vec())
@@ -157,12 +187,20 @@ impl Storage {
                     }),
                     _ => None,
                 };
-                match identity {
-                    Some(identity) if same_code && in_window => {
-                        Ok(StateUse::Repeat { record, identity })
-                    }
-                    _ => Ok(StateUse::Invalid),
+                if !(same_code && in_window) {
+                    return Ok(StateUse::Invalid);
                 }
+                let failure = get_opt_string(&row, "failure")?;
+                Ok(match (identity, failure) {
+                    _ if declined => StateUse::RepeatDeclined(record),
+                    (_, Some(failure)) => StateUse::RepeatFailed { record, failure },
+                    (Some(identity), None) => StateUse::Repeat {
+                        record,
+                        identity,
+                        is_new_user: get_i64(&row, "identity_is_new_user")? != 0,
+                    },
+                    (None, None) => StateUse::Pending,
+                })
             }
         }
     }

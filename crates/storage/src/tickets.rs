@@ -71,4 +71,18 @@ impl Storage {
             is_new_user: get_i64(&row, "is_new_user")? != 0,
         }))
     }
+
+    /// Gives back a ticket that [`Storage::consume_ticket`] took for a call
+    /// that then failed without effect, so that it may be presented again
+    /// while it has not expired.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub async fn release_ticket(&self, ticket: &str) -> Result<(), StorageError> {
+        sqlx::query("UPDATE login_tickets SET used_at = NULL WHERE ticket_hash = $1")
+            .bind(token_hash(ticket))
+            .execute(self.writer())
+            .await?;
+        Ok(())
+    }
 }

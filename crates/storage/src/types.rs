@@ -284,7 +284,21 @@ pub enum StateUse {
         record: OAuthStateRecord,
         /// The identity the first callback logged in.
         identity: IdentityRef,
+        /// Whether that first login created the user.
+        is_new_user: bool,
     },
+    /// The double redirect of a callback in which the user declined.
+    RepeatDeclined(OAuthStateRecord),
+    /// The double redirect of a callback whose login failed after consent.
+    RepeatFailed {
+        /// The state's binding.
+        record: OAuthStateRecord,
+        /// What [`crate::Storage::fail_oauth_state`] recorded: an OAuth error code.
+        failure: String,
+    },
+    /// A double redirect that arrived while the first callback is still
+    /// exchanging the code; ask again shortly.
+    Pending,
     /// Unknown, expired, for another app, or reused otherwise.
     Invalid,
 }

@@ -77,14 +77,14 @@ pub(crate) async fn an_oauth_state_is_single_use_and_expires(db: TestDb) {
     assert!(token.bytes().all(|b| b.is_ascii_alphanumeric()));
     assert_eq!(
         storage
-            .consume_oauth_state(token, &app("other"), "c1", t0())
+            .consume_oauth_state(token, &app("other"), Some("c1"), t0())
             .await
             .unwrap(),
         StateUse::Invalid,
         "other app"
     );
     let StateUse::First(record) = storage
-        .consume_oauth_state(token, &app("wxoa"), "c1", t0() + secs(1))
+        .consume_oauth_state(token, &app("wxoa"), Some("c1"), t0() + secs(1))
         .await
         .unwrap()
     else {
@@ -94,7 +94,7 @@ pub(crate) async fn an_oauth_state_is_single_use_and_expires(db: TestDb) {
     assert_eq!(record.return_to, "https://example.com/back");
     assert_eq!(
         storage
-            .consume_oauth_state(token, &app("wxoa"), "c2", t0() + secs(2))
+            .consume_oauth_state(token, &app("wxoa"), Some("c2"), t0() + secs(2))
             .await
             .unwrap(),
         StateUse::Invalid
@@ -102,13 +102,18 @@ pub(crate) async fn an_oauth_state_is_single_use_and_expires(db: TestDb) {
 
     let expired = storage.create_oauth_state(&new_state()).await.unwrap();
     let late = storage
-        .consume_oauth_state(expired.expose_secret(), &app("wxoa"), "c", t0() + secs(600))
+        .consume_oauth_state(
+            expired.expose_secret(),
+            &app("wxoa"),
+            Some("c"),
+            t0() + secs(600),
+        )
         .await
         .unwrap();
     assert_eq!(late, StateUse::Invalid);
     assert_eq!(
         storage
-            .consume_oauth_state("nope", &app("wxoa"), "c", t0())
+            .consume_oauth_state("nope", &app("wxoa"), Some("c"), t0())
             .await
             .unwrap(),
         StateUse::Invalid
@@ -126,40 +131,45 @@ pub(crate) async fn a_double_callback_with_the_same_code_within_30s_is_a_repeat(
     let token = token.expose_secret();
     assert!(matches!(
         storage
-            .consume_oauth_state(token, &app("wxoa"), "code", t0())
+            .consume_oauth_state(token, &app("wxoa"), Some("code"), t0())
             .await
             .unwrap(),
         StateUse::First(_)
     ));
-    // Before the first callback finished, a repeat cannot be answered.
+    // Before the first callback finished, a repeat must wait for it.
     assert_eq!(
         storage
-            .consume_oauth_state(token, &app("wxoa"), "code", t0())
+            .consume_oauth_state(token, &app("wxoa"), Some("code"), t0())
             .await
             .unwrap(),
-        StateUse::Invalid
+        StateUse::Pending
     );
     storage
-        .complete_oauth_state(token, &identity)
+        .complete_oauth_state(token, &identity, true)
         .await
         .unwrap();
     let repeat = storage
-        .consume_oauth_state(token, &app("wxoa"), "code", t0() + secs(3))
+        .consume_oauth_state(token, &app("wxoa"), Some("code"), t0() + secs(3))
         .await
         .unwrap();
     match repeat {
         StateUse::Repeat {
             record,
             identity: seen,
+            is_new_user,
         } => {
             assert_eq!(seen, identity);
+            assert!(
+                is_new_user,
+                "the repeat remembers that the first login created the user"
+            );
             assert_eq!(record.caller_state.as_deref(), Some("caller-42"));
         }
         other => panic!("expected a repeat, got {other:?}"),
     }
     assert_eq!(
         storage
-            .consume_oauth_state(token, &app("wxoa"), "other", t0() + secs(4))
+            .consume_oauth_state(token, &app("wxoa"), Some("other"), t0() + secs(4))
             .await
             .unwrap(),
         StateUse::Invalid,
@@ -167,7 +177,7 @@ pub(crate) async fn a_double_callback_with_the_same_code_within_30s_is_a_repeat(
     );
     assert_eq!(
         storage
-            .consume_oauth_state(token, &app("wxoa"), "code", t0() + secs(31))
+            .consume_oauth_state(token, &app("wxoa"), Some("code"), t0() + secs(31))
             .await
             .unwrap(),
         StateUse::Invalid,
@@ -175,9 +185,48 @@ pub(crate) async fn a_double_callback_with_the_same_code_within_30s_is_a_repeat(
     );
     assert!(
         storage
-            .complete_oauth_state("unknown", &identity)
+            .complete_oauth_state("unknown", &identity, false)
             .await
             .is_err()
+    );
+}
+
+pub(crate) async fn a_declined_callback_repeats_as_declined_and_never_as_a_login(db: TestDb) {
+    let storage = &db.storage;
+    let token = storage.create_oauth_state(&new_state()).await.unwrap();
+    let token = token.expose_secret();
+    assert!(matches!(
+        storage
+            .consume_oauth_state(token, &app("wxoa"), None, t0())
+            .await
+            .unwrap(),
+        StateUse::First(_)
+    ));
+    match storage
+        .consume_oauth_state(token, &app("wxoa"), None, t0() + secs(2))
+        .await
+        .unwrap()
+    {
+        StateUse::RepeatDeclined(record) => {
+            assert_eq!(record.caller_state.as_deref(), Some("caller-42"));
+        }
+        other => panic!("expected a declined repeat, got {other:?}"),
+    }
+    assert_eq!(
+        storage
+            .consume_oauth_state(token, &app("wxoa"), Some("code"), t0() + secs(3))
+            .await
+            .unwrap(),
+        StateUse::Invalid,
+        "a code after a decline is not the same callback"
+    );
+    assert_eq!(
+        storage
+            .consume_oauth_state(token, &app("wxoa"), None, t0() + secs(31))
+            .await
+            .unwrap(),
+        StateUse::Invalid,
+        "too late"
     );
 }
 
@@ -207,6 +256,18 @@ pub(crate) async fn a_ticket_is_single_use_and_expires(db: TestDb) {
         None,
         "single use"
     );
+    storage
+        .release_ticket(ticket.expose_secret())
+        .await
+        .unwrap();
+    assert!(
+        storage
+            .consume_ticket(ticket.expose_secret(), t0() + secs(12))
+            .await
+            .unwrap()
+            .is_some(),
+        "a released ticket may be used again"
+    );
     let late = storage.create_ticket(&identity, false, t0()).await.unwrap();
     assert_eq!(
         storage
@@ -222,4 +283,47 @@ pub(crate) async fn a_ticket_is_single_use_and_expires(db: TestDb) {
         openid: openid("nobody"),
     };
     assert!(storage.create_ticket(&nobody, false, t0()).await.is_err());
+}
+
+pub(crate) async fn a_callback_that_failed_after_consent_repeats_its_failure(db: TestDb) {
+    let storage = &db.storage;
+    let token = storage.create_oauth_state(&new_state()).await.unwrap();
+    let token = token.expose_secret();
+    assert!(matches!(
+        storage
+            .consume_oauth_state(token, &app("wxoa"), Some("code"), t0())
+            .await
+            .unwrap(),
+        StateUse::First(_)
+    ));
+    storage
+        .fail_oauth_state(token, "temporarily_unavailable")
+        .await
+        .unwrap();
+    match storage
+        .consume_oauth_state(token, &app("wxoa"), Some("code"), t0() + secs(2))
+        .await
+        .unwrap()
+    {
+        StateUse::RepeatFailed { record, failure } => {
+            assert_eq!(failure, "temporarily_unavailable");
+            assert_eq!(record.caller_state.as_deref(), Some("caller-42"));
+        }
+        other => panic!("expected a failed repeat, got {other:?}"),
+    }
+    assert_eq!(
+        storage
+            .consume_oauth_state(token, &app("wxoa"), Some("other"), t0() + secs(3))
+            .await
+            .unwrap(),
+        StateUse::Invalid,
+        "another code is not the same callback"
+    );
+    assert!(
+        storage
+            .fail_oauth_state("unknown", "server_error")
+            .await
+            .is_err(),
+        "an unknown state cannot fail"
+    );
 }

@@ -58,6 +58,8 @@ conformance_tests!(
     codes_states_tickets::a_used_code_is_refused_on_replay,
     codes_states_tickets::an_oauth_state_is_single_use_and_expires,
     codes_states_tickets::a_double_callback_with_the_same_code_within_30s_is_a_repeat,
+    codes_states_tickets::a_declined_callback_repeats_as_declined_and_never_as_a_login,
+    codes_states_tickets::a_callback_that_failed_after_consent_repeats_its_failure,
     codes_states_tickets::a_ticket_is_single_use_and_expires,
     token_cache::the_token_cache_round_trips_an_encrypted_token,
     token_cache::two_replicas_contend_for_one_lease,

@@ -63,7 +63,7 @@ pub(crate) async fn sweep_removes_expired_rows_only(db: TestDb) {
 
     assert!(matches!(
         storage
-            .consume_oauth_state(live_state.expose_secret(), &app("wxa"), "c", now)
+            .consume_oauth_state(live_state.expose_secret(), &app("wxa"), Some("c"), now)
             .await
             .unwrap(),
         storage::StateUse::First(_)
