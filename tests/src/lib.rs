@@ -1,26 +1,68 @@
 //! Starts the real service, on port 0, against an in-process WeChat simulator,
-//! with a fresh SQLite database per test, and hands out authenticated clients.
+//! with a fresh database per test (a SQLite file, or a new PostgreSQL
+//! database), and hands out authenticated gRPC clients and a browser-like
+//! HTTP client that does not follow redirects.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+mod postgres;
+pub mod web;
+
 use secrecy::ExposeSecret;
-use server::app::Application;
+use server::app::{Application, Listeners};
 use server::config::Config;
 use server::pb::identity_service_client::IdentityServiceClient;
+use tokio::net::TcpListener;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use wechat_sim::{RunningSim, SimConfig, Simulator};
 
+pub use postgres::in_ci;
+
 /// The demo mini program with a unionid.
 pub const MINI: &str = "wxd000000000000001";
 /// The Official Account.
 pub const OFFICIAL: &str = "wxd000000000000002";
+/// The website app (QR login).
+pub const WEBSITE: &str = "wxd000000000000003";
 /// A mini program without Open Platform binding.
 pub const LONE_MINI: &str = "wxd000000000000004";
 /// The key of the `core` caller.
 pub const CORE_KEY: &str = "core-caller-key-000000000000000000000";
 /// The key of the `admin` + `import` caller.
 pub const ADMIN_KEY: &str = "admin-caller-key-00000000000000000000";
+/// The `return_to` prefix the web apps allow by default.
+pub const RETURN_TO: &str = "https://app.example/cb";
+/// The Official Account's `MP_verify_` token.
+pub const MP_VERIFY_TOKEN: &str = "Xy12Ab34Cd56Ef78";
+
+/// The database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file in a temp folder: the embedded default.
+    Sqlite,
+    /// A fresh database on the local PostgreSQL, dropped afterwards.
+    Postgres,
+}
+
+/// How to start the service for a test.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The database.
+    pub backend: Backend,
+    /// Extra `return_to` prefixes for the web apps, beside [`RETURN_TO`].
+    pub allowed_return_to: Vec<String>,
+}
+
+impl Options {
+    /// The defaults on `backend`.
+    pub fn on(backend: Backend) -> Self {
+        Self {
+            backend,
+            allowed_return_to: Vec::new(),
+        }
+    }
+}
 
 /// A client that sends a bearer key.
 pub type Client = IdentityServiceClient<InterceptedService<Channel, Bearer>>;
@@ -54,10 +96,13 @@ pub struct TestApp {
     pub grpc_addr: std::net::SocketAddr,
     /// HTTP shim address.
     pub http_addr: std::net::SocketAddr,
+    /// An HTTP client that never follows redirects, so tests see each hop.
+    pub http: reqwest::Client,
     channel: Channel,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     _data: tempfile::TempDir,
+    _postgres: Option<postgres::TestDatabase>,
 }
 
 impl TestApp {
@@ -82,6 +127,11 @@ impl TestApp {
         self.channel.clone()
     }
 
+    /// The shim's base URL, `http://127.0.0.1:PORT`.
+    pub fn http_base(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
     /// Stops the service and waits for it to drain.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -93,19 +143,51 @@ impl TestApp {
     }
 }
 
-/// Starts the service with two callers (core; admin+import) and the demo apps.
+/// Starts the service on SQLite with two callers (core; admin+import) and the
+/// demo apps.
 pub async fn spawn_app() -> TestApp {
+    spawn_with(Options::on(Backend::Sqlite))
+        .await
+        .expect("sqlite is always there")
+}
+
+/// Starts the service on `backend`; `None` (after saying why) when that is
+/// PostgreSQL and none runs here, outside CI.
+pub async fn spawn_on(backend: Backend) -> Option<TestApp> {
+    spawn_with(Options::on(backend)).await
+}
+
+/// Starts the service as `options` say.
+pub async fn spawn_with(options: Options) -> Option<TestApp> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let sim = Simulator::new(SimConfig::demo());
     let sim_running = sim.spawn().await.unwrap();
     let data = tempfile::tempdir().unwrap();
+    let (database_url, postgres) = match options.backend {
+        Backend::Sqlite => (
+            format!("sqlite://{}", data.path().join("test.db").display()),
+            None,
+        ),
+        Backend::Postgres => {
+            let database = postgres::TestDatabase::create().await?;
+            (database.url.clone(), Some(database))
+        }
+    };
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
+    let return_to = std::iter::once(RETURN_TO.to_owned())
+        .chain(options.allowed_return_to)
+        .map(|url| format!("{url:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let key = server::app::generate_encryption_key();
     let toml = format!(
         r#"
         [server]
-        grpc_listen = "127.0.0.1:0"
-        http_listen = "127.0.0.1:0"
+        public_base_url = "http://{http_addr}"
         [database]
-        url = "sqlite://{db}"
+        url = "{database_url}"
         [encryption]
         current_key_id = "test"
         keys = [{{ id = "test", key = {{ value = "{key}" }} }}]
@@ -117,7 +199,13 @@ pub async fn spawn_app() -> TestApp {
         app_id = "{OFFICIAL}"
         kind = "official_account"
         secret = {{ value = "demo-official-account-secret-02" }}
-        allowed_return_to = ["https://app.example/cb"]
+        allowed_return_to = [{return_to}]
+        mp_verify_token = "{MP_VERIFY_TOKEN}"
+        [[apps]]
+        app_id = "{WEBSITE}"
+        kind = "website"
+        secret = {{ value = "demo-website-secret-00000000003" }}
+        allowed_return_to = [{return_to}]
         [[apps]]
         app_id = "{LONE_MINI}"
         kind = "mini_program"
@@ -130,14 +218,16 @@ pub async fn spawn_app() -> TestApp {
         key = {{ value = "{ADMIN_KEY}" }}
         permissions = ["core", "import", "admin"]
         "#,
-        db = data.path().join("test.db").display(),
         key = key.expose_secret(),
     );
     let resolved = Config::parse(&toml, &[]).unwrap().resolve(&[]).unwrap();
-    let app = Application::build(resolved, Some(sim_running.base_url.clone()))
-        .await
-        .unwrap();
-    let (grpc_addr, http_addr) = (app.grpc_addr(), app.http_addr());
+    let app = Application::build_on(
+        resolved,
+        Some(sim_running.base_url.clone()),
+        Listeners { grpc, http },
+    )
+    .await
+    .unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         app.run_until_stopped(async {
@@ -151,16 +241,58 @@ pub async fn spawn_app() -> TestApp {
         .connect()
         .await
         .unwrap();
-    TestApp {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    Some(TestApp {
         sim,
         sim_running,
         grpc_addr,
         http_addr,
+        http,
         channel,
         stop: Some(stop),
         task: Some(task),
         _data: data,
-    }
+        _postgres: postgres,
+    })
+}
+
+/// Runs each listed `async fn name(backend: Backend)` once on SQLite and once
+/// on PostgreSQL, as `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test($crate::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test($crate::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+/// Starts the service on `$backend`, or returns from the test when that is a
+/// PostgreSQL that is absent outside CI.
+#[macro_export]
+macro_rules! spawn {
+    ($backend:expr) => {
+        match $crate::spawn_on($backend).await {
+            Some(app) => app,
+            None => return,
+        }
+    };
 }
 
 /// The `ErrorInfo` reason of a status, if any.

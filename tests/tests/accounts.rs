@@ -25,9 +25,10 @@ fn code_proof(app: &TestApp, user: &str) -> Proof {
     })
 }
 
-#[tokio::test]
-async fn binding_gives_the_identitys_user_the_external_id_and_refuses_a_second_one() {
-    let app = spawn_app().await;
+async fn binding_gives_the_identitys_user_the_external_id_and_refuses_a_second_one(
+    backend: Backend,
+) {
+    let app = spawn!(backend);
     let mut client = app.client();
     let profile = client
         .bind_user(bind(
@@ -85,9 +86,8 @@ async fn binding_gives_the_identitys_user_the_external_id_and_refuses_a_second_o
     app.stop().await;
 }
 
-#[tokio::test]
-async fn importing_an_identity_needs_the_import_permission() {
-    let app = spawn_app().await;
+async fn importing_an_identity_needs_the_import_permission(backend: Backend) {
+    let app = spawn!(backend);
     let identity = WechatIdentity {
         app_id: OFFICIAL.into(),
         openid: "oImported0000000000000000001".into(),
@@ -136,9 +136,8 @@ async fn importing_an_identity_needs_the_import_permission() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn lookups_of_unknown_records_and_missing_oneofs_are_told_apart() {
-    let app = spawn_app().await;
+async fn lookups_of_unknown_records_and_missing_oneofs_are_told_apart(backend: Backend) {
+    let app = spawn!(backend);
     let mut client = app.client();
     let login = client
         .mini_program_login(MiniProgramLoginRequest {
@@ -215,3 +214,9 @@ async fn lookups_of_unknown_records_and_missing_oneofs_are_told_apart() {
     );
     app.stop().await;
 }
+
+on_both_backends!(
+    binding_gives_the_identitys_user_the_external_id_and_refuses_a_second_one,
+    importing_an_identity_needs_the_import_permission,
+    lookups_of_unknown_records_and_missing_oneofs_are_told_apart,
+);

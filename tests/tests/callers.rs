@@ -10,9 +10,8 @@ use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
 use wechat_sim::Endpoint;
 
-#[tokio::test]
-async fn calls_without_the_right_key_are_unauthenticated() {
-    let app = spawn_app().await;
+async fn calls_without_the_right_key_are_unauthenticated(backend: Backend) {
+    let app = spawn!(backend);
     let request = || VerifyTokenRequest {
         access_token: "x".into(),
     };
@@ -35,9 +34,8 @@ async fn calls_without_the_right_key_are_unauthenticated() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn only_admin_callers_get_the_app_access_token_and_it_is_the_shared_one() {
-    let app = spawn_app().await;
+async fn only_admin_callers_get_the_app_access_token_and_it_is_the_shared_one(backend: Backend) {
+    let app = spawn!(backend);
     let request = || GetAppAccessTokenRequest {
         app_id: MINI.into(),
     };
@@ -75,9 +73,8 @@ async fn only_admin_callers_get_the_app_access_token_and_it_is_the_shared_one() 
     app.stop().await;
 }
 
-#[tokio::test]
-async fn reflection_v1alpha_lists_the_identity_service_like_grpcurl() {
-    let app = spawn_app().await;
+async fn reflection_v1alpha_lists_the_identity_service_like_grpcurl(backend: Backend) {
+    let app = spawn!(backend);
     let mut reflection = ServerReflectionClient::new(app.channel());
     let list = ServerReflectionRequest {
         host: String::new(),
@@ -118,3 +115,9 @@ async fn reflection_v1alpha_lists_the_identity_service_like_grpcurl() {
     assert!(!files.file_descriptor_proto.is_empty());
     app.stop().await;
 }
+
+on_both_backends!(
+    calls_without_the_right_key_are_unauthenticated,
+    only_admin_callers_get_the_app_access_token_and_it_is_the_shared_one,
+    reflection_v1alpha_lists_the_identity_service_like_grpcurl,
+);

@@ -15,9 +15,8 @@ fn login(app_id: &str, code: String) -> MiniProgramLoginRequest {
     }
 }
 
-#[tokio::test]
-async fn a_first_login_creates_a_user_and_the_next_login_finds_it() {
-    let app = spawn_app().await;
+async fn a_first_login_creates_a_user_and_the_next_login_finds_it(backend: Backend) {
+    let app = spawn!(backend);
     let mut client = app.client();
     let first = client
         .mini_program_login(login(MINI, app.sim.mint_login_code(MINI, "alice")))
@@ -48,9 +47,8 @@ async fn a_first_login_creates_a_user_and_the_next_login_finds_it() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn an_app_without_open_platform_gives_a_separate_user_and_no_unionid() {
-    let app = spawn_app().await;
+async fn an_app_without_open_platform_gives_a_separate_user_and_no_unionid(backend: Backend) {
+    let app = spawn!(backend);
     let mut client = app.client();
     let mini = client
         .mini_program_login(login(MINI, app.sim.mint_login_code(MINI, "bob")))
@@ -68,9 +66,8 @@ async fn an_app_without_open_platform_gives_a_separate_user_and_no_unionid() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_replayed_code_is_refused_without_calling_wechat() {
-    let app = spawn_app().await;
+async fn a_replayed_code_is_refused_without_calling_wechat(backend: Backend) {
+    let app = spawn!(backend);
     let mut client = app.client();
     let code = app.sim.mint_login_code(MINI, "alice");
     client
@@ -90,9 +87,10 @@ async fn a_replayed_code_is_refused_without_calling_wechat() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_code_wechat_spent_in_a_system_error_answers_unavailable_and_is_not_resent() {
-    let app = spawn_app().await;
+async fn a_code_wechat_spent_in_a_system_error_answers_unavailable_and_is_not_resent(
+    backend: Backend,
+) {
+    let app = spawn!(backend);
     let mut client = app.client();
     // Every attempt fails with -1, and the first one consumes the code.
     app.sim.inject(
@@ -134,9 +132,8 @@ async fn a_code_wechat_spent_in_a_system_error_answers_unavailable_and_is_not_re
     app.stop().await;
 }
 
-#[tokio::test]
-async fn wechat_errors_map_to_the_contracts_codes() {
-    let app = spawn_app().await;
+async fn wechat_errors_map_to_the_contracts_codes(backend: Backend) {
+    let app = spawn!(backend);
     let mut client = app.client();
     let cases = [
         (
@@ -184,9 +181,8 @@ async fn wechat_errors_map_to_the_contracts_codes() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn bad_input_is_refused_before_wechat_naming_the_field() {
-    let app = spawn_app().await;
+async fn bad_input_is_refused_before_wechat_naming_the_field(backend: Backend) {
+    let app = spawn!(backend);
     let mut client = app.client();
     for (request, field) in [
         (login(MINI, String::new()), "code"),
@@ -221,9 +217,8 @@ async fn bad_input_is_refused_before_wechat_naming_the_field() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn the_phone_number_is_returned_and_saved_on_the_user() {
-    let app = spawn_app().await;
+async fn the_phone_number_is_returned_and_saved_on_the_user(backend: Backend) {
+    let app = spawn!(backend);
     let mut client = app.client();
     let user = client
         .mini_program_login(login(MINI, app.sim.mint_login_code(MINI, "dave")))
@@ -275,3 +270,13 @@ async fn the_phone_number_is_returned_and_saved_on_the_user() {
     );
     app.stop().await;
 }
+
+on_both_backends!(
+    a_first_login_creates_a_user_and_the_next_login_finds_it,
+    an_app_without_open_platform_gives_a_separate_user_and_no_unionid,
+    a_replayed_code_is_refused_without_calling_wechat,
+    a_code_wechat_spent_in_a_system_error_answers_unavailable_and_is_not_resent,
+    wechat_errors_map_to_the_contracts_codes,
+    bad_input_is_refused_before_wechat_naming_the_field,
+    the_phone_number_is_returned_and_saved_on_the_user,
+);

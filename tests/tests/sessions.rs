@@ -31,9 +31,8 @@ async fn active(client: &mut Client, token: &str) -> bool {
         .active
 }
 
-#[tokio::test]
-async fn verify_token_describes_an_active_token() {
-    let app = spawn_app().await;
+async fn verify_token_describes_an_active_token(backend: Backend) {
+    let app = spawn!(backend);
     let mut client = app.client();
     let (user_id, session) = logged_in(&app, &mut client).await;
     let verified = client
@@ -63,9 +62,8 @@ async fn verify_token_describes_an_active_token() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn refresh_rotates_and_a_reused_token_revokes_the_session() {
-    let app = spawn_app().await;
+async fn refresh_rotates_and_a_reused_token_revokes_the_session(backend: Backend) {
+    let app = spawn!(backend);
     let mut client = app.client();
     let (_, first) = logged_in(&app, &mut client).await;
     let second = client
@@ -115,9 +113,8 @@ async fn refresh_rotates_and_a_reused_token_revokes_the_session() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn revoking_a_session_makes_its_tokens_inactive() {
-    let app = spawn_app().await;
+async fn revoking_a_session_makes_its_tokens_inactive(backend: Backend) {
+    let app = spawn!(backend);
     let mut client = app.client();
     let (_, session) = logged_in(&app, &mut client).await;
     client
@@ -153,3 +150,9 @@ async fn revoking_a_session_makes_its_tokens_inactive() {
     assert_eq!(bad_field(&missing).as_deref(), Some("target"));
     app.stop().await;
 }
+
+on_both_backends!(
+    verify_token_describes_an_active_token,
+    refresh_rotates_and_a_reused_token_revokes_the_session,
+    revoking_a_session_makes_its_tokens_inactive,
+);

@@ -20,7 +20,7 @@ use crate::auth::CallerAuth;
 use crate::config::{ResolvedConfig, TokenEndpointName};
 use crate::grpc::IdentityGrpc;
 use crate::grpc_server::{GrpcLimits, serve, standard_routes};
-use crate::http::{Readiness, ShimState, plain_routes};
+use crate::http::{OAuthShim, Readiness, ShimState, oauth_routes, plain_routes};
 use crate::pb;
 use crate::pb::identity_service_server::IdentityServiceServer;
 use crate::service::{Lifetimes, Services};
@@ -46,6 +46,15 @@ pub enum StartError {
     /// Anything else at start, said plainly.
     #[error("{0}")]
     Other(String),
+}
+
+/// The two listeners of a service.
+#[derive(Debug)]
+pub struct Listeners {
+    /// gRPC.
+    pub grpc: TcpListener,
+    /// The HTTP shim.
+    pub http: TcpListener,
 }
 
 /// A built service, listening, not yet serving.
@@ -111,6 +120,28 @@ impl Application {
         resolved: ResolvedConfig,
         wechat_base: Option<String>,
     ) -> Result<Self, StartError> {
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })
+        };
+        let listeners = Listeners {
+            grpc: bind(resolved.config.server.grpc_listen).await?,
+            http: bind(resolved.config.server.http_listen).await?,
+        };
+        Self::build_on(resolved, wechat_base, listeners).await
+    }
+
+    /// As [`Self::build`], on listeners bound already (the configured listen
+    /// addresses are then ignored): tests bind port 0 first to know the URL.
+    ///
+    /// # Errors
+    /// Any start-up failure, said so that an operator knows what to fix.
+    pub async fn build_on(
+        resolved: ResolvedConfig,
+        wechat_base: Option<String>,
+        listeners: Listeners,
+    ) -> Result<Self, StartError> {
         let config = &resolved.config;
         let storage = open_storage(&resolved, config.database.migrate_on_start).await?;
 
@@ -174,22 +205,22 @@ impl Application {
             .filter_map(|app| app.mp_verify_token.clone())
             .map(|t| (t, ()))
             .collect();
+        let public_base_url = url::Url::parse(&config.server.public_base_url)
+            .map_err(|e| StartError::Other(format!("server.public_base_url: {e}")))?;
         let http = plain_routes(ShimState {
             jwks: keys.jwks().into(),
             mp_verify_tokens: Arc::new(mp_verify_tokens),
             readiness: Arc::new(StorageReadiness(storage)),
-        });
+        })
+        .merge(oauth_routes(OAuthShim {
+            services: services.clone(),
+            public_base_url,
+            request_timeout: config.server.request_timeout,
+        }));
 
-        let bind = |addr: SocketAddr| async move {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::Bind { addr, source })
-        };
-        let grpc_listener = bind(config.server.grpc_listen).await?;
-        let http_listener = bind(config.server.http_listen).await?;
         Ok(Self {
-            grpc_listener,
-            http_listener,
+            grpc_listener: listeners.grpc,
+            http_listener: listeners.http,
             services,
             health,
             routes,
@@ -201,6 +232,13 @@ impl Application {
             shutdown_grace: config.server.shutdown_grace,
             open_mode: auth.is_open(),
         })
+    }
+
+    /// Adds routes to the HTTP shim (the demo's landing page).
+    #[must_use]
+    pub fn with_http_routes(mut self, routes: axum::Router) -> Self {
+        self.http = self.http.merge(routes);
+        self
     }
 
     /// Where gRPC listens (the real port when configured as 0).

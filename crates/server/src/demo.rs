@@ -99,6 +99,7 @@ fn write_private(path: &Path, content: &str) -> Result<(), String> {
 /// The banner: what runs where, and commands to try.
 pub fn banner(grpc: SocketAddr, http: SocketAddr, simulator: &str) -> String {
     let mini = "wxd000000000000001";
+    let oa = "wxd000000000000002";
     format!(
         r#"
 wechat-identity demo: SQLite in {DATA_DIR}, WeChat simulated at {simulator}, no caller keys (loopback only)
@@ -114,6 +115,10 @@ Try it (each code works once, for 5 minutes, like WeChat's):
   grpcurl -plaintext -d '{{"user_id":"<user_id>"}}' {grpc} wechat.identity.v1.IdentityService/GetProfile
   grpcurl -plaintext -d '{{"refresh_token":"<refresh_token from the login>"}}' {grpc} wechat.identity.v1.IdentityService/RefreshToken
   grpcurl -plaintext -d '{{"access_token":"<access_token>"}}' {grpc} wechat.identity.v1.IdentityService/VerifyToken
+
+Web login (Official Account or website app): open http://{http}/demo/ in a browser, or follow the redirects with curl:
+  TICKET=$(curl -sL -o /dev/null -w '%{{url_effective}}' 'http://{http}/oauth/{oa}/authorize?return_to=http%3A%2F%2F{http}%2Fdemo%2F&scope=snsapi_userinfo' | sed 's/.*ticket=\([^&]*\).*/\1/')
+  grpcurl -plaintext -d "{{\"ticket\":\"$TICKET\"}}" {grpc} wechat.identity.v1.IdentityService/WebLogin
 "#
     )
 }

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use server::app::{Application, open_storage};
 use server::config::{CONFIG_FILE_ENV, Config, ENV_PREFIX, ResolvedConfig};
+use server::http::demo_page::{DemoPage, demo_routes};
 use server::telemetry::{LogFormat, init_logging};
 use server::{config, demo};
 
@@ -143,9 +144,21 @@ async fn serve(resolved: ResolvedConfig) -> Result<(), String> {
         None => None,
     };
     let wechat_base = simulator.as_ref().map(|s| s.base_url.clone());
-    let app = Application::build(resolved, wechat_base.clone())
+    let web_apps = demo_web_apps(&resolved);
+    let mut app = Application::build(resolved, wechat_base.clone())
         .await
         .map_err(|e| e.to_string())?;
+    if wechat_base.is_some()
+        && let Some((official_account, website)) = web_apps
+    {
+        let page = DemoPage {
+            http_base: format!("http://{}", app.http_addr()),
+            grpc: app.grpc_addr(),
+            official_account,
+            website,
+        };
+        app = app.with_http_routes(demo_routes(page));
+    }
     if let Some(base) = &wechat_base {
         println!("{}", demo::banner(app.grpc_addr(), app.http_addr(), base));
     }
@@ -156,6 +169,21 @@ async fn serve(resolved: ResolvedConfig) -> Result<(), String> {
     app.run_until_stopped(shutdown_signal())
         .await
         .map_err(|e| e.to_string())
+}
+
+/// The first Official Account and website app, for the simulator's landing page.
+fn demo_web_apps(resolved: &ResolvedConfig) -> Option<(String, String)> {
+    let first = |kind| {
+        resolved
+            .apps
+            .iter()
+            .find(|app| app.kind == kind)
+            .map(|app| app.app_id.to_string())
+    };
+    Some((
+        first(config::AppKindName::OfficialAccount)?,
+        first(config::AppKindName::Website)?,
+    ))
 }
 
 async fn shutdown_signal() {

@@ -1,7 +1,15 @@
 //! The HTTP shim on its own port: what browsers, WeChat's console and
-//! Kubernetes need over plain HTTP. The OAuth redirect and callback join it
-//! with the service; the routes here need nothing but their state.
+//! Kubernetes need over plain HTTP.
+//!
+//! - [`oauth`]: the web login redirect and callback;
+//! - [`plain_routes`]: health, readiness, the JWKS and `MP_verify_` files;
+//! - [`demo_page`]: the demo's `return_to` landing page;
+//! - [`pages`]: redirects and error pages, shared by all of them.
 
+pub mod demo_page;
+pub mod oauth;
+pub mod pages;
 mod plain_routes;
 
+pub use oauth::{OAuthShim, oauth_routes};
 pub use plain_routes::{Readiness, ShimState, plain_routes};

@@ -124,15 +124,17 @@ impl Services {
                 .await?
                 .ok_or(ApiError::UserNotFound)?;
         }
+        let mut spent_ticket = None;
         let (identity, import) = match request.proof {
-            Some(Proof::Ticket(ticket)) => {
+            Some(Proof::Ticket(presented)) => {
                 let ticket = self
                     .storage
-                    .consume_ticket(&ticket, now())
+                    .consume_ticket(&presented, now())
                     .await?
                     .ok_or_else(|| ApiError::TicketInvalid {
                         field: "ticket".into(),
                     })?;
+                spent_ticket = Some(presented);
                 (ticket.identity, None)
             }
             Some(Proof::MiniProgramCode(code)) => {
@@ -161,7 +163,7 @@ impl Services {
             }
             None => return Err(validate::oneof_missing("proof")),
         };
-        let profile = self
+        let bound = self
             .storage
             .bind(&BindRequest {
                 identity,
@@ -171,10 +173,27 @@ impl Services {
                 actor: ctx.caller.name.to_string(),
                 at: now(),
             })
-            .await?;
+            .await;
+        let profile = match (bound, spent_ticket) {
+            (Ok(profile), _) => profile,
+            // The contract spends a ticket only on success: after ALREADY_EXISTS
+            // the caller may retry it with replace_existing.
+            (Err(error), Some(ticket)) => {
+                self.give_back_ticket(&ticket).await;
+                return Err(error.into());
+            }
+            (Err(error), None) => return Err(error.into()),
+        };
         Ok(pb::BindUserResponse {
             profile: Some(convert::profile(profile)),
         })
+    }
+
+    /// Makes a ticket taken by a call that failed usable again.
+    pub(super) async fn give_back_ticket(&self, ticket: &str) {
+        if let Err(error) = self.storage.release_ticket(ticket).await {
+            tracing::warn!(error = %error, "could not give back a ticket after a failed call");
+        }
     }
 
     /// `UnbindUser`.

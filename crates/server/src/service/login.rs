@@ -67,6 +67,19 @@ impl Services {
             .ok_or_else(|| ApiError::TicketInvalid {
                 field: "ticket".into(),
             })?;
+        let result = self.open_ticket_session(ctx, ticket).await;
+        if matches!(result, Err(ApiError::Unavailable | ApiError::Internal(_))) {
+            // No session was opened: the ticket may be presented again.
+            self.give_back_ticket(&request.ticket).await;
+        }
+        result
+    }
+
+    async fn open_ticket_session(
+        &self,
+        ctx: &Ctx,
+        ticket: storage::Ticket,
+    ) -> Result<pb::WebLoginResponse, ApiError> {
         let lookup = UserLookup::Identity {
             app_id: ticket.identity.app_id.clone(),
             openid: ticket.identity.openid.clone(),

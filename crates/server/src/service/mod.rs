@@ -6,6 +6,9 @@ mod account;
 mod convert;
 mod login;
 mod sessions;
+mod web_callback;
+
+pub use web_callback::{AuthorizeStart, WebLoginDone, WebOutcome};
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -1,0 +1,122 @@
+//! The few responses the shim shows a browser itself: redirects, and a plain
+//! error page. Neither ever carries a code, a token or a secret; pages are
+//! static text plus an escaped message from the error table.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use url::Url;
+
+use crate::error::ApiError;
+
+/// Headers every shim response to a browser carries: nothing cached, no
+/// referrer (a callback URL holds WeChat's code), no sniffing, no framing.
+const BROWSER_HEADERS: [(header::HeaderName, &str); 4] = [
+    (header::CACHE_CONTROL, "no-store"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+];
+
+/// A `302 Found` to `location`.
+pub fn redirect(location: &Url) -> Response {
+    let Ok(value) = HeaderValue::from_str(location.as_str()) else {
+        return error_page(&ApiError::internal(
+            "redirect location is not a header value",
+        ));
+    };
+    let mut response = (StatusCode::FOUND, [(header::LOCATION, value)]).into_response();
+    add_browser_headers(&mut response);
+    response
+}
+
+/// An HTML page for `error`, with the error table's HTTP status.
+pub fn error_page(error: &ApiError) -> Response {
+    let status = error.http_status();
+    if status.is_server_error() {
+        tracing::warn!(error = %error, "sign-in page failed");
+    }
+    let message = match error {
+        // Internal causes stay in the log.
+        ApiError::Internal(_) => "Something went wrong on our side.".to_owned(),
+        other => other.to_string(),
+    };
+    page(status, "Sign-in failed", &message)
+}
+
+/// A page with `status`, a title and one paragraph; both texts are escaped.
+pub fn page(status: StatusCode, title: &str, message: &str) -> Response {
+    let body = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title}</title></head>\n<body><h1>{title}</h1>\n<p>{message}</p>\n\
+         <p>Go back to the app and start signing in again.</p></body></html>\n",
+        title = escape(title),
+        message = escape(message),
+    );
+    html(status, body)
+}
+
+/// An HTML response with the browser headers and a CSP that allows no
+/// script, style or resource at all.
+pub fn html(status: StatusCode, body: String) -> Response {
+    let mut response = (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; form-action 'none'; frame-ancestors 'none'",
+            ),
+        ],
+        body,
+    )
+        .into_response();
+    add_browser_headers(&mut response);
+    response
+}
+
+fn add_browser_headers(response: &mut Response) {
+    for (name, value) in BROWSER_HEADERS {
+        response
+            .headers_mut()
+            .insert(name, HeaderValue::from_static(value));
+    }
+}
+
+/// `text` with HTML's special characters escaped, for element content and
+/// double-quoted attributes.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_neutralises_markup() {
+        assert_eq!(
+            escape(r#"<script>alert("x")</script>&'"#),
+            "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;"
+        );
+    }
+
+    #[test]
+    fn an_error_page_has_its_status_and_no_cache() {
+        let response = error_page(&ApiError::field("return_to", "is required"));
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+        assert_eq!(response.headers()[header::REFERRER_POLICY], "no-referrer");
+    }
+}

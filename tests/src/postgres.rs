@@ -1,0 +1,111 @@
+//! A fresh PostgreSQL database per test, dropped when the test ends. Names
+//! carry a UUID v7 (`wi_e2e_<uuid>`), so a later run can tell the ones a
+//! killed run left behind from a concurrent run's.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::{AnyConnection, AssertSqlSafe, Connection};
+
+/// The admin URL of the test PostgreSQL; overridable for other machines.
+const POSTGRES_ENV: &str = "WECHAT_IDENTITY_TEST_POSTGRES";
+const POSTGRES_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const PREFIX: &str = "wi_e2e_";
+
+/// Whether this runs in CI (`CI=true`), where a missing PostgreSQL fails a
+/// test instead of skipping it.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| !matches!(value.as_str(), "" | "0" | "false"))
+}
+
+/// A database created for one test.
+#[derive(Debug)]
+pub(crate) struct TestDatabase {
+    /// Its URL.
+    pub(crate) url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl TestDatabase {
+    /// `None` (after saying why) when PostgreSQL is unreachable outside CI.
+    pub(crate) async fn create() -> Option<Self> {
+        sqlx::any::install_default_drivers();
+        let admin_url = std::env::var(POSTGRES_ENV).unwrap_or_else(|_| POSTGRES_DEFAULT.to_owned());
+        let mut admin = match AnyConnection::connect(&admin_url).await {
+            Ok(conn) => conn,
+            Err(error) => {
+                assert!(
+                    !in_ci(),
+                    "the postgres end-to-end tests need PostgreSQL (see {POSTGRES_ENV}): {error}"
+                );
+                eprintln!("skipping a postgres end-to-end test: {error}");
+                return None;
+            }
+        };
+        drop_abandoned(&mut admin).await;
+        let name = format!("{PREFIX}{}", uuid::Uuid::now_v7().simple());
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        let _ = admin.close().await;
+        let slash = admin_url
+            .rfind('/')
+            .unwrap_or_else(|| panic!("{POSTGRES_ENV} must end with /database"));
+        Some(Self {
+            url: format!("{}/{name}", &admin_url[..slash]),
+            admin_url,
+            name,
+        })
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop may run on a runtime thread: use a thread with a runtime of its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let mut conn = AnyConnection::connect(&admin_url).await.ok()?;
+                sqlx::query(AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await
+                .ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(_))) {
+            eprintln!("could not drop test database {}", self.name);
+        }
+    }
+}
+
+/// Drops the databases of runs that were killed more than an hour ago.
+async fn drop_abandoned(admin: &mut AnyConnection) {
+    let names: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT datname::text FROM pg_database WHERE datname LIKE '{PREFIX}%'"
+    )))
+    .fetch_all(&mut *admin)
+    .await
+    .unwrap_or_default();
+    let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    for name in names {
+        let created = uuid::Uuid::parse_str(name.trim_start_matches(PREFIX))
+            .ok()
+            .and_then(|id| id.get_timestamp())
+            .map(|ts| {
+                let (secs, nanos) = ts.to_unix();
+                UNIX_EPOCH + Duration::new(secs, nanos)
+            });
+        if created.is_some_and(|created| created < hour_ago) {
+            let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+            let _ = sqlx::query(AssertSqlSafe(drop)).execute(&mut *admin).await;
+        }
+    }
+}
