@@ -4,6 +4,7 @@
 //! HTTP client that does not follow redirects.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod binary;
 mod postgres;
 pub mod web;
 
@@ -70,6 +71,13 @@ pub type Client = IdentityServiceClient<InterceptedService<Channel, Bearer>>;
 /// Adds `authorization: Bearer <key>`.
 #[derive(Debug, Clone)]
 pub struct Bearer(Option<AsciiMetadataValue>);
+
+impl Bearer {
+    /// Sends `authorization` with this value.
+    pub fn new(authorization: &str) -> Self {
+        Self(Some(authorization.parse().unwrap()))
+    }
+}
 
 impl tonic::service::Interceptor for Bearer {
     fn call(

@@ -180,9 +180,7 @@ async fn a_browser_logs_in_through_wechat_and_lands_with_a_ticket_that_logs_in_a
     app.stop().await;
 }
 
-async fn a_browser_is_never_sent_to_a_foreign_return_to_or_past_a_forged_state(
-    backend: Backend,
-) {
+async fn a_browser_is_never_sent_to_a_foreign_return_to_or_past_a_forged_state(backend: Backend) {
     let Some(chromium) = chromium() else { return };
     let landing = Landing::start().await;
     let Some(app) = spawn_for(&landing, backend).await else {
@@ -204,7 +202,10 @@ async fn a_browser_is_never_sent_to_a_foreign_return_to_or_past_a_forged_state(
     );
     let dom = open_in_browser(&chromium, &forged).await;
     assert!(dom.contains("Sign-in failed"), "{dom}");
-    assert!(landing.visits().is_empty(), "the browser never reached return_to");
+    assert!(
+        landing.visits().is_empty(),
+        "the browser never reached return_to"
+    );
     assert_eq!(app.sim.calls(Endpoint::SnsAccessToken), 0);
     app.stop().await;
 }

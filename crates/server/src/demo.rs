@@ -106,14 +106,16 @@ wechat-identity demo: SQLite in {DATA_DIR}, WeChat simulated at {simulator}, no 
   gRPC  {grpc}   (reflection on: grpcurl -plaintext {grpc} list)
   HTTP  http://{http}   (/healthz, /readyz, /.well-known/jwks.json)
 
-Try it (each code works once, for 5 minutes, like WeChat's):
+Try it (each code works once, for 5 minutes, like WeChat's; put the login's userId,
+session.accessToken and session.refreshToken where <user_id>, <access_token> and <refresh_token> stand):
+  grpcurl -plaintext {grpc} list
   CODE=$(curl -s '{simulator}/sim/login-code?app_id={mini}&user=alice' | sed 's/.*"code":"\([^"]*\)".*/\1/')
   grpcurl -plaintext -d "{{\"app_id\":\"{mini}\",\"code\":\"$CODE\"}}" {grpc} wechat.identity.v1.IdentityService/MiniProgramLogin
 
   PHONE=$(curl -s '{simulator}/sim/phone-code?app_id={mini}&user=alice' | sed 's/.*"code":"\([^"]*\)".*/\1/')
-  grpcurl -plaintext -d "{{\"app_id\":\"{mini}\",\"code\":\"$PHONE\",\"user_id\":\"<user_id from the login>\"}}" {grpc} wechat.identity.v1.IdentityService/GetPhoneNumber
+  grpcurl -plaintext -d "{{\"app_id\":\"{mini}\",\"code\":\"$PHONE\",\"user_id\":\"<user_id>\"}}" {grpc} wechat.identity.v1.IdentityService/GetPhoneNumber
   grpcurl -plaintext -d '{{"user_id":"<user_id>"}}' {grpc} wechat.identity.v1.IdentityService/GetProfile
-  grpcurl -plaintext -d '{{"refresh_token":"<refresh_token from the login>"}}' {grpc} wechat.identity.v1.IdentityService/RefreshToken
+  grpcurl -plaintext -d '{{"refresh_token":"<refresh_token>"}}' {grpc} wechat.identity.v1.IdentityService/RefreshToken
   grpcurl -plaintext -d '{{"access_token":"<access_token>"}}' {grpc} wechat.identity.v1.IdentityService/VerifyToken
 
 Web login (Official Account or website app): open http://{http}/demo/ in a browser, or follow the redirects with curl:

@@ -48,7 +48,11 @@ pub fn init_logging(format: LogFormat, filter: Option<&str>) -> Result<(), Telem
             )
             .try_init(),
         LogFormat::Pretty => registry
-            .with(tracing_subscriber::fmt::layer().compact())
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .compact()
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())),
+            )
             .try_init(),
     };
     installed.map_err(|_| TelemetryError::AlreadyInitialised)

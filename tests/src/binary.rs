@@ -1,0 +1,154 @@
+//! The real `wechat-identity` binary as a child process: its output captured
+//! line by line, SIGTERM on demand, and its exit code.
+//!
+//! The binary is the one `cargo test --workspace` builds beside this test's
+//! own executable (`target/<profile>/wechat-identity`); `WECHAT_IDENTITY_BIN`
+//! names another. A binary older than the test executable is refused: it
+//! would test yesterday's code.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+
+/// The variable that overrides where the binary is.
+pub const BIN_ENV: &str = "WECHAT_IDENTITY_BIN";
+
+/// The binary under test.
+pub fn binary() -> PathBuf {
+    if let Ok(path) = std::env::var(BIN_ENV) {
+        return PathBuf::from(path);
+    }
+    let test_exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test> -> target/<profile>/wechat-identity
+    let path = test_exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("wechat-identity");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let (Some(built), Some(test_built)) = (modified(&path), modified(&test_exe)) else {
+        panic!(
+            "no {}: run the README's test command (cargo test --workspace), which builds it",
+            path.display()
+        );
+    };
+    assert!(
+        built + Duration::from_secs(120) >= test_built,
+        "{} is older than this test: run cargo test --workspace (or cargo build -p server) first",
+        path.display()
+    );
+    path
+}
+
+/// A running `wechat-identity`.
+#[derive(Debug)]
+pub struct Running {
+    child: Child,
+    output: Arc<Mutex<String>>,
+}
+
+impl Running {
+    /// Starts the binary with `args` in `dir`, with only `env` (plus `PATH`
+    /// and `HOME`) in its environment.
+    pub fn start(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(binary());
+        command
+            .args(args)
+            .current_dir(dir)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for name in ["PATH", "HOME"] {
+            if let Ok(value) = std::env::var(name) {
+                command.env(name, value);
+            }
+        }
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().unwrap();
+        let output = Arc::new(Mutex::new(String::new()));
+        collect(child.stdout.take().unwrap(), output.clone());
+        collect(child.stderr.take().unwrap(), output.clone());
+        Self { child, output }
+    }
+
+    /// Everything it printed so far, stdout and stderr interleaved by line.
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Waits until its output contains `needle`; panics with the output after
+    /// `limit` or when the process exits first.
+    pub async fn wait_for(&mut self, needle: &str, limit: Duration) {
+        let start = Instant::now();
+        while !self.output().contains(needle) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "exited ({status}) before printing {needle:?}:\n{}",
+                    self.output()
+                );
+            }
+            assert!(
+                start.elapsed() < limit,
+                "no {needle:?} within {limit:?}:\n{}",
+                self.output()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends SIGTERM, as Kubernetes does.
+    pub fn terminate(&self) {
+        let pid = self.child.id().unwrap().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
+    /// Waits for the exit, at most `limit`.
+    pub async fn exit(&mut self, limit: Duration) -> ExitStatus {
+        let status = tokio::time::timeout(limit, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("still running after {limit:?}:\n{}", self.output()))
+            .unwrap();
+        // Let the readers drain what was printed last.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status
+    }
+}
+
+fn collect(stream: impl AsyncRead + Unpin + Send + 'static, into: Arc<Mutex<String>>) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let mut output = into.lock().unwrap();
+            output.push_str(&line);
+            output.push('\n');
+        }
+    });
+}
+
+/// Runs the binary to completion (`check-config`, `migrate`): exit status and output.
+pub async fn run(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> (ExitStatus, String) {
+    let mut running = Running::start(args, dir, env);
+    let status = running.exit(Duration::from_secs(30)).await;
+    (status, running.output())
+}
+
+/// A port free on 127.0.0.1 right now, for a process that binds its own.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

