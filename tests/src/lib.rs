@@ -8,6 +8,8 @@ pub mod binary;
 mod postgres;
 pub mod web;
 
+use std::path::PathBuf;
+
 use secrecy::ExposeSecret;
 use server::app::{Application, Listeners};
 use server::config::Config;
@@ -53,6 +55,8 @@ pub struct Options {
     pub backend: Backend,
     /// Extra `return_to` prefixes for the web apps, beside [`RETURN_TO`].
     pub allowed_return_to: Vec<String>,
+    /// TLS on the gRPC listener: PEM files (cert, key, client CA for mutual TLS).
+    pub tls: Option<(PathBuf, PathBuf, Option<PathBuf>)>,
 }
 
 impl Options {
@@ -61,6 +65,7 @@ impl Options {
         Self {
             backend,
             allowed_return_to: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -189,11 +194,22 @@ pub async fn spawn_with(options: Options) -> Option<TestApp> {
         .map(|url| format!("{url:?}"))
         .collect::<Vec<_>>()
         .join(", ");
+    let tls = match &options.tls {
+        None => String::new(),
+        Some((cert, key, client_ca)) => format!(
+            "[server.tls]\ncert_file = {cert:?}\nkey_file = {key:?}\n{}",
+            client_ca
+                .as_ref()
+                .map(|ca| format!("client_ca_file = {ca:?}\n"))
+                .unwrap_or_default()
+        ),
+    };
     let key = server::app::generate_encryption_key();
     let toml = format!(
         r#"
         [server]
         public_base_url = "http://{http_addr}"
+        {tls}
         [database]
         url = "{database_url}"
         [encryption]
@@ -246,9 +262,7 @@ pub async fn spawn_with(options: Options) -> Option<TestApp> {
     });
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc_addr}"))
         .unwrap()
-        .connect()
-        .await
-        .unwrap();
+        .connect_lazy();
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

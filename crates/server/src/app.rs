@@ -19,7 +19,7 @@ use crate::apps::Apps;
 use crate::auth::CallerAuth;
 use crate::config::{ResolvedConfig, TokenEndpointName};
 use crate::grpc::IdentityGrpc;
-use crate::grpc_server::{GrpcLimits, serve, standard_routes};
+use crate::grpc_server::{GrpcLimits, serve, standard_routes, tls_config};
 use crate::http::{OAuthShim, Readiness, ShimState, oauth_routes, plain_routes};
 use crate::pb;
 use crate::pb::identity_service_server::IdentityServiceServer;
@@ -67,6 +67,7 @@ pub struct Application {
     routes: tonic::service::Routes,
     http: axum::Router,
     limits: GrpcLimits,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown_grace: Duration,
     open_mode: bool,
 }
@@ -143,6 +144,12 @@ impl Application {
         listeners: Listeners,
     ) -> Result<Self, StartError> {
         let config = &resolved.config;
+        let tls = resolved
+            .grpc_tls
+            .as_ref()
+            .map(tls_config)
+            .transpose()
+            .map_err(StartError::Other)?;
         let storage = open_storage(&resolved, config.database.migrate_on_start).await?;
 
         let client_config = match wechat_base {
@@ -229,6 +236,7 @@ impl Application {
                 request_timeout: config.server.request_timeout,
                 max_in_flight: config.server.max_in_flight,
             },
+            tls,
             shutdown_grace: config.server.shutdown_grace,
             open_mode: auth.is_open(),
         })
@@ -282,6 +290,7 @@ impl Application {
             routes,
             http,
             limits,
+            tls,
             shutdown_grace,
             ..
         } = self;
@@ -298,6 +307,7 @@ impl Application {
             grpc_listener,
             routes,
             limits,
+            tls,
             stopped(stop_rx.clone()),
         ));
         let shim = tokio::spawn(async move {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
-use tonic::transport::Server;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::server::HealthReporter;
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
@@ -23,6 +23,27 @@ pub struct GrpcLimits {
     /// Calls in flight across all connections; one more is shed immediately
     /// (a queue would only add latency under overload; callers back off).
     pub max_in_flight: usize,
+}
+
+/// The listener's TLS settings from the config: TLS with the configured
+/// certificate, and mutual TLS when a client CA is set.
+///
+/// # Errors
+/// Material rustls refuses (a key that does not parse, say), said plainly.
+pub fn tls_config(tls: &crate::config::GrpcTls) -> Result<ServerTlsConfig, String> {
+    use secrecy::ExposeSecret;
+    let mut config = ServerTlsConfig::new().identity(Identity::from_pem(
+        &tls.cert_pem,
+        tls.key_pem.expose_secret(),
+    ));
+    if let Some(ca) = &tls.client_ca_pem {
+        config = config.client_ca_root(Certificate::from_pem(ca));
+    }
+    // Building a server with it makes rustls check the material now, at start.
+    Server::builder()
+        .tls_config(config.clone())
+        .map_err(|e| format!("server.tls: the certificate or key is not usable: {e}"))?;
+    Ok(config)
 }
 
 /// The standard services: health and reflection over `descriptor_sets` (the
@@ -58,13 +79,18 @@ pub async fn serve(
     listener: TcpListener,
     routes: Routes,
     limits: GrpcLimits,
+    tls: Option<ServerTlsConfig>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let overload = ServiceBuilder::new()
         .load_shed()
         .layer(GlobalConcurrencyLimitLayer::new(limits.max_in_flight))
         .into_inner();
-    Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
         .timeout(limits.request_timeout)
         .layer(overload)
         .add_routes(routes)
@@ -107,7 +133,7 @@ mod tests {
             max_in_flight: 64,
         };
         let task = tokio::spawn(async move {
-            serve(listener, routes, limits, async {
+            serve(listener, routes, limits, None, async {
                 let _ = stopped.await;
             })
             .await

@@ -176,3 +176,36 @@ fn caller_keys_are_kept_only_as_hashes() {
     assert!(!format!("{resolved:?}").contains(key));
     use sha2::Digest;
 }
+
+#[test]
+fn tls_files_that_are_missing_or_not_pem_are_named_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut env = example_env(dir.path());
+    let not_pem = dir.path().join("cert.txt");
+    std::fs::write(&not_pem, "hello").expect("write");
+    let missing = dir.path().join("nope.key");
+    env.extend(super::tests::env(&[
+        (
+            "WECHAT_IDENTITY__SERVER__TLS__CERT_FILE",
+            not_pem.to_str().expect("utf-8"),
+        ),
+        (
+            "WECHAT_IDENTITY__SERVER__TLS__KEY_FILE",
+            missing.to_str().expect("utf-8"),
+        ),
+    ]));
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+    let error = Config::load(Some(&path), &env)
+        .expect("parses")
+        .resolve(&env)
+        .expect_err("unusable TLS files");
+    let text = error.to_string();
+    assert!(
+        text.contains("server.tls.cert_file") && text.contains("no PEM"),
+        "{text}"
+    );
+    assert!(
+        text.contains("server.tls.key_file") && text.contains("cannot read"),
+        "{text}"
+    );
+}

@@ -24,6 +24,19 @@ pub struct ResolvedConfig {
     pub redis_url: Option<SecretString>,
     /// `(id, base64 key)`, the current key first.
     pub encryption_keys: Vec<(String, SecretString)>,
+    /// The gRPC listener's certificate and key, when TLS is configured.
+    pub grpc_tls: Option<GrpcTls>,
+}
+
+/// TLS material for the gRPC listener, read at start.
+#[derive(Debug, Clone)]
+pub struct GrpcTls {
+    /// The PEM certificate chain.
+    pub cert_pem: String,
+    /// The PEM private key.
+    pub key_pem: SecretString,
+    /// The PEM CA bundle client certificates must chain to (mutual TLS).
+    pub client_ca_pem: Option<String>,
 }
 
 /// An app ready to use.
@@ -63,6 +76,11 @@ impl Config {
         let apps = resolve_apps(&self.apps, env, &mut problems);
         let callers = resolve_callers(&self.callers, env, &mut problems);
         check_server(&self, &mut problems);
+        let grpc_tls = self
+            .server
+            .tls
+            .as_ref()
+            .and_then(|tls| read_tls(tls, &mut problems));
 
         let database_url = match &self.database.url_secret {
             Some(source) => source.resolve(env).unwrap_or_else(|e| {
@@ -117,8 +135,42 @@ impl Config {
             database_url,
             redis_url,
             encryption_keys,
+            grpc_tls,
         })
     }
+}
+
+/// Reads the PEM files of `server.tls`; each unreadable or non-PEM file is a problem.
+fn read_tls(tls: &super::TlsConfig, problems: &mut Vec<String>) -> Option<GrpcTls> {
+    let mut read =
+        |field: &str, path: &std::path::Path, marker: &str| match std::fs::read_to_string(path) {
+            Ok(text) if text.contains(marker) => Some(text),
+            Ok(_) => {
+                problems.push(format!(
+                    "server.tls.{field}: {} holds no PEM '{marker}' block",
+                    path.display()
+                ));
+                None
+            }
+            Err(e) => {
+                problems.push(format!(
+                    "server.tls.{field}: cannot read {}: {e}",
+                    path.display()
+                ));
+                None
+            }
+        };
+    let cert_pem = read("cert_file", &tls.cert_file, "-----BEGIN CERTIFICATE-----");
+    let key_pem = read("key_file", &tls.key_file, "PRIVATE KEY-----");
+    let client_ca_pem = match &tls.client_ca_file {
+        Some(path) => Some(read("client_ca_file", path, "-----BEGIN CERTIFICATE-----")?),
+        None => None,
+    };
+    Some(GrpcTls {
+        cert_pem: cert_pem?,
+        key_pem: SecretString::from(key_pem?),
+        client_ca_pem,
+    })
 }
 
 fn check_server(config: &Config, problems: &mut Vec<String>) {
