@@ -215,7 +215,73 @@ async fn lookups_of_unknown_records_and_missing_oneofs_are_told_apart(backend: B
     app.stop().await;
 }
 
+async fn an_external_id_held_by_another_user_is_taken_unless_replace_existing(backend: Backend) {
+    let app = spawn!(backend);
+    let mut client = app.client();
+    let holder = client
+        .bind_user(bind(
+            Account::ExternalId("crm-held".into()),
+            code_proof(&app, "hana"),
+            false,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .profile
+        .unwrap();
+    let ivan = client
+        .mini_program_login(MiniProgramLoginRequest {
+            app_id: LONE_MINI.into(),
+            code: app.sim.mint_login_code(LONE_MINI, "ivan"),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let proof = || {
+        Proof::MiniProgramCode(MiniProgramCode {
+            app_id: LONE_MINI.into(),
+            code: app.sim.mint_login_code(LONE_MINI, "ivan"),
+        })
+    };
+    let taken = client
+        .bind_user(bind(Account::ExternalId("crm-held".into()), proof(), false))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (taken.code(), reason(&taken).as_deref()),
+        (Code::AlreadyExists, Some("EXTERNAL_ID_TAKEN"))
+    );
+    let moved = client
+        .bind_user(bind(Account::ExternalId("crm-held".into()), proof(), true))
+        .await
+        .unwrap()
+        .into_inner()
+        .profile
+        .unwrap();
+    assert_eq!(
+        moved.user_id, holder.user_id,
+        "the identity moved to the holder of crm-held"
+    );
+    assert_eq!(moved.identities.len(), 2);
+    let left = client
+        .get_profile(GetProfileRequest {
+            lookup: Some(Lookup::UserId(ivan.user_id)),
+            refresh_from_wechat: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .profile
+        .unwrap();
+    assert!(
+        left.identities.is_empty(),
+        "the old user is kept, without the identity"
+    );
+    app.stop().await;
+}
+
 on_both_backends!(
+    an_external_id_held_by_another_user_is_taken_unless_replace_existing,
     binding_gives_the_identitys_user_the_external_id_and_refuses_a_second_one,
     importing_an_identity_needs_the_import_permission,
     lookups_of_unknown_records_and_missing_oneofs_are_told_apart,

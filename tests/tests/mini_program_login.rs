@@ -268,6 +268,24 @@ async fn the_phone_number_is_returned_and_saved_on_the_user(backend: Backend) {
         1,
         "the code of an unknown user is not spent"
     );
+
+    let phone_code = app.sim.mint_phone_code(MINI, "dave");
+    let ask = |code: &str| GetPhoneNumberRequest {
+        app_id: MINI.into(),
+        code: code.to_owned(),
+        user_id: String::new(),
+    };
+    client.get_phone_number(ask(&phone_code)).await.unwrap();
+    let replay = client.get_phone_number(ask(&phone_code)).await.unwrap_err();
+    assert_eq!(
+        (replay.code(), reason(&replay).as_deref()),
+        (Code::InvalidArgument, Some("WECHAT_CODE_USED"))
+    );
+    assert_eq!(
+        app.sim.calls(Endpoint::GetUserPhoneNumber),
+        2,
+        "a replayed phone code is refused without calling WeChat"
+    );
     app.stop().await;
 }
 

@@ -6,15 +6,32 @@ use std::time::Duration;
 use tonic::metadata::MetadataMap;
 use wechat_client::Deadline;
 
+/// The time budget of one request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestDeadline {
+    /// When WeChat calls and database waits must be done: a little before the
+    /// answer is due, so that the bookkeeping after a timed-out WeChat call
+    /// still runs and the caller gets DEADLINE_EXCEEDED with its reason.
+    pub work: Deadline,
+    /// When the service answers DEADLINE_EXCEEDED whatever the work is doing;
+    /// still before the transport's own timeout, which would answer CANCELLED.
+    pub answer: Deadline,
+}
+
 /// The deadline of a request received now: the caller's `grpc-timeout` when it
-/// is shorter than `limit`, else `limit`.
-pub fn request_deadline(metadata: &MetadataMap, limit: Duration) -> Deadline {
+/// is shorter than `limit`, else `limit`, less a margin of a tenth (at most
+/// 50 ms) for the work and half that for the answer.
+pub fn request_deadline(metadata: &MetadataMap, limit: Duration) -> RequestDeadline {
     let timeout = metadata
         .get("grpc-timeout")
         .and_then(|value| value.to_str().ok())
         .and_then(parse_grpc_timeout)
         .map_or(limit, |caller| caller.min(limit));
-    Deadline::after(timeout)
+    let margin = (timeout / 10).min(Duration::from_millis(50));
+    RequestDeadline {
+        work: Deadline::after(timeout - margin),
+        answer: Deadline::after(timeout - margin / 2),
+    }
 }
 
 /// Parses the gRPC wire format: up to 8 digits and a unit (H, M, S, m, u, n).
@@ -60,17 +77,28 @@ mod tests {
         let mut metadata = MetadataMap::new();
         let limit = Duration::from_secs(10);
         let unbounded = request_deadline(&metadata, limit)
+            .work
             .remaining()
             .expect("bounded");
         assert!(unbounded > Duration::from_secs(9) && unbounded <= limit);
         metadata.insert("grpc-timeout", "200m".parse().expect("ascii"));
-        let short = request_deadline(&metadata, limit)
-            .remaining()
-            .expect("bounded");
-        assert!(short <= Duration::from_millis(200));
+        let short = request_deadline(&metadata, limit);
+        let (work, answer) = (
+            short.work.remaining().expect("bounded"),
+            short.answer.remaining().expect("bounded"),
+        );
+        assert!(
+            work < answer && answer < Duration::from_millis(200),
+            "{work:?} {answer:?}"
+        );
+        assert!(
+            work >= Duration::from_millis(170),
+            "a margin, not a cut: {work:?}"
+        );
         metadata.insert("grpc-timeout", "1H".parse().expect("ascii"));
         assert!(
             request_deadline(&metadata, limit)
+                .answer
                 .remaining()
                 .expect("bounded")
                 <= limit

@@ -8,6 +8,8 @@ use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 use crate::auth::Caller;
+use wechat_client::Deadline;
+
 use crate::deadline::request_deadline;
 use crate::error::ApiError;
 use crate::pb;
@@ -30,7 +32,7 @@ impl IdentityGrpc {
         }
     }
 
-    fn context<T>(&self, request: Request<T>) -> Result<(Ctx, T), Status> {
+    fn context<T>(&self, request: Request<T>) -> Result<(Ctx, Deadline, T), Status> {
         let deadline = request_deadline(request.metadata(), self.request_timeout);
         let caller = request
             .extensions()
@@ -40,7 +42,28 @@ impl IdentityGrpc {
                 tracing::error!("identity service reached without the caller interceptor");
                 ApiError::UnauthenticatedCaller.to_status()
             })?;
-        Ok((Ctx { caller, deadline }, request.into_inner()))
+        Ok((
+            Ctx {
+                caller,
+                deadline: deadline.work,
+            },
+            deadline.answer,
+            request.into_inner(),
+        ))
+    }
+}
+
+/// Runs `work`, answering DEADLINE_EXCEEDED at `answer` if it is still going
+/// (the work itself stops at its own, earlier deadline wherever it can).
+async fn bounded<T>(
+    answer: Deadline,
+    work: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    match answer.remaining() {
+        Some(left) => tokio::time::timeout(left, work)
+            .await
+            .unwrap_or(Err(ApiError::DeadlineExceeded)),
+        None => work.await,
     }
 }
 
@@ -74,119 +97,89 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::MiniProgramLoginRequest>,
     ) -> Result<Response<pb::MiniProgramLoginResponse>, Status> {
-        let (ctx, message) = self.context(request)?;
-        respond(
-            "MiniProgramLogin",
-            &ctx,
-            self.services.mini_program_login(&ctx, message).await,
-        )
+        let (ctx, answer, message) = self.context(request)?;
+        let result = bounded(answer, self.services.mini_program_login(&ctx, message)).await;
+        respond("MiniProgramLogin", &ctx, result)
     }
 
     async fn get_phone_number(
         &self,
         request: Request<pb::GetPhoneNumberRequest>,
     ) -> Result<Response<pb::GetPhoneNumberResponse>, Status> {
-        let (ctx, message) = self.context(request)?;
-        respond(
-            "GetPhoneNumber",
-            &ctx,
-            self.services.phone_number(&ctx, message).await,
-        )
+        let (ctx, answer, message) = self.context(request)?;
+        let result = bounded(answer, self.services.phone_number(&ctx, message)).await;
+        respond("GetPhoneNumber", &ctx, result)
     }
 
     async fn bind_user(
         &self,
         request: Request<pb::BindUserRequest>,
     ) -> Result<Response<pb::BindUserResponse>, Status> {
-        let (ctx, message) = self.context(request)?;
-        respond(
-            "BindUser",
-            &ctx,
-            self.services.bind_user(&ctx, message).await,
-        )
+        let (ctx, answer, message) = self.context(request)?;
+        let result = bounded(answer, self.services.bind_user(&ctx, message)).await;
+        respond("BindUser", &ctx, result)
     }
 
     async fn get_profile(
         &self,
         request: Request<pb::GetProfileRequest>,
     ) -> Result<Response<pb::GetProfileResponse>, Status> {
-        let (ctx, message) = self.context(request)?;
-        respond(
-            "GetProfile",
-            &ctx,
-            self.services.profile(&ctx, message).await,
-        )
+        let (ctx, answer, message) = self.context(request)?;
+        let result = bounded(answer, self.services.profile(&ctx, message)).await;
+        respond("GetProfile", &ctx, result)
     }
 
     async fn refresh_token(
         &self,
         request: Request<pb::RefreshTokenRequest>,
     ) -> Result<Response<pb::RefreshTokenResponse>, Status> {
-        let (ctx, message) = self.context(request)?;
-        respond(
-            "RefreshToken",
-            &ctx,
-            self.services.refresh_token(&ctx, message).await,
-        )
+        let (ctx, answer, message) = self.context(request)?;
+        let result = bounded(answer, self.services.refresh_token(&ctx, message)).await;
+        respond("RefreshToken", &ctx, result)
     }
 
     async fn web_login(
         &self,
         request: Request<pb::WebLoginRequest>,
     ) -> Result<Response<pb::WebLoginResponse>, Status> {
-        let (ctx, message) = self.context(request)?;
-        respond(
-            "WebLogin",
-            &ctx,
-            self.services.web_login(&ctx, message).await,
-        )
+        let (ctx, answer, message) = self.context(request)?;
+        let result = bounded(answer, self.services.web_login(&ctx, message)).await;
+        respond("WebLogin", &ctx, result)
     }
 
     async fn verify_token(
         &self,
         request: Request<pb::VerifyTokenRequest>,
     ) -> Result<Response<pb::VerifyTokenResponse>, Status> {
-        let (ctx, message) = self.context(request)?;
-        respond(
-            "VerifyToken",
-            &ctx,
-            self.services.verify_token(&ctx, message).await,
-        )
+        let (ctx, answer, message) = self.context(request)?;
+        let result = bounded(answer, self.services.verify_token(&ctx, message)).await;
+        respond("VerifyToken", &ctx, result)
     }
 
     async fn revoke_session(
         &self,
         request: Request<pb::RevokeSessionRequest>,
     ) -> Result<Response<pb::RevokeSessionResponse>, Status> {
-        let (ctx, message) = self.context(request)?;
-        respond(
-            "RevokeSession",
-            &ctx,
-            self.services.revoke_session(&ctx, message).await,
-        )
+        let (ctx, answer, message) = self.context(request)?;
+        let result = bounded(answer, self.services.revoke_session(&ctx, message)).await;
+        respond("RevokeSession", &ctx, result)
     }
 
     async fn unbind_user(
         &self,
         request: Request<pb::UnbindUserRequest>,
     ) -> Result<Response<pb::UnbindUserResponse>, Status> {
-        let (ctx, message) = self.context(request)?;
-        respond(
-            "UnbindUser",
-            &ctx,
-            self.services.unbind_user(&ctx, message).await,
-        )
+        let (ctx, answer, message) = self.context(request)?;
+        let result = bounded(answer, self.services.unbind_user(&ctx, message)).await;
+        respond("UnbindUser", &ctx, result)
     }
 
     async fn get_app_access_token(
         &self,
         request: Request<pb::GetAppAccessTokenRequest>,
     ) -> Result<Response<pb::GetAppAccessTokenResponse>, Status> {
-        let (ctx, message) = self.context(request)?;
-        respond(
-            "GetAppAccessToken",
-            &ctx,
-            self.services.app_access_token(&ctx, message).await,
-        )
+        let (ctx, answer, message) = self.context(request)?;
+        let result = bounded(answer, self.services.app_access_token(&ctx, message)).await;
+        respond("GetAppAccessToken", &ctx, result)
     }
 }

@@ -253,6 +253,11 @@ impl Transport {
                 self.policy.backoff(attempts)
             };
             if out_of_attempts || forbidden || !deadline.allows(wait) {
+                if deadline.expired() {
+                    // The attempt was cut by the caller's deadline, not by WeChat.
+                    tracing::warn!(endpoint = endpoint.name(), attempts, error = %error, "wechat call stopped at the caller's deadline");
+                    return Err(Error::DeadlineExceeded { endpoint });
+                }
                 tracing::warn!(endpoint = endpoint.name(), attempts, error = %error, "wechat call failed, giving up");
                 return Err(error);
             }

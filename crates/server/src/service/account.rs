@@ -67,11 +67,18 @@ impl Services {
                 .await?
                 .ok_or(ApiError::UserNotFound)?;
         }
-        let info = self
+        self.claim_code(app, &request.code, "code").await?;
+        let info = match self
             .tokens
-            .phone_number(&app.app_id, &Code::new(request.code), None, ctx.deadline)
+            .phone_number(&app.app_id, &Code::new(&request.code), None, ctx.deadline)
             .await
-            .map_err(|error| ApiError::from_wechat(error, "code"))?;
+        {
+            Ok(info) => info,
+            Err(error) => {
+                self.after_failed_exchange(app, &request.code, &error).await;
+                return Err(ApiError::from_wechat(error, "code"));
+            }
+        };
         let phone = Phone {
             phone_number: info.phone_number,
             pure_phone_number: info.pure_phone_number,

@@ -117,15 +117,7 @@ impl Services {
         code: &str,
         code_field: &str,
     ) -> Result<LoggedIn, ApiError> {
-        match self.storage.claim_code(&app.app_id, code, now()).await? {
-            CodeClaim::Fresh => {}
-            CodeClaim::AlreadyUsed => {
-                return Err(ApiError::WeChatCodeUsed {
-                    field: code_field.into(),
-                });
-            }
-            CodeClaim::LostToFailedAttempt => return Err(ApiError::WeChatUnavailable),
-        }
+        self.claim_code(app, code, code_field).await?;
         let credentials = AppCredentials {
             app_id: app.app_id.clone(),
             secret: app.secret.clone(),
@@ -167,7 +159,27 @@ impl Services {
         })
     }
 
-    async fn after_failed_exchange(
+    /// Claims a single-use WeChat code (a `wx.login` or phone code) before it
+    /// is sent: a code the service exchanged before is refused without asking
+    /// WeChat, and one a failed attempt may have spent answers UNAVAILABLE.
+    pub(super) async fn claim_code(
+        &self,
+        app: &ResolvedApp,
+        code: &str,
+        code_field: &str,
+    ) -> Result<(), ApiError> {
+        match self.storage.claim_code(&app.app_id, code, now()).await? {
+            CodeClaim::Fresh => Ok(()),
+            CodeClaim::AlreadyUsed => Err(ApiError::WeChatCodeUsed {
+                field: code_field.into(),
+            }),
+            CodeClaim::LostToFailedAttempt => Err(ApiError::WeChatUnavailable),
+        }
+    }
+
+    /// Records what a failed exchange did to its code, so that a retry of
+    /// the same code is answered right.
+    pub(super) async fn after_failed_exchange(
         &self,
         app: &ResolvedApp,
         code: &str,
