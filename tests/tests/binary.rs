@@ -155,14 +155,20 @@ async fn nothing_secret_reaches_the_logs_of_a_full_flow_even_at_trace() {
     };
 
     let login_code = code("login-code").await;
-    let login = client
-        .mini_program_login(MiniProgramLoginRequest {
-            app_id: MINI.into(),
-            code: login_code.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut request = tonic::Request::new(MiniProgramLoginRequest {
+        app_id: MINI.into(),
+        code: login_code.clone(),
+    });
+    request
+        .metadata_mut()
+        .insert("x-request-id", "e2e-trace-0001".parse().unwrap());
+    let login = client.mini_program_login(request).await.unwrap();
+    assert_eq!(
+        login.metadata().get("x-request-id").unwrap(),
+        "e2e-trace-0001",
+        "the caller's request id comes back"
+    );
+    let login = login.into_inner();
     let replay = client
         .mini_program_login(MiniProgramLoginRequest {
             app_id: MINI.into(),
@@ -258,6 +264,12 @@ async fn nothing_secret_reaches_the_logs_of_a_full_flow_even_at_trace() {
         logs.lines().count() > 100,
         "TRACE logs were captured:\n{logs}"
     );
+    let traced = logs
+        .lines()
+        .find(|line| line.contains("e2e-trace-0001"))
+        .unwrap_or_else(|| panic!("no log line carries the request id:\n{logs}"));
+    assert!(traced.contains(r#""caller":"ops""#), "the caller is named: {traced}");
+    assert!(traced.contains("MiniProgramLogin"), "the RPC is named: {traced}");
     let web_session = web.session.unwrap();
     for (what, secret) in [
         ("the mini program's AppSecret", MINI_SECRET),

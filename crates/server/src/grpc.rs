@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::auth::Caller;
 use wechat_client::Deadline;
@@ -32,8 +33,12 @@ impl IdentityGrpc {
         }
     }
 
-    fn context<T>(&self, request: Request<T>) -> Result<(Ctx, Deadline, T), Status> {
+    /// Starts serving `request`: its caller (attached by the interceptor), its
+    /// deadline, its request id and a span that every log line of the call
+    /// carries.
+    fn begin<T>(&self, rpc: &'static str, request: Request<T>) -> Result<(Call, T), Status> {
         let deadline = request_deadline(request.metadata(), self.request_timeout);
+        let request_id = request_id(request.metadata());
         let caller = request
             .extensions()
             .get::<Arc<Caller>>()
@@ -42,14 +47,79 @@ impl IdentityGrpc {
                 tracing::error!("identity service reached without the caller interceptor");
                 ApiError::UnauthenticatedCaller.to_status()
             })?;
-        Ok((
-            Ctx {
+        let span = tracing::info_span!(
+            "rpc",
+            rpc,
+            caller = %caller.name,
+            request_id = %request_id,
+            code = tracing::field::Empty,
+        );
+        let call = Call {
+            ctx: Ctx {
                 caller,
                 deadline: deadline.work,
             },
-            deadline.answer,
-            request.into_inner(),
-        ))
+            answer: deadline.answer,
+            span,
+            request_id,
+        };
+        Ok((call, request.into_inner()))
+    }
+}
+
+/// The metadata a caller may set to correlate its logs with ours; echoed back.
+const REQUEST_ID: &str = "x-request-id";
+
+/// The caller's `x-request-id` when it is a sane id (1..=64 of
+/// `[A-Za-z0-9._-]`), else a new UUID v7.
+fn request_id(metadata: &tonic::metadata::MetadataMap) -> String {
+    metadata
+        .get(REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| {
+            (1..=64).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        })
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned)
+}
+
+/// One call in progress.
+#[derive(Debug)]
+struct Call {
+    ctx: Ctx,
+    answer: Deadline,
+    span: tracing::Span,
+    request_id: String,
+}
+
+impl Call {
+    /// Runs `work` inside the call's span and deadline and turns its result
+    /// into the answer, with the request id in its metadata.
+    async fn finish<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, ApiError>>,
+    ) -> Result<Response<T>, Status> {
+        let result = bounded(self.answer, work)
+            .instrument(self.span.clone())
+            .await;
+        let answer = self.span.in_scope(|| respond(&self.span, result));
+        let id = tonic::metadata::MetadataValue::try_from(self.request_id.as_str()).ok();
+        match answer {
+            Ok(mut response) => {
+                if let Some(id) = id {
+                    response.metadata_mut().insert(REQUEST_ID, id);
+                }
+                Ok(response)
+            }
+            Err(mut status) => {
+                if let Some(id) = id {
+                    status.metadata_mut().insert(REQUEST_ID, id);
+                }
+                Err(status)
+            }
+        }
     }
 }
 
@@ -67,26 +137,26 @@ async fn bounded<T>(
     }
 }
 
-fn respond<T>(
-    rpc: &'static str,
-    ctx: &Ctx,
-    result: Result<T, ApiError>,
-) -> Result<Response<T>, Status> {
+/// The answer for `result`, logged in the call's span (which names the RPC,
+/// the caller and the request id): internal causes at ERROR, refusals at INFO
+/// with their reason.
+fn respond<T>(span: &tracing::Span, result: Result<T, ApiError>) -> Result<Response<T>, Status> {
     match result {
         Ok(message) => {
-            tracing::debug!(rpc, caller = %ctx.caller.name, "ok");
+            span.record("code", "OK");
+            tracing::debug!("ok");
             Ok(Response::new(message))
         }
         Err(error) => {
+            let status = error.to_status();
+            span.record("code", tracing::field::debug(status.code()));
             match &error {
-                ApiError::Internal(cause) => {
-                    tracing::error!(rpc, caller = %ctx.caller.name, cause = %cause, "internal error")
-                }
+                ApiError::Internal(cause) => tracing::error!(cause = %cause, "internal error"),
                 other => {
-                    tracing::info!(rpc, caller = %ctx.caller.name, reason = other.reason().unwrap_or("UNAVAILABLE"), "refused")
+                    tracing::info!(reason = other.reason().unwrap_or("UNAVAILABLE"), "refused")
                 }
             }
-            Err(error.to_status())
+            Err(status)
         }
     }
 }
@@ -97,89 +167,88 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::MiniProgramLoginRequest>,
     ) -> Result<Response<pb::MiniProgramLoginResponse>, Status> {
-        let (ctx, answer, message) = self.context(request)?;
-        let result = bounded(answer, self.services.mini_program_login(&ctx, message)).await;
-        respond("MiniProgramLogin", &ctx, result)
+        let (call, message) = self.begin("MiniProgramLogin", request)?;
+        call.finish(self.services.mini_program_login(&call.ctx, message))
+            .await
     }
 
     async fn get_phone_number(
         &self,
         request: Request<pb::GetPhoneNumberRequest>,
     ) -> Result<Response<pb::GetPhoneNumberResponse>, Status> {
-        let (ctx, answer, message) = self.context(request)?;
-        let result = bounded(answer, self.services.phone_number(&ctx, message)).await;
-        respond("GetPhoneNumber", &ctx, result)
+        let (call, message) = self.begin("GetPhoneNumber", request)?;
+        call.finish(self.services.phone_number(&call.ctx, message))
+            .await
     }
 
     async fn bind_user(
         &self,
         request: Request<pb::BindUserRequest>,
     ) -> Result<Response<pb::BindUserResponse>, Status> {
-        let (ctx, answer, message) = self.context(request)?;
-        let result = bounded(answer, self.services.bind_user(&ctx, message)).await;
-        respond("BindUser", &ctx, result)
+        let (call, message) = self.begin("BindUser", request)?;
+        call.finish(self.services.bind_user(&call.ctx, message))
+            .await
     }
 
     async fn get_profile(
         &self,
         request: Request<pb::GetProfileRequest>,
     ) -> Result<Response<pb::GetProfileResponse>, Status> {
-        let (ctx, answer, message) = self.context(request)?;
-        let result = bounded(answer, self.services.profile(&ctx, message)).await;
-        respond("GetProfile", &ctx, result)
+        let (call, message) = self.begin("GetProfile", request)?;
+        call.finish(self.services.profile(&call.ctx, message)).await
     }
 
     async fn refresh_token(
         &self,
         request: Request<pb::RefreshTokenRequest>,
     ) -> Result<Response<pb::RefreshTokenResponse>, Status> {
-        let (ctx, answer, message) = self.context(request)?;
-        let result = bounded(answer, self.services.refresh_token(&ctx, message)).await;
-        respond("RefreshToken", &ctx, result)
+        let (call, message) = self.begin("RefreshToken", request)?;
+        call.finish(self.services.refresh_token(&call.ctx, message))
+            .await
     }
 
     async fn web_login(
         &self,
         request: Request<pb::WebLoginRequest>,
     ) -> Result<Response<pb::WebLoginResponse>, Status> {
-        let (ctx, answer, message) = self.context(request)?;
-        let result = bounded(answer, self.services.web_login(&ctx, message)).await;
-        respond("WebLogin", &ctx, result)
+        let (call, message) = self.begin("WebLogin", request)?;
+        call.finish(self.services.web_login(&call.ctx, message))
+            .await
     }
 
     async fn verify_token(
         &self,
         request: Request<pb::VerifyTokenRequest>,
     ) -> Result<Response<pb::VerifyTokenResponse>, Status> {
-        let (ctx, answer, message) = self.context(request)?;
-        let result = bounded(answer, self.services.verify_token(&ctx, message)).await;
-        respond("VerifyToken", &ctx, result)
+        let (call, message) = self.begin("VerifyToken", request)?;
+        call.finish(self.services.verify_token(&call.ctx, message))
+            .await
     }
 
     async fn revoke_session(
         &self,
         request: Request<pb::RevokeSessionRequest>,
     ) -> Result<Response<pb::RevokeSessionResponse>, Status> {
-        let (ctx, answer, message) = self.context(request)?;
-        let result = bounded(answer, self.services.revoke_session(&ctx, message)).await;
-        respond("RevokeSession", &ctx, result)
+        let (call, message) = self.begin("RevokeSession", request)?;
+        call.finish(self.services.revoke_session(&call.ctx, message))
+            .await
     }
 
     async fn unbind_user(
         &self,
         request: Request<pb::UnbindUserRequest>,
     ) -> Result<Response<pb::UnbindUserResponse>, Status> {
-        let (ctx, answer, message) = self.context(request)?;
-        let result = bounded(answer, self.services.unbind_user(&ctx, message)).await;
-        respond("UnbindUser", &ctx, result)
+        let (call, message) = self.begin("UnbindUser", request)?;
+        call.finish(self.services.unbind_user(&call.ctx, message))
+            .await
     }
 
     async fn get_app_access_token(
         &self,
         request: Request<pb::GetAppAccessTokenRequest>,
     ) -> Result<Response<pb::GetAppAccessTokenResponse>, Status> {
-        let (ctx, answer, message) = self.context(request)?;
-        let result = bounded(answer, self.services.app_access_token(&ctx, message)).await;
-        respond("GetAppAccessToken", &ctx, result)
+        let (call, message) = self.begin("GetAppAccessToken", request)?;
+        call.finish(self.services.app_access_token(&call.ctx, message))
+            .await
     }
 }
