@@ -57,6 +57,8 @@ pub struct Options {
     pub allowed_return_to: Vec<String>,
     /// TLS on the gRPC listener: PEM files (cert, key, client CA for mutual TLS).
     pub tls: Option<(PathBuf, PathBuf, Option<PathBuf>)>,
+    /// More `[server]` settings, as TOML lines.
+    pub server_toml: String,
 }
 
 impl Options {
@@ -66,6 +68,7 @@ impl Options {
             backend,
             allowed_return_to: Vec::new(),
             tls: None,
+            server_toml: String::new(),
         }
     }
 }
@@ -145,6 +148,13 @@ impl TestApp {
         format!("http://{}", self.http_addr)
     }
 
+    /// Takes the PostgreSQL database away (`false`) or brings it back; `None`
+    /// on SQLite.
+    pub async fn set_database_reachable(&self, reachable: bool) -> Option<()> {
+        self._postgres.as_ref()?.allow_connections(reachable).await;
+        Some(())
+    }
+
     /// Stops the service and waits for it to drain.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -209,6 +219,7 @@ pub async fn spawn_with(options: Options) -> Option<TestApp> {
         r#"
         [server]
         public_base_url = "http://{http_addr}"
+        {server_toml}
         {tls}
         [database]
         url = "{database_url}"
@@ -243,6 +254,7 @@ pub async fn spawn_with(options: Options) -> Option<TestApp> {
         permissions = ["core", "import", "admin"]
         "#,
         key = key.expose_secret(),
+        server_toml = options.server_toml,
     );
     let resolved = Config::parse(&toml, &[]).unwrap().resolve(&[]).unwrap();
     let app = Application::build_on(

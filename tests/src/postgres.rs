@@ -60,6 +60,30 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// Makes the database refuse new connections and drops the open ones
+    /// (`false`), as an outage would, or lets it accept them again (`true`).
+    pub(crate) async fn allow_connections(&self, allow: bool) {
+        let mut admin = AnyConnection::connect(&self.admin_url).await.unwrap();
+        let name = &self.name;
+        sqlx::query(AssertSqlSafe(format!(
+            "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS {allow}"
+        )))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        if !allow {
+            sqlx::query(AssertSqlSafe(format!(
+                "SELECT pg_terminate_backend(pid)::text FROM pg_stat_activity WHERE datname = '{name}'"
+            )))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        }
+        let _ = admin.close().await;
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let (admin_url, name) = (self.admin_url.clone(), self.name.clone());

@@ -268,8 +268,14 @@ async fn nothing_secret_reaches_the_logs_of_a_full_flow_even_at_trace() {
         .lines()
         .find(|line| line.contains("e2e-trace-0001"))
         .unwrap_or_else(|| panic!("no log line carries the request id:\n{logs}"));
-    assert!(traced.contains(r#""caller":"ops""#), "the caller is named: {traced}");
-    assert!(traced.contains("MiniProgramLogin"), "the RPC is named: {traced}");
+    assert!(
+        traced.contains(r#""caller":"ops""#),
+        "the caller is named: {traced}"
+    );
+    assert!(
+        traced.contains("MiniProgramLogin"),
+        "the RPC is named: {traced}"
+    );
     let web_session = web.session.unwrap();
     for (what, secret) in [
         ("the mini program's AppSecret", MINI_SECRET),

@@ -69,6 +69,7 @@ pub struct Application {
     limits: GrpcLimits,
     tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown_grace: Duration,
+    health_check_interval: Duration,
     open_mode: bool,
 }
 
@@ -238,6 +239,7 @@ impl Application {
             },
             tls,
             shutdown_grace: config.server.shutdown_grace,
+            health_check_interval: config.server.health_check_interval,
             open_mode: auth.is_open(),
         })
     }
@@ -292,6 +294,7 @@ impl Application {
             limits,
             tls,
             shutdown_grace,
+            health_check_interval,
             ..
         } = self;
         for name in ["", SERVICE_NAME] {
@@ -315,7 +318,11 @@ impl Application {
                 .with_graceful_shutdown(stopped(stop_rx))
                 .await
         });
-        let monitor = tokio::spawn(monitor_storage(services.storage.clone(), health.clone()));
+        let monitor = tokio::spawn(monitor_storage(
+            services.storage.clone(),
+            health.clone(),
+            health_check_interval,
+        ));
         let sweeper = tokio::spawn(sweep_expired(services.storage.clone()));
 
         shutdown.await;
@@ -386,10 +393,10 @@ async fn load_signing_keys(
 }
 
 /// Reports NOT_SERVING while the database is unreachable.
-async fn monitor_storage(storage: Storage, health: HealthReporter) {
+async fn monitor_storage(storage: Storage, health: HealthReporter, every: Duration) {
     let mut serving = true;
     loop {
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        tokio::time::sleep(every).await;
         let reachable = storage.ping().await.is_ok();
         if reachable != serving {
             serving = reachable;

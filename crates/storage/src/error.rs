@@ -110,6 +110,10 @@ pub(crate) fn convert_sqlx_err(error: sqlx::Error) -> StorageError {
                 tracing::warn!(code = ?db.code(), "database busy");
                 return StorageError::Unavailable;
             }
+            if db.code().as_deref().is_some_and(is_postgres_outage) {
+                tracing::warn!(code = ?db.code(), "database unavailable");
+                return StorageError::Unavailable;
+            }
             tracing::error!(code = ?db.code(), message = %db.message(), "database error");
             StorageError::Internal
         }
@@ -126,6 +130,15 @@ pub(crate) fn convert_sqlx_err(error: sqlx::Error) -> StorageError {
             StorageError::Internal
         }
     }
+}
+
+/// PostgreSQL SQLSTATEs that mean the server is unreachable for now, not that
+/// the query is wrong: connection exceptions (class 08), insufficient
+/// resources (53, e.g. too many connections), operator intervention (57P01
+/// admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now), and 55000
+/// as it answers a connection to a database that accepts none.
+fn is_postgres_outage(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("53") || code.starts_with("57P") || code == "55000"
 }
 
 /// Which table a violated constraint protects, as a short noun. PostgreSQL names

@@ -62,6 +62,10 @@ pub struct ServerConfig {
     /// How long SIGTERM waits for in-flight calls. Default 20 s.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// How often the database is pinged; health reports NOT_SERVING while it
+    /// is unreachable. Default 5 s.
+    #[serde(with = "humantime_serde")]
+    pub health_check_interval: Duration,
     /// TLS for the gRPC listener.
     pub tls: Option<TlsConfig>,
 }
@@ -75,6 +79,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(10),
             max_in_flight: 1024,
             shutdown_grace: Duration::from_secs(20),
+            health_check_interval: Duration::from_secs(5),
             tls: None,
         }
     }

@@ -194,6 +194,9 @@ fn check_server(config: &Config, problems: &mut Vec<String>) {
     if server.request_timeout.is_zero() {
         problems.push("server.request_timeout: must be above zero".into());
     }
+    if server.health_check_interval.is_zero() {
+        problems.push("server.health_check_interval: must be above zero".into());
+    }
 }
 
 fn resolve_apps(
