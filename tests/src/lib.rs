@@ -59,6 +59,8 @@ pub struct Options {
     pub tls: Option<(PathBuf, PathBuf, Option<PathBuf>)>,
     /// More `[server]` settings, as TOML lines.
     pub server_toml: String,
+    /// More tables at the end of the config file, as TOML.
+    pub extra_toml: String,
 }
 
 impl Options {
@@ -69,6 +71,7 @@ impl Options {
             allowed_return_to: Vec::new(),
             tls: None,
             server_toml: String::new(),
+            extra_toml: String::new(),
         }
     }
 }
@@ -252,9 +255,11 @@ pub async fn spawn_with(options: Options) -> Option<TestApp> {
         name = "admin-caller"
         key = {{ value = "{ADMIN_KEY}" }}
         permissions = ["core", "import", "admin"]
+        {extra_toml}
         "#,
         key = key.expose_secret(),
         server_toml = options.server_toml,
+        extra_toml = options.extra_toml,
     );
     let resolved = Config::parse(&toml, &[]).unwrap().resolve(&[]).unwrap();
     let app = Application::build_on(

@@ -151,7 +151,59 @@ async fn revoking_a_session_makes_its_tokens_inactive(backend: Backend) {
     app.stop().await;
 }
 
+/// `openssl genpkey -algorithm ed25519`: a throwaway key for this test.
+const SIGNING_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJfhlgveE/cuFiEwq+xGRCFbRL3zLlV/2k+nuWfP5F7q\n-----END PRIVATE KEY-----\n";
+
+async fn kid_of(app: &TestApp) -> (String, String) {
+    let jwks: serde_json::Value = app
+        .http
+        .get(format!("{}/.well-known/jwks.json", app.http_base()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1, "{jwks}");
+    let mut client = app.client();
+    let (_, session) = logged_in(app, &mut client).await;
+    let header = session.access_token.split('.').next().unwrap().to_owned();
+    (keys[0]["kid"].as_str().unwrap().to_owned(), header)
+}
+
+async fn a_configured_signing_key_signs_instead_of_a_generated_one(backend: Backend) {
+    let configured = || Options {
+        extra_toml: format!("[sessions]\nsigning_key = {{ value = {SIGNING_KEY_PEM:?} }}"),
+        ..Options::on(backend)
+    };
+    let Some(first) = spawn_with(configured()).await else {
+        return;
+    };
+    let (kid, header) = kid_of(&first).await;
+    first.stop().await;
+    let second = spawn_with(configured()).await.unwrap();
+    let (again, _) = kid_of(&second).await;
+    assert_eq!(kid, again, "two databases, one configured key");
+    second.stop().await;
+    let generated = spawn!(backend);
+    let (other, _) = kid_of(&generated).await;
+    assert_ne!(
+        kid, other,
+        "without a configured key, each database generates its own"
+    );
+    use base64::Engine;
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap();
+    let header: serde_json::Value = serde_json::from_slice(&header).unwrap();
+    assert_eq!(header["alg"], "EdDSA");
+    assert_eq!(header["kid"], kid.as_str());
+    generated.stop().await;
+}
+
 on_both_backends!(
+    a_configured_signing_key_signs_instead_of_a_generated_one,
     verify_token_describes_an_active_token,
     refresh_rotates_and_a_reused_token_revokes_the_session,
     revoking_a_session_makes_its_tokens_inactive,

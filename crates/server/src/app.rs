@@ -358,6 +358,26 @@ async fn load_signing_keys(
     resolved: &ResolvedConfig,
 ) -> Result<TokenKeys, StartError> {
     let mut stored = storage.active_signing_keys().await?;
+    let sessions = &resolved.config.sessions;
+    if let Some(pem) = &resolved.signing_key {
+        // The configured key signs; keys kept in storage from before still verify.
+        let current = SigningKey::from_pem(pem.expose_secret())
+            .map_err(|e| StartError::Other(format!("sessions.signing_key: {e}")))?;
+        let others = stored
+            .iter()
+            .map(|k| {
+                SigningKey::from_pkcs8(k.private_key.expose_secret())
+                    .map(|k| k.public_key().to_vec())
+                    .map_err(|e| StartError::Other(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(TokenKeys::new(
+            current,
+            others,
+            sessions.issuer.clone(),
+            sessions.audience.clone(),
+        ));
+    }
     if stored.is_empty() {
         let (key, pkcs8) = SigningKey::generate().map_err(|e| StartError::Other(e.to_string()))?;
         // Several replicas may race here; each inserts its own kid and all read back the same set.
@@ -383,7 +403,6 @@ async fn load_signing_keys(
     let others = keys
         .map(|k| k.map(|k| k.public_key().to_vec()))
         .collect::<Result<Vec<_>, _>>()?;
-    let sessions = &resolved.config.sessions;
     Ok(TokenKeys::new(
         current,
         others,

@@ -173,6 +173,10 @@ pub struct SessionConfig {
     /// Refresh token lifetime, renewed by each rotation. Default 30 days.
     #[serde(with = "humantime_serde")]
     pub refresh_ttl: Duration,
+    /// The Ed25519 key that signs access tokens, as PEM (`openssl genpkey
+    /// -algorithm ed25519`), from env or a file. Unset (the default): a key is
+    /// generated once and kept, encrypted, in the database for every replica.
+    pub signing_key: Option<SecretSource>,
 }
 
 impl Default for SessionConfig {
@@ -182,6 +186,7 @@ impl Default for SessionConfig {
             audience: "wechat-identity".into(),
             access_ttl: Duration::from_secs(2 * 3600),
             refresh_ttl: Duration::from_secs(30 * 86_400),
+            signing_key: None,
         }
     }
 }

@@ -26,6 +26,8 @@ pub struct ResolvedConfig {
     pub encryption_keys: Vec<(String, SecretString)>,
     /// The gRPC listener's certificate and key, when TLS is configured.
     pub grpc_tls: Option<GrpcTls>,
+    /// The configured access-token signing key (PEM), checked to be Ed25519.
+    pub signing_key: Option<SecretString>,
 }
 
 /// TLS material for the gRPC listener, read at start.
@@ -122,6 +124,21 @@ impl Config {
         {
             problems.push("sessions: access_ttl must be above zero and below refresh_ttl".into());
         }
+        let signing_key = self.sessions.signing_key.as_ref().and_then(|source| {
+            let pem = source
+                .resolve(env)
+                .map_err(|e| problems.push(format!("sessions.signing_key: {e}")))
+                .ok()?;
+            match crate::sessions::jwt::SigningKey::from_pem(pem.expose_secret()) {
+                Ok(_) => Some(pem),
+                Err(e) => {
+                    problems.push(format!(
+                        "sessions.signing_key: {e}; make one with `openssl genpkey -algorithm ed25519`"
+                    ));
+                    None
+                }
+            }
+        });
         if self.wechat.max_attempts == 0 {
             problems.push("wechat.max_attempts: at least 1 (the first attempt counts)".into());
         }
@@ -136,6 +153,7 @@ impl Config {
             redis_url,
             encryption_keys,
             grpc_tls,
+            signing_key,
         })
     }
 }

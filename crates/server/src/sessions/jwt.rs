@@ -98,6 +98,24 @@ impl SigningKey {
         Ok(Self { kid, pair })
     }
 
+    /// Reads a key from PEM, as `openssl genpkey -algorithm ed25519` writes it
+    /// (`-----BEGIN PRIVATE KEY-----`, PKCS#8 v1 or v2).
+    ///
+    /// # Errors
+    /// Not PEM, or not an Ed25519 key.
+    pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
+        let body = pem
+            .trim()
+            .strip_prefix("-----BEGIN PRIVATE KEY-----")
+            .and_then(|rest| rest.strip_suffix("-----END PRIVATE KEY-----"))
+            .ok_or(KeyError("not a PEM '-----BEGIN PRIVATE KEY-----' block"))?;
+        let base64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(base64)
+            .map_err(|_| KeyError("the PEM body is not base64"))?;
+        Self::from_pkcs8(&der)
+    }
+
     /// The key id: base64url of the first 12 bytes of SHA-256 of the public key.
     pub fn kid(&self) -> &str {
         &self.kid
@@ -370,5 +388,30 @@ mod tests {
         let again = SigningKey::from_pkcs8(&pkcs8).expect("reads back");
         assert_eq!(key.kid(), again.kid());
         assert!(SigningKey::from_pkcs8(b"not a key").is_err());
+    }
+
+    #[test]
+    fn a_key_from_openssl_pem_signs_tokens_that_verify() {
+        // `openssl genpkey -algorithm ed25519`: PKCS#8 v1, a throwaway test key.
+        let pem = "-----BEGIN PRIVATE KEY-----\n\
+                   MC4CAQAwBQYDK2VwBCIEIJfhlgveE/cuFiEwq+xGRCFbRL3zLlV/2k+nuWfP5F7q\n\
+                   -----END PRIVATE KEY-----\n";
+        let key = SigningKey::from_pem(pem).expect("an Ed25519 PEM key");
+        let kid = key.kid().to_owned();
+        let keys = TokenKeys::new(key, vec![], "iss".into(), "aud".into());
+        assert!(keys.jwks().contains(&kid));
+        let token = keys.sign(&Claims {
+            iss: "iss".into(),
+            aud: "aud".into(),
+            ..claims(1_800_000_000)
+        });
+        assert!(keys.verify(&token, at(1_800_000_001)).is_ok());
+        for bad in [
+            "",
+            "-----BEGIN PRIVATE KEY-----\n!!\n-----END PRIVATE KEY-----",
+            "MC4CAQAw",
+        ] {
+            assert!(SigningKey::from_pem(bad).is_err(), "{bad}");
+        }
     }
 }
