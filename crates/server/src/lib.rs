@@ -1,8 +1,11 @@
 //! wechat-identity: the gRPC identity service for WeChat.
 //!
-//! So far this crate holds the generated contract, [`pb`], the typed
-//! configuration, [`config`], and the error table, [`error`]; the service, the
-//! HTTP shim and telemetry follow.
+//! [`app::Application`] builds the whole service from a [`config`]: the RPCs
+//! of [`service`] behind their tonic face in [`grpc`] (caller keys from
+//! [`auth`], health, reflection and limits from [`grpc_server`]), the browser's
+//! HTTP shim in [`http`], access tokens in [`sessions`], and one error table in
+//! [`error`]. [`pb`] is the generated contract; `main.rs` is a thin binary over
+//! it, and [`demo`] the zero-config demo.
 
 pub mod app;
 pub mod apps;
