@@ -399,6 +399,20 @@ async fn check_config_lists_every_problem_and_migrate_prepares_the_database() {
     .await;
     assert!(!status.success(), "{output}");
 
+    let mut no_migrations = setup.env("info");
+    no_migrations.push(("WECHAT_IDENTITY__DATABASE__MIGRATE_ON_START", "false"));
+    let (status, output) = run(
+        &["--config", config, "serve"],
+        setup.dir.path(),
+        &no_migrations,
+    )
+    .await;
+    assert_eq!(status.code(), Some(1), "{output}");
+    assert!(
+        output.contains("run `wechat-identity migrate`"),
+        "a schema behind the binary is refused at start, saying what to do: {output}"
+    );
+
     let (status, output) = run(
         &["--config", config, "migrate"],
         setup.dir.path(),

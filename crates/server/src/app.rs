@@ -108,6 +108,13 @@ pub async fn open_storage(resolved: &ResolvedConfig, migrate: bool) -> Result<St
     if migrate {
         storage.migrate().await?;
     }
+    let pending = storage.pending_migrations().await?;
+    if !pending.is_empty() {
+        return Err(StartError::Other(format!(
+            "the database schema is behind this binary (migrations {pending:?} not applied): \
+             run `wechat-identity migrate`, or set database.migrate_on_start = true"
+        )));
+    }
     storage.verify_keys().await?;
     Ok(storage)
 }

@@ -158,6 +158,33 @@ impl Storage {
         })
     }
 
+    /// The versions of the embedded migrations this database has not applied
+    /// (all of them on an empty database).
+    ///
+    /// # Errors
+    /// The database could not be read.
+    pub async fn pending_migrations(&self) -> Result<Vec<i64>, StorageError> {
+        let migrator = match self.inner.engine {
+            Engine::Sqlite => &SQLITE_MIGRATIONS,
+            Engine::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        let applied: Vec<i64> =
+            match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.inner.writer)
+                .await
+            {
+                Ok(applied) => applied,
+                // No bookkeeping table yet: nothing was ever applied.
+                Err(sqlx::Error::Database(_)) => Vec::new(),
+                Err(error) => return Err(error.into()),
+            };
+        Ok(migrator
+            .iter()
+            .map(|migration| migration.version)
+            .filter(|version| !applied.contains(version))
+            .collect())
+    }
+
     /// Checks that the key ring decrypts the data: decrypts the key material
     /// written at first start (writing it now if absent).
     ///
@@ -336,6 +363,7 @@ mod futures_are_send {
         let (app, openid) = (&identity.app_id, &identity.openid);
         let user = UserId::generate();
         assert_send(storage.migrate());
+        assert_send(storage.pending_migrations());
         assert_send(storage.verify_keys());
         assert_send(storage.ping());
         assert_send(storage.record_login(login));

@@ -4,8 +4,8 @@ use std::time::{Duration, SystemTime};
 
 use secrecy::{ExposeSecret, SecretString};
 use storage::{
-    Account, AppKind, BindRequest, IdentityRef, ImportedIdentity, Phone, ProfileFields, UserLookup,
-    UserProfile, WebTokens,
+    Account, AppKind, BindRequest, IdentityRef, ImportedIdentity, Phone, UserLookup, UserProfile,
+    WebTokens,
 };
 use wechat_client::{AppId, Code, ErrorKind, OpenId, UnionId, WebAccessToken, WebRefreshToken};
 
@@ -319,15 +319,7 @@ impl Services {
             }
             Err(error) => return Err(ApiError::from_wechat(error, "refresh_from_wechat")),
         };
-        let fields = ProfileFields {
-            nickname: info.nickname,
-            avatar_url: info.headimgurl,
-            sex: info.sex,
-            province: info.province,
-            city: info.city,
-            country: info.country,
-            privileges: info.privileges,
-        };
+        let fields = convert::profile_fields(info);
         let at = now();
         self.storage
             .update_profile(&user.user_id, &fields, at)

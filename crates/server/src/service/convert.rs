@@ -1,8 +1,21 @@
-//! Storage records as contract messages.
+//! Storage records as contract messages, and WeChat's answers as storage records.
 
 use crate::pb;
 
 use super::timestamp;
+
+/// WeChat's `sns/userinfo` answer as the profile fields storage keeps.
+pub(super) fn profile_fields(info: wechat_client::WebUserInfo) -> storage::ProfileFields {
+    storage::ProfileFields {
+        nickname: info.nickname,
+        avatar_url: info.headimgurl,
+        sex: info.sex,
+        province: info.province,
+        city: info.city,
+        country: info.country,
+        privileges: info.privileges,
+    }
+}
 
 pub(super) fn app_kind(kind: storage::AppKind) -> pb::AppKind {
     match kind {

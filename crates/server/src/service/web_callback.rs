@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use storage::{AppKind, IdentityLogin, IdentityRef, NewOAuthState, ProfileFields, WebTokens};
+use storage::{AppKind, IdentityLogin, IdentityRef, NewOAuthState, WebTokens};
 use url::Url;
 use wechat_client::{AuthorizeRequest, Code, Deadline, OAuthScope, OAuthState, WebAppKind};
 
@@ -180,15 +180,7 @@ impl Services {
                 .user_info(&tokens.access_token, &tokens.openid, deadline)
                 .await
             {
-                Ok(info) => Some(ProfileFields {
-                    nickname: info.nickname,
-                    avatar_url: info.headimgurl,
-                    sex: info.sex,
-                    province: info.province,
-                    city: info.city,
-                    country: info.country,
-                    privileges: info.privileges,
-                }),
+                Ok(info) => Some(super::convert::profile_fields(info)),
                 // The login stands without a profile; GetProfile can refresh it later.
                 Err(error) => {
                     tracing::warn!(app_id = %app.app_id, error = %error, "userinfo failed after a web login; continuing without a profile");

@@ -68,6 +68,7 @@ conformance_tests!(
     crypto::a_missing_key_is_an_error_naming_its_id,
     crypto::phones_are_found_by_their_hmac,
     maintenance::sweep_removes_expired_rows_only,
+    maintenance::no_migration_is_pending_after_migrate_and_every_one_on_an_empty_database,
     maintenance::signing_keys_insert_race_safely,
     maintenance::the_audit_trail_records_bind_unbind_merge_and_revoke,
 );

@@ -197,3 +197,24 @@ pub(crate) async fn the_audit_trail_records_bind_unbind_merge_and_revoke(db: Tes
     );
     assert_eq!(storage.audit_events(None, 2).await.unwrap().len(), 2);
 }
+
+pub(crate) async fn no_migration_is_pending_after_migrate_and_every_one_on_an_empty_database(
+    db: TestDb,
+) {
+    assert_eq!(
+        db.storage.pending_migrations().await.unwrap(),
+        Vec::<i64>::new()
+    );
+    if db.config.url.starts_with("sqlite:") {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = storage::StorageConfig::new(format!(
+            "sqlite://{}",
+            dir.path().join("empty.db").display()
+        ));
+        let fresh = storage::Storage::connect(&empty, crate::support::key_ring(&db.key))
+            .await
+            .unwrap();
+        let pending = fresh.pending_migrations().await.unwrap();
+        assert!(pending.len() >= 2 && pending.contains(&1), "{pending:?}");
+    }
+}
