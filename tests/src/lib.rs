@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 pub mod binary;
-mod postgres;
+pub mod postgres;
 pub mod web;
 
 use std::path::PathBuf;

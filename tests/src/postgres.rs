@@ -19,16 +19,16 @@ pub fn in_ci() -> bool {
 
 /// A database created for one test.
 #[derive(Debug)]
-pub(crate) struct TestDatabase {
+pub struct TestDatabase {
     /// Its URL.
-    pub(crate) url: String,
+    pub url: String,
     admin_url: String,
     name: String,
 }
 
 impl TestDatabase {
     /// `None` (after saying why) when PostgreSQL is unreachable outside CI.
-    pub(crate) async fn create() -> Option<Self> {
+    pub async fn create() -> Option<Self> {
         sqlx::any::install_default_drivers();
         let admin_url = std::env::var(POSTGRES_ENV).unwrap_or_else(|_| POSTGRES_DEFAULT.to_owned());
         let mut admin = match AnyConnection::connect(&admin_url).await {
@@ -63,7 +63,7 @@ impl TestDatabase {
 impl TestDatabase {
     /// Makes the database refuse new connections and drops the open ones
     /// (`false`), as an outage would, or lets it accept them again (`true`).
-    pub(crate) async fn allow_connections(&self, allow: bool) {
+    pub async fn allow_connections(&self, allow: bool) {
         let mut admin = AnyConnection::connect(&self.admin_url).await.unwrap();
         let name = &self.name;
         sqlx::query(AssertSqlSafe(format!(

@@ -187,10 +187,23 @@ impl Application {
             },
             ..TokenManagerConfig::default()
         };
+        let token_cache: Arc<dyn wechat_client::TokenCache> =
+            match (&resolved.redis_url, &config.redis) {
+                (Some(url), Some(redis)) => Arc::new(
+                    storage::RedisTokenCache::connect(
+                        url.expose_secret(),
+                        &redis.key_prefix,
+                        storage.clone(),
+                    )
+                    .await
+                    .map_err(|e| StartError::Other(format!("redis: {e}")))?,
+                ),
+                _ => storage.token_cache(),
+            };
         let tokens = Arc::new(AppTokenManager::new(
             wechat.clone(),
             apps.credentials(),
-            storage.token_cache(),
+            token_cache,
             token_config,
         ));
         let keys = Arc::new(load_signing_keys(&storage, &resolved).await?);

@@ -21,6 +21,7 @@ mod identities;
 mod ids;
 mod merge;
 mod oauth;
+mod redis_cache;
 mod sessions;
 mod signing_keys;
 mod sweep;
@@ -32,6 +33,7 @@ mod users;
 pub use config::{Engine, StorageConfig};
 pub use crypto::KeyRing;
 pub use error::StorageError;
+pub use redis_cache::RedisTokenCache;
 pub use token_cache::DbTokenCache;
 pub use types::{
     Account, AppKind, AuditEvent, BindRequest, CodeClaim, IdentityLogin, IdentityRef,

@@ -129,7 +129,8 @@ impl Default for DatabaseConfig {
     }
 }
 
-/// Redis for the shared access-token cache.
+/// Redis for the shared access-token cache (tokens and refresh lease); without
+/// it the database holds them, which is shared by replicas as well.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
@@ -137,6 +138,14 @@ pub struct RedisConfig {
     pub url: Option<String>,
     /// The URL from env or a file.
     pub url_secret: Option<SecretSource>,
+    /// The prefix of every key, so deployments can share one Redis. Default
+    /// `wechat-identity`.
+    #[serde(default = "default_redis_prefix")]
+    pub key_prefix: String,
+}
+
+fn default_redis_prefix() -> String {
+    "wechat-identity".into()
 }
 
 /// Keys that encrypt secrets at rest (AES-256-GCM).

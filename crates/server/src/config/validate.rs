@@ -111,10 +111,17 @@ impl Config {
                     None
                 }
             }?;
-            if !url.expose_secret().starts_with("redis://")
-                && !url.expose_secret().starts_with("rediss://")
+            if !url.expose_secret().starts_with("redis://") {
+                problems.push(
+                    "redis.url: must start with redis:// (TLS to Redis, rediss://, is not built in yet)"
+                        .into(),
+                );
+            }
+            if redis.key_prefix.is_empty()
+                || redis.key_prefix.len() > 64
+                || redis.key_prefix.chars().any(|c| c.is_whitespace() || c.is_control())
             {
-                problems.push("redis.url: must start with redis:// or rediss://".into());
+                problems.push("redis.key_prefix: 1 to 64 characters, no spaces".into());
             }
             Some(url)
         });

@@ -6,6 +6,7 @@ mod codes_states_tickets;
 mod crypto;
 mod logins;
 mod maintenance;
+mod redis_cache;
 mod sessions;
 mod support;
 mod token_cache;

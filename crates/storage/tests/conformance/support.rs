@@ -84,7 +84,7 @@ async fn drop_abandoned_databases(admin: &mut AnyConnection) {
 }
 
 /// CI sets `CI=true`; there a missing PostgreSQL is a failure, not a skip.
-fn in_ci() -> bool {
+pub(crate) fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|value| !matches!(value.as_str(), "" | "0" | "false"))
 }
 

@@ -1,0 +1,138 @@
+//! The token cache on Redis keeps the contract of the database's: round trip,
+//! sealed at rest, one lease holder among replicas, expiry of a lease.
+
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use storage::RedisTokenCache;
+use wechat_client::{AccessToken, CachedToken, ForceRefreshBudget, TokenCache};
+
+use crate::support::{TestDb, app, in_ci, key_ring, secs};
+
+const REDIS_ENV: &str = "WECHAT_IDENTITY_TEST_REDIS";
+const REDIS_DEFAULT: &str = "redis://127.0.0.1:6379";
+
+fn redis_url() -> String {
+    std::env::var(REDIS_ENV).unwrap_or_else(|_| REDIS_DEFAULT.to_owned())
+}
+
+/// A cache on the test Redis under a prefix of its own, or `None` (after
+/// saying why) when Redis is unreachable outside CI.
+async fn cache(db: &TestDb, prefix: &str) -> Option<RedisTokenCache> {
+    match RedisTokenCache::connect(&redis_url(), prefix, db.storage.clone()).await {
+        Ok(cache) => Some(cache),
+        Err(error) => {
+            assert!(
+                !in_ci(),
+                "the Redis tests need Redis (see {REDIS_ENV}): {error}"
+            );
+            eprintln!("skipping a Redis test: {error}");
+            None
+        }
+    }
+}
+
+fn prefix() -> String {
+    format!("wi-test-{}", uuid::Uuid::now_v7().simple())
+}
+
+#[tokio::test]
+async fn the_redis_token_cache_round_trips_a_token_sealed_at_rest() {
+    let db = TestDb::sqlite().await.unwrap();
+    let prefix = prefix();
+    let Some(cache) = cache(&db, &prefix).await else {
+        return;
+    };
+    let wxa = app("wxa");
+    assert!(cache.load(&wxa).await.unwrap().is_none());
+    let now = std::time::SystemTime::now();
+    let mut budget = ForceRefreshBudget::default();
+    budget.record(now);
+    let token = CachedToken {
+        access_token: AccessToken::new("REDIS-ACCESS-TOKEN-1"),
+        expires_at: now + secs(7200),
+        fetched_at: now,
+        force_budget: budget,
+    };
+    cache.store(&wxa, &token).await.unwrap();
+    let loaded = cache.load(&wxa).await.unwrap().unwrap();
+    assert_eq!(loaded.access_token, token.access_token);
+    assert_eq!(loaded.force_budget.used, 1);
+    // Millisecond precision, as stored.
+    let drift = |a: std::time::SystemTime, b: std::time::SystemTime| {
+        a.duration_since(b)
+            .or_else(|_| b.duration_since(a))
+            .unwrap()
+    };
+    assert!(drift(loaded.expires_at, token.expires_at) < Duration::from_millis(1));
+
+    let mut raw = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let stored: String = raw.get(format!("{prefix}:app-token:wxa")).await.unwrap();
+    assert!(!stored.contains("REDIS-ACCESS-TOKEN-1"), "sealed: {stored}");
+    let ttl: i64 = raw.pttl(format!("{prefix}:app-token:wxa")).await.unwrap();
+    assert!(
+        ttl > 7_200_000,
+        "kept past the token's expiry for the day's budget: {ttl}"
+    );
+    assert!(!format!("{cache:?}").contains("REDIS-ACCESS-TOKEN-1"));
+
+    // Another key ring cannot read it: a clear error, not a wrong token.
+    let other_db = TestDb::sqlite().await.unwrap();
+    let stranger = RedisTokenCache::connect(&redis_url(), &prefix, other_db.storage.clone())
+        .await
+        .unwrap();
+    assert!(stranger.load(&wxa).await.is_err());
+    let _: () = raw.del(format!("{prefix}:app-token:wxa")).await.unwrap();
+}
+
+#[tokio::test]
+async fn replicas_on_one_redis_contend_for_one_lease_which_expires() {
+    let db = TestDb::sqlite().await.unwrap();
+    let prefix = prefix();
+    let Some(first) = cache(&db, &prefix).await else {
+        return;
+    };
+    let again = db.connect_again(key_ring(&db.key)).await.unwrap();
+    let second = RedisTokenCache::connect(&redis_url(), &prefix, again)
+        .await
+        .unwrap();
+    let wxa = app("wxa");
+    let ttl = Duration::from_secs(30);
+    let (a, b) = tokio::join!(
+        first.try_lease(&wxa, "replica-a", ttl),
+        second.try_lease(&wxa, "replica-b", ttl)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(a ^ b, "exactly one contender holds the lease");
+    let (holder, holder_name, waiter, waiter_name) = if a {
+        (&first, "replica-a", &second, "replica-b")
+    } else {
+        (&second, "replica-b", &first, "replica-a")
+    };
+    assert!(
+        holder.try_lease(&wxa, holder_name, ttl).await.unwrap(),
+        "the holder may extend"
+    );
+    waiter.release_lease(&wxa, waiter_name).await.unwrap();
+    assert!(
+        !waiter.try_lease(&wxa, waiter_name, ttl).await.unwrap(),
+        "a stranger cannot release it"
+    );
+    holder.release_lease(&wxa, holder_name).await.unwrap();
+    assert!(
+        waiter
+            .try_lease(&wxa, waiter_name, Duration::from_millis(100))
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(
+        holder.try_lease(&wxa, holder_name, ttl).await.unwrap(),
+        "an expired lease is free again"
+    );
+    holder.release_lease(&wxa, holder_name).await.unwrap();
+}

@@ -1,0 +1,276 @@
+//! Several replicas, one owner of each token: three `wechat-identity`
+//! processes on one PostgreSQL, one simulated WeChat. On a cold cache a few
+//! hundred concurrent GetPhoneNumber calls spread over the three cost one
+//! token fetch; after WeChat invalidates the token, exactly one refresh. A
+//! browser whose callback lands on another replica than its authorize request
+//! still logs in.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use e2e::binary::{Running, free_port};
+use e2e::postgres::TestDatabase;
+use e2e::web::param;
+use e2e::{ADMIN_KEY, Bearer, MINI, OFFICIAL, RETURN_TO};
+use server::pb::identity_service_client::IdentityServiceClient;
+use server::pb::{GetPhoneNumberRequest, WebLoginRequest};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use wechat_sim::{Endpoint, SimConfig, Simulator};
+
+const REPLICAS: usize = 3;
+/// The test Redis (CI starts it on loopback).
+const REDIS: &str = "redis://127.0.0.1:6379";
+
+type Client = IdentityServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// One replica: its process and where it listens.
+struct Replica {
+    process: Running,
+    grpc: u16,
+    http: u16,
+}
+
+/// Starts `REPLICAS` processes at once on `database`, all pointed at `wechat`.
+async fn start_replicas(
+    database: &TestDatabase,
+    wechat: &str,
+    redis_prefix: Option<&str>,
+    dir: &std::path::Path,
+) -> Vec<Replica> {
+    let key = {
+        use secrecy::ExposeSecret;
+        server::app::generate_encryption_key()
+            .expose_secret()
+            .to_owned()
+    };
+    let mut replicas = Vec::new();
+    for index in 0..REPLICAS {
+        let (grpc, http) = (free_port(), free_port());
+        let config = format!(
+            r#"
+            [server]
+            grpc_listen = "127.0.0.1:{grpc}"
+            http_listen = "127.0.0.1:{http}"
+            public_base_url = "http://127.0.0.1:{http}"
+            [database]
+            url = "{url}"
+            [encryption]
+            current_key_id = "k1"
+            keys = [{{ id = "k1", key = {{ env = "ENCRYPTION_KEY" }} }}]
+            [wechat]
+            api_base = "{wechat}"
+            api_fallback = ""
+            open_base = "{wechat}"
+            [[apps]]
+            app_id = "{MINI}"
+            kind = "mini_program"
+            secret = {{ value = "demo-mini-program-secret-0001" }}
+            [[apps]]
+            app_id = "{OFFICIAL}"
+            kind = "official_account"
+            secret = {{ value = "demo-official-account-secret-02" }}
+            allowed_return_to = ["{RETURN_TO}"]
+            [[callers]]
+            name = "ops"
+            key = {{ value = "{ADMIN_KEY}" }}
+            permissions = ["core", "admin"]
+            {redis}
+            "#,
+            url = database.url,
+            redis = redis_prefix
+                .map(|prefix| format!("[redis]\nurl = \"{REDIS}\"\nkey_prefix = \"{prefix}\""))
+                .unwrap_or_default(),
+        );
+        let path = dir.join(format!("replica-{index}.toml"));
+        std::fs::write(&path, config).unwrap();
+        let process = Running::start(
+            &["--config", path.to_str().unwrap()],
+            dir,
+            &[("ENCRYPTION_KEY", &key), ("RUST_LOG", "info")],
+        );
+        replicas.push(Replica {
+            process,
+            grpc,
+            http,
+        });
+    }
+    for replica in &mut replicas {
+        replica
+            .process
+            .wait_for("wechat-identity serving", Duration::from_secs(30))
+            .await;
+    }
+    replicas
+}
+
+async fn client(replica: &Replica) -> Client {
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", replica.grpc))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+    IdentityServiceClient::with_interceptor(channel, Bearer::new(&format!("Bearer {ADMIN_KEY}")))
+}
+
+/// `calls` concurrent GetPhoneNumber calls, round robin over the replicas.
+async fn phone_numbers(sim: &Simulator, clients: &[Client], calls: usize, round: &str) {
+    let mut running = tokio::task::JoinSet::new();
+    for index in 0..calls {
+        let mut client = clients[index % clients.len()].clone();
+        let code = sim.mint_phone_code(MINI, &format!("{round}-{index}"));
+        running.spawn(async move {
+            client
+                .get_phone_number(GetPhoneNumberRequest {
+                    app_id: MINI.into(),
+                    code,
+                    user_id: String::new(),
+                })
+                .await
+        });
+    }
+    let mut failures = Vec::new();
+    while let Some(done) = running.join_next().await {
+        if let Err(status) = done.unwrap() {
+            failures.push(status);
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failed, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+}
+
+fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn location(url: &str) -> url::Url {
+    let response = http().get(url).send().await.unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::FOUND, "{url}");
+    url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap()
+}
+
+/// Whether the test Redis answers; outside CI a test without it skips.
+async fn redis_is_up() -> bool {
+    let connected = async {
+        redis::Client::open(REDIS)
+            .ok()?
+            .get_multiplexed_async_connection()
+            .await
+            .ok()
+    };
+    if tokio::time::timeout(Duration::from_secs(3), connected)
+        .await
+        .ok()
+        .flatten()
+        .is_some()
+    {
+        return true;
+    }
+    assert!(
+        !e2e::in_ci(),
+        "the Redis replica test needs Redis at {REDIS}"
+    );
+    eprintln!("skipping the Redis replica test: no Redis at {REDIS}");
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_on_one_postgres_fetch_each_token_once_and_refresh_it_once() {
+    replicas_share_tokens_states_and_keys(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_with_redis_fetch_each_token_once_and_refresh_it_once() {
+    if !redis_is_up().await {
+        return;
+    }
+    let prefix = format!("wi-e2e-{}", uuid::Uuid::now_v7().simple());
+    replicas_share_tokens_states_and_keys(Some(&prefix)).await;
+    let mut redis = redis::Client::open(REDIS)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let key = format!("{prefix}:app-token:{MINI}");
+    let kept: bool = redis::AsyncCommands::exists(&mut redis, &key)
+        .await
+        .unwrap();
+    assert!(kept, "the token lives in Redis");
+    let _: () = redis::AsyncCommands::del(&mut redis, &key).await.unwrap();
+}
+
+async fn replicas_share_tokens_states_and_keys(redis_prefix: Option<&str>) {
+    let Some(database) = TestDatabase::create().await else {
+        return;
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sim = Simulator::new(SimConfig::demo());
+    let wechat = sim.spawn().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut replicas = start_replicas(&database, &wechat.base_url, redis_prefix, dir.path()).await;
+    let mut clients = Vec::new();
+    for replica in &replicas {
+        clients.push(client(replica).await);
+    }
+
+    phone_numbers(&sim, &clients, 300, "cold").await;
+    assert_eq!(
+        sim.calls(Endpoint::StableToken),
+        1,
+        "one token fetch for 300 calls over {REPLICAS} replicas on a cold cache"
+    );
+    assert_eq!(sim.calls(Endpoint::GetUserPhoneNumber), 300);
+
+    sim.invalidate_access_tokens(MINI);
+    phone_numbers(&sim, &clients, 150, "invalidated").await;
+    assert_eq!(
+        sim.calls(Endpoint::StableToken),
+        2,
+        "a token WeChat rejected is renewed once, by one replica"
+    );
+
+    // The browser's authorize request reaches replica 0, WeChat's callback replica 1.
+    let return_to: String = url::form_urlencoded::byte_serialize(RETURN_TO.as_bytes()).collect();
+    let wechat_page = location(&format!(
+        "http://127.0.0.1:{}/oauth/{OFFICIAL}/authorize?return_to={return_to}&scope=snsapi_userinfo",
+        replicas[0].http
+    ))
+    .await;
+    let callback = location(wechat_page.as_str()).await;
+    let mut on_replica_1 = callback.clone();
+    on_replica_1.set_port(Some(replicas[1].http)).unwrap();
+    let landed = location(on_replica_1.as_str()).await;
+    let ticket = param(&landed, "ticket").unwrap_or_else(|| panic!("no ticket: {landed}"));
+    let login = clients[2]
+        .web_login(WebLoginRequest { ticket })
+        .await
+        .unwrap()
+        .into_inner();
+    // A JWT signed by one replica verifies on another: the keys are shared.
+    let session = login.session.unwrap();
+    let verified = clients[0]
+        .verify_token(server::pb::VerifyTokenRequest {
+            access_token: session.access_token,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(verified.active);
+
+    for replica in &mut replicas {
+        replica.process.terminate();
+    }
+    for replica in &mut replicas {
+        let status = replica.process.exit(Duration::from_secs(30)).await;
+        assert!(status.success(), "{}", replica.process.output());
+    }
+}
