@@ -36,7 +36,7 @@ pub fn binary() -> PathBuf {
         );
     };
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let newest_source = ["crates", "migrations", "proto", "Cargo.lock"]
+    let newest_source = ["crates", "migrations", "proto"]
         .iter()
         .filter_map(|part| newest(&workspace.join(part)))
         .max();
@@ -52,12 +52,18 @@ fn modified(path: &Path) -> Option<std::time::SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-/// The newest modification time of a file at or below `path`, skipping
-/// test folders (editing a test does not make the binary stale).
+/// The newest modification time of a build input at or below `path`,
+/// skipping test folders (editing a test does not make the binary stale).
 fn newest(path: &Path) -> Option<std::time::SystemTime> {
     let meta = std::fs::metadata(path).ok()?;
     if meta.is_file() {
-        return meta.modified().ok();
+        // Code, migrations and the contract: edits Cargo always rebuilds the
+        // binary for (a manifest or lock change may touch only dev-dependencies).
+        let name = path.file_name()?.to_str()?;
+        let input = [".rs", ".sql", ".proto"]
+            .iter()
+            .any(|ext| name.ends_with(ext));
+        return input.then(|| meta.modified().ok()).flatten();
     }
     std::fs::read_dir(path)
         .ok()?

@@ -59,6 +59,11 @@ async fn health_is_not_serving_while_postgres_is_unreachable_and_serving_once_it
     app.set_database_reachable(false).await.unwrap();
     wait_for(&app, ServingStatus::NotServing).await;
     assert_eq!(
+        status(&app, server::app::LIVENESS_SERVICE).await,
+        ServingStatus::Serving as i32,
+        "alive all the same: a liveness probe must not restart replicas for a database outage"
+    );
+    assert_eq!(
         app.http.get(&readyz).send().await.unwrap().status(),
         StatusCode::SERVICE_UNAVAILABLE
     );

@@ -26,8 +26,14 @@ use crate::pb::identity_service_server::IdentityServiceServer;
 use crate::service::{Lifetimes, Services};
 use crate::sessions::jwt::{SigningKey, TokenKeys};
 
-/// The gRPC name health is reported under, beside the overall "".
+/// The gRPC health name of readiness, beside the overall "": NOT_SERVING while
+/// the database is unreachable and from the first moment of a shutdown.
 pub const SERVICE_NAME: &str = "wechat.identity.v1.IdentityService";
+
+/// The gRPC health name of liveness: SERVING while the process serves at all,
+/// whatever the database does, so a liveness probe never restarts a replica
+/// for an outage elsewhere.
+pub const LIVENESS_SERVICE: &str = "liveness";
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -317,7 +323,7 @@ impl Application {
             health_check_interval,
             ..
         } = self;
-        for name in ["", SERVICE_NAME] {
+        for name in ["", SERVICE_NAME, LIVENESS_SERVICE] {
             health
                 .set_service_status(name, ServingStatus::Serving)
                 .await;
