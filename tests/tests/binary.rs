@@ -96,11 +96,17 @@ impl Setup {
     }
 
     fn start(&self, rust_log: &str) -> Running {
+        self.start_with(rust_log, &[])
+    }
+
+    fn start_with(&self, rust_log: &str, extra: &[(&str, &str)]) -> Running {
         let config = self.dir.path().join("config.toml");
+        let mut env = self.env(rust_log);
+        env.extend_from_slice(extra);
         Running::start(
             &["--config", config.to_str().unwrap(), "serve"],
             self.dir.path(),
-            &self.env(rust_log),
+            &env,
         )
     }
 
@@ -538,4 +544,154 @@ async fn the_demo_runs_without_config_and_its_banner_commands_work_as_printed() 
 
     demo.terminate();
     assert!(demo.exit(Duration::from_secs(30)).await.success());
+}
+
+/// An OTLP/gRPC trace receiver standing in for a collector: it keeps every
+/// span it is sent.
+#[derive(Debug, Clone, Default)]
+struct Collector {
+    spans: std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_proto::tonic::trace::v1::Span>>>,
+}
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService
+    for Collector
+{
+    async fn export(
+        &self,
+        request: tonic::Request<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+        >,
+    ) -> Result<
+        tonic::Response<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
+        >,
+        tonic::Status,
+    > {
+        let mut spans = self.spans.lock().unwrap();
+        for resource in request.into_inner().resource_spans {
+            for scope in resource.scope_spans {
+                spans.extend(scope.spans);
+            }
+        }
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+fn attribute(span: &opentelemetry_proto::tonic::trace::v1::Span, key: &str) -> Option<String> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    span.attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            Value::StringValue(text) => Some(text.clone()),
+            Value::IntValue(number) => Some(number.to_string()),
+            Value::BoolValue(flag) => Some(flag.to_string()),
+            other => Some(format!("{other:?}")),
+        })
+}
+
+#[tokio::test]
+async fn a_mini_program_login_is_traced_over_otlp_in_the_callers_trace_without_secrets() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let collector = Collector::default();
+    let service = opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer::new(collector.clone());
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+
+    let setup = Setup::new("0s");
+    let mut server = setup.start_with(
+        "info",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_SERVICE_NAME", "wechat-identity-under-test"),
+        ],
+    );
+    server.wait_for("wechat-identity serving", START).await;
+    let mut client = client(setup.channel().await);
+    let code =
+        json(&setup.sim_url(&format!("/sim/login-code?app_id={MINI}&user=tracy"))).await["code"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut request = tonic::Request::new(MiniProgramLoginRequest {
+        app_id: MINI.into(),
+        code: code.clone(),
+    });
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-00f067aa0ba902b7-01")
+            .parse()
+            .unwrap(),
+    );
+    let login = client
+        .mini_program_login(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let identity = json(&setup.sim_url(&format!("/sim/identity?app_id={MINI}&user=tracy"))).await;
+    server.terminate();
+    assert!(
+        server.exit(Duration::from_secs(15)).await.success(),
+        "{}",
+        server.output()
+    );
+
+    let spans = collector.spans.lock().unwrap().clone();
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let rpc = spans
+        .iter()
+        .find(|s| s.name == "rpc" && attribute(s, "rpc").as_deref() == Some("MiniProgramLogin"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no rpc span among {:?}",
+                spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+            )
+        });
+    assert_eq!(
+        hex(&rpc.trace_id),
+        trace_id,
+        "the span joins the caller's trace"
+    );
+    assert_eq!(hex(&rpc.parent_span_id), "00f067aa0ba902b7");
+    assert_eq!(attribute(rpc, "caller").as_deref(), Some("ops"));
+    assert_eq!(attribute(rpc, "code").as_deref(), Some("OK"));
+    let wechat = spans
+        .iter()
+        .find(|s| {
+            s.name == "wechat" && attribute(s, "endpoint").as_deref() == Some("sns/jscode2session")
+        })
+        .expect("a span for the WeChat call");
+    assert_eq!(wechat.trace_id, rpc.trace_id);
+    assert_eq!(
+        wechat.parent_span_id, rpc.span_id,
+        "the WeChat call is a child of the RPC"
+    );
+    assert_eq!(attribute(wechat, "errcode").as_deref(), Some("0"));
+    assert_eq!(attribute(wechat, "attempts").as_deref(), Some("1"));
+
+    let session = login.session.unwrap();
+    let secrets = [
+        MINI_SECRET,
+        ADMIN_KEY,
+        &code,
+        identity["session_key"].as_str().unwrap(),
+        &session.access_token,
+        &session.refresh_token,
+    ];
+    for span in &spans {
+        let text = format!("{span:?}");
+        for secret in secrets {
+            assert!(
+                !text.contains(secret),
+                "a span carries a secret: {}",
+                span.name
+            );
+        }
+    }
 }

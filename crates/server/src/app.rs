@@ -339,6 +339,7 @@ impl Application {
             tls,
             stopped(stop_rx.clone()),
         ));
+        let http = http.layer(axum::middleware::from_fn(crate::http::trace_request));
         let shim = tokio::spawn(async move {
             axum::serve(http_listener, http)
                 .with_graceful_shutdown(stopped(stop_rx))

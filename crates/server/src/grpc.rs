@@ -54,6 +54,13 @@ impl IdentityGrpc {
             request_id = %request_id,
             code = tracing::field::Empty,
         );
+        crate::telemetry::adopt_parent(&span, |key| {
+            request
+                .metadata()
+                .get(key)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        });
         let call = Call {
             ctx: Ctx {
                 caller,

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use server::app::{Application, open_storage};
 use server::config::{CONFIG_FILE_ENV, Config, ENV_PREFIX, ResolvedConfig};
 use server::http::demo_page::{DemoPage, demo_routes};
-use server::telemetry::{LogFormat, init_logging};
+use server::telemetry::{self, LogFormat, OtlpConfig};
 use server::{config, demo};
 
 #[derive(Debug, Parser)]
@@ -56,17 +56,6 @@ fn main() -> ExitCode {
     } else {
         LogFormat::Json
     };
-    if let Err(error) = init_logging(format, lookup("RUST_LOG").as_deref()) {
-        eprintln!("wechat-identity: {error}");
-        return ExitCode::from(EXIT_CONFIG);
-    }
-    let resolved = match load(path.as_deref(), demo, &env) {
-        Ok(resolved) => resolved,
-        Err(message) => {
-            eprintln!("wechat-identity: {message}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -75,6 +64,24 @@ fn main() -> ExitCode {
         Err(error) => {
             eprintln!("wechat-identity: cannot start the runtime: {error}");
             return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let otlp = OtlpConfig::from_env(&env);
+    // The OTLP exporter runs on the runtime, so telemetry starts inside it.
+    let telemetry = match runtime
+        .block_on(async { telemetry::init(format, lookup("RUST_LOG").as_deref(), otlp.as_ref()) })
+    {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("wechat-identity: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let resolved = match load(path.as_deref(), demo, &env) {
+        Ok(resolved) => resolved,
+        Err(message) => {
+            eprintln!("wechat-identity: {message}");
+            return ExitCode::from(EXIT_CONFIG);
         }
     };
     let result = runtime.block_on(async move {
@@ -99,6 +106,8 @@ fn main() -> ExitCode {
             Command::Serve => serve(resolved).await,
         }
     });
+    // Outside the workers, with the runtime still alive for the exporter.
+    telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

@@ -1,8 +1,21 @@
-//! Logging: JSON lines in production, human-readable lines in the demo, the
-//! level from `RUST_LOG` (passed in, not read here). Log lines carry ids, never
-//! secrets: every secret type in the workspace redacts itself in `Debug`.
+//! Logs and traces. Logs: JSON lines in production, human-readable lines in
+//! the demo, the level from `RUST_LOG` (passed in, not read here); every line
+//! of a call carries its span (RPC, caller, request id) and, with traces on,
+//! the trace id. Traces: OpenTelemetry over OTLP/gRPC when an endpoint is
+//! configured (the standard `OTEL_EXPORTER_OTLP_ENDPOINT`), W3C trace context
+//! taken from callers; off, and free, otherwise. Secrets never reach either:
+//! every secret type redacts itself, and spans carry ids, never parameters.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use tracing::level_filters::LevelFilter;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -11,12 +24,29 @@ use tracing_subscriber::util::SubscriberInitExt;
 pub enum LogFormat {
     /// One JSON object per line, for log collectors.
     Json,
-    /// Coloured, readable lines, for a terminal.
+    /// Readable lines, for a terminal.
     Pretty,
 }
 
 /// The filter used when `RUST_LOG` is unset.
 pub const DEFAULT_FILTER: &str = "info,sqlx=warn,hyper=warn,h2=warn,tower=warn";
+
+/// The standard variables this module reads (from the list `main` passes).
+pub const OTLP_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+/// Overrides [`OTLP_ENDPOINT_ENV`] for traces.
+pub const OTLP_TRACES_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+/// The service name on every span. Default `wechat-identity`.
+pub const SERVICE_NAME_ENV: &str = "OTEL_SERVICE_NAME";
+/// `true` turns traces off whatever the endpoint.
+pub const SDK_DISABLED_ENV: &str = "OTEL_SDK_DISABLED";
+
+/// Set once traces are exported: only then is trace context read from callers.
+static TRACING_ON: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans are exported over OTLP.
+pub fn traces_enabled() -> bool {
+    TRACING_ON.load(Ordering::Relaxed)
+}
 
 /// A logging setup could not be installed.
 #[derive(Debug, thiserror::Error)]
@@ -27,35 +57,197 @@ pub enum TelemetryError {
     /// A global subscriber was installed already.
     #[error("logging is already initialised")]
     AlreadyInitialised,
+    /// The OTLP exporter could not be built.
+    #[error("{OTLP_ENDPOINT_ENV}: {0}")]
+    Otlp(String),
 }
 
-/// Installs the global subscriber: `filter` is `RUST_LOG`'s value, if set.
+/// Where traces go, from the standard OpenTelemetry variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtlpConfig {
+    /// The collector's OTLP/gRPC endpoint, e.g. `http://otel-collector:4317`.
+    pub endpoint: String,
+    /// `service.name` of every span.
+    pub service_name: String,
+}
+
+impl OtlpConfig {
+    /// The OTLP settings in `env`, or `None` when traces are off.
+    pub fn from_env(env: &[(String, String)]) -> Option<Self> {
+        let get = |name: &str| {
+            env.iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.trim().to_owned())
+                .filter(|value| !value.is_empty())
+        };
+        if get(SDK_DISABLED_ENV).is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+            return None;
+        }
+        let endpoint = get(OTLP_TRACES_ENDPOINT_ENV).or_else(|| get(OTLP_ENDPOINT_ENV))?;
+        Some(Self {
+            endpoint,
+            service_name: get(SERVICE_NAME_ENV).unwrap_or_else(|| "wechat-identity".into()),
+        })
+    }
+}
+
+/// The installed telemetry; [`Telemetry::shutdown`] flushes spans still queued.
+#[derive(Debug)]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Flushes and stops the span exporter. Call it outside the runtime's
+    /// worker threads (after `block_on` returned), with the runtime still alive.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(error) = provider.shutdown_with_timeout(Duration::from_secs(5))
+        {
+            eprintln!("wechat-identity: traces not flushed: {error}");
+        }
+    }
+}
+
+/// Installs the global subscriber: `filter` is `RUST_LOG`'s value, if set;
+/// with `otlp`, spans of this service's crates are exported too. Must run
+/// inside the Tokio runtime, which the exporter uses.
 ///
 /// # Errors
-/// A filter that does not parse, or a second initialisation.
-pub fn init_logging(format: LogFormat, filter: Option<&str>) -> Result<(), TelemetryError> {
+/// A filter that does not parse, an unusable OTLP endpoint, or a second
+/// initialisation.
+pub fn init(
+    format: LogFormat,
+    filter: Option<&str>,
+    otlp: Option<&OtlpConfig>,
+) -> Result<Telemetry, TelemetryError> {
     let filter = EnvFilter::try_new(filter.unwrap_or(DEFAULT_FILTER))
         .map_err(|e| TelemetryError::Filter(e.to_string()))?;
-    let registry = tracing_subscriber::registry().with(filter);
-    let installed = match format {
-        LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_span_list(false),
+    let provider = otlp.map(tracer_provider).transpose()?;
+    let traces = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("wechat-identity"))
+            // Our own spans only: the transport's would trace the exporter itself.
+            .with_filter(
+                Targets::new()
+                    .with_target("server", LevelFilter::INFO)
+                    .with_target("wechat_identity", LevelFilter::INFO)
+                    .with_target("wechat_client", LevelFilter::INFO)
+                    .with_target("storage", LevelFilter::INFO),
             )
-            .try_init(),
-        LogFormat::Pretty => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .compact()
-                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())),
-            )
-            .try_init(),
+    });
+    let logs = match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .compact()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .boxed(),
     };
-    installed.map_err(|_| TelemetryError::AlreadyInitialised)
+    tracing_subscriber::registry()
+        .with(traces)
+        .with(logs.with_filter(filter))
+        .try_init()
+        .map_err(|_| TelemetryError::AlreadyInitialised)?;
+    if provider.is_some() {
+        opentelemetry::global::set_text_map_propagator(
+            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+        );
+        TRACING_ON.store(true, Ordering::Relaxed);
+    }
+    Ok(Telemetry { provider })
+}
+
+fn tracer_provider(otlp: &OtlpConfig) -> Result<SdkTracerProvider, TelemetryError> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(otlp.endpoint.clone())
+        .with_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| TelemetryError::Otlp(e.to_string()))?;
+    let exporter = OnRuntime {
+        inner: std::sync::Arc::new(exporter),
+        runtime: tokio::runtime::Handle::current(),
+    };
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name(otlp.service_name.clone())
+                .build(),
+        )
+        .build())
+}
+
+/// The OTLP exporter run on the service's Tokio runtime: the SDK's batch
+/// processor exports from a thread of its own, where tonic finds no reactor.
+#[derive(Debug)]
+struct OnRuntime {
+    inner: std::sync::Arc<opentelemetry_otlp::SpanExporter>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl SpanExporter for OnRuntime {
+    async fn export(&self, batch: Vec<SpanData>) -> opentelemetry_sdk::error::OTelSdkResult {
+        let inner = self.inner.clone();
+        match self
+            .runtime
+            .spawn(async move { inner.export(batch).await })
+            .await
+        {
+            Ok(result) => result,
+            Err(error) => Err(opentelemetry_sdk::error::OTelSdkError::InternalFailure(
+                error.to_string(),
+            )),
+        }
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        if let Some(inner) = std::sync::Arc::get_mut(&mut self.inner) {
+            inner.set_resource(resource);
+        }
+    }
+}
+
+/// Reads W3C trace context (`traceparent`, `tracestate`) from a caller's
+/// headers or gRPC metadata, when traces are on.
+pub fn parent_context(get: impl Fn(&str) -> Option<String>) -> Option<opentelemetry::Context> {
+    if !traces_enabled() {
+        return None;
+    }
+    struct Carrier<F>(F, Vec<Option<String>>);
+    impl<F: Fn(&str) -> Option<String>> opentelemetry::propagation::Extractor for Carrier<F> {
+        fn get(&self, key: &str) -> Option<&str> {
+            match key {
+                "traceparent" => self.1[0].as_deref(),
+                "tracestate" => self.1[1].as_deref(),
+                _ => None,
+            }
+        }
+        fn keys(&self) -> Vec<&str> {
+            vec!["traceparent", "tracestate"]
+        }
+    }
+    let carrier = Carrier(&get, vec![get("traceparent"), get("tracestate")]);
+    Some(opentelemetry::global::get_text_map_propagator(
+        |propagator| propagator.extract(&carrier),
+    ))
+}
+
+/// Makes `span` a child of the caller's trace, if the caller sent one.
+pub fn adopt_parent(span: &tracing::Span, get: impl Fn(&str) -> Option<String>) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    if let Some(parent) = parent_context(get) {
+        let _ = span.set_parent(parent);
+    }
 }
 
 #[cfg(test)]
@@ -64,8 +256,45 @@ mod tests {
 
     #[test]
     fn a_filter_that_does_not_parse_is_refused_before_anything_is_installed() {
-        let error = init_logging(LogFormat::Json, Some("info,[unclosed")).expect_err("bad filter");
+        let error = init(LogFormat::Json, Some("info,[unclosed"), None).expect_err("bad filter");
         assert!(matches!(error, TelemetryError::Filter(_)));
         assert!(EnvFilter::try_new(DEFAULT_FILTER).is_ok());
+    }
+
+    #[test]
+    fn traces_are_on_only_with_an_endpoint_and_not_disabled() {
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        assert_eq!(OtlpConfig::from_env(&env(&[])), None);
+        assert_eq!(
+            OtlpConfig::from_env(&env(&[(OTLP_ENDPOINT_ENV, " ")])),
+            None
+        );
+        let on = OtlpConfig::from_env(&env(&[(OTLP_ENDPOINT_ENV, "http://c:4317")])).expect("on");
+        assert_eq!(
+            (on.endpoint.as_str(), on.service_name.as_str()),
+            ("http://c:4317", "wechat-identity")
+        );
+        let traces = OtlpConfig::from_env(&env(&[
+            (OTLP_ENDPOINT_ENV, "http://c:4317"),
+            (OTLP_TRACES_ENDPOINT_ENV, "http://t:4317"),
+            (SERVICE_NAME_ENV, "identity-eu"),
+        ]))
+        .expect("on");
+        assert_eq!(
+            (traces.endpoint.as_str(), traces.service_name.as_str()),
+            ("http://t:4317", "identity-eu")
+        );
+        assert_eq!(
+            OtlpConfig::from_env(&env(&[
+                (OTLP_ENDPOINT_ENV, "http://c:4317"),
+                (SDK_DISABLED_ENV, "true")
+            ])),
+            None
+        );
     }
 }

@@ -22,6 +22,28 @@ pub struct ClientConfig {
     pub retry: RetryPolicy,
     /// How long requests go to the fallback before the primary is tried again.
     pub failback_after: Duration,
+    /// Told of every finished call, for metrics.
+    pub observer: Option<std::sync::Arc<dyn CallObserver>>,
+}
+
+/// What one finished WeChat call came to, for metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct CallOutcome {
+    /// The endpoint's name, e.g. `sns/jscode2session`.
+    pub endpoint: &'static str,
+    /// WeChat's errcode: 0 for success, `None` when WeChat gave none
+    /// (unreachable, 5xx, the caller's deadline).
+    pub errcode: Option<i64>,
+    /// Attempts made, the first included.
+    pub attempts: u32,
+    /// From the first attempt to the answer.
+    pub elapsed: Duration,
+}
+
+/// Receives every [`CallOutcome`]; implemented by the server's metrics.
+pub trait CallObserver: Send + Sync + std::fmt::Debug {
+    /// One call finished.
+    fn observe(&self, outcome: CallOutcome);
 }
 
 impl Default for ClientConfig {
@@ -34,6 +56,7 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(2),
             retry: RetryPolicy::default(),
             failback_after: Duration::from_secs(60),
+            observer: None,
         }
     }
 }

@@ -37,7 +37,7 @@ pub use api::web_oauth::{
     AuthorizeRequest, OAuthScope, OAuthState, WebAccessTokenResponse, WebAppKind, WebUserInfo,
 };
 pub use client::WeChatClient;
-pub use config::{ClientConfig, TokenEndpoint};
+pub use config::{CallObserver, CallOutcome, ClientConfig, TokenEndpoint};
 pub use deadline::Deadline;
 pub use error::{Error, ErrorKind, TransportFailure, WeChatError};
 pub use ids::{AppId, InvalidId, OpenId, UnionId};

@@ -182,6 +182,7 @@ pub(crate) struct Transport {
     hosts: Hosts,
     policy: RetryPolicy,
     request_timeout: Duration,
+    observer: Option<std::sync::Arc<dyn crate::config::CallObserver>>,
 }
 
 /// What one attempt came to.
@@ -216,25 +217,67 @@ impl Transport {
             },
             policy: config.retry,
             request_timeout: config.request_timeout,
+            observer: config.observer.clone(),
         })
     }
 
-    /// Sends `request`, retrying transient failures within `deadline`.
+    /// Sends `request`, retrying transient failures within `deadline`, in a
+    /// `wechat` span (endpoint, attempts, errcode; never a query parameter,
+    /// which may hold a secret or a code) and told to the observer.
     pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         request: Request<'_>,
         deadline: Deadline,
     ) -> Result<T, Error> {
+        use tracing::Instrument;
+        let endpoint = request.endpoint;
+        let span = tracing::info_span!(
+            "wechat",
+            endpoint = endpoint.name(),
+            attempts = tracing::field::Empty,
+            errcode = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        let mut attempts = 0;
+        let result = self
+            .call_with_retries(request, deadline, &mut attempts)
+            .instrument(span.clone())
+            .await;
+        let errcode = match &result {
+            Ok(_) => Some(0),
+            Err(Error::WeChat(error)) => Some(error.errcode),
+            Err(_) => None,
+        };
+        span.record("attempts", attempts);
+        if let Some(errcode) = errcode {
+            span.record("errcode", errcode);
+        }
+        if let Some(observer) = &self.observer {
+            observer.observe(crate::config::CallOutcome {
+                endpoint: endpoint.name(),
+                errcode,
+                attempts,
+                elapsed: started.elapsed(),
+            });
+        }
+        result
+    }
+
+    async fn call_with_retries<T: DeserializeOwned>(
+        &self,
+        request: Request<'_>,
+        deadline: Deadline,
+        attempts: &mut u32,
+    ) -> Result<T, Error> {
         let endpoint = request.endpoint;
         let mut ambiguous_so_far = false;
-        let mut attempts = 0;
         loop {
             if deadline.expired() {
                 return Err(Error::DeadlineExceeded { endpoint });
             }
-            attempts += 1;
+            *attempts += 1;
             let (error, ambiguous, rerouted) = match self
-                .attempt(&request, deadline, attempts, ambiguous_so_far)
+                .attempt(&request, deadline, *attempts, ambiguous_so_far)
                 .await
             {
                 Attempt::Done(result) => return result,
@@ -245,12 +288,12 @@ impl Transport {
                 } => (error, ambiguous, rerouted),
             };
             ambiguous_so_far |= ambiguous;
-            let out_of_attempts = attempts >= self.policy.max_attempts.max(1);
+            let out_of_attempts = *attempts >= self.policy.max_attempts.max(1);
             let forbidden = ambiguous && !request.retry_ambiguous;
             let wait = if rerouted {
                 Duration::ZERO
             } else {
-                self.policy.backoff(attempts)
+                self.policy.backoff(*attempts)
             };
             if out_of_attempts || forbidden || !deadline.allows(wait) {
                 if deadline.expired() {

@@ -4,12 +4,15 @@
 //! - [`oauth`]: the web login redirect and callback;
 //! - [`plain_routes`]: health, readiness, the JWKS and `MP_verify_` files;
 //! - [`demo_page`]: the demo's `return_to` landing page;
-//! - [`pages`]: redirects and error pages, shared by all of them.
+//! - [`pages`]: redirects and error pages, shared by all of them;
+//! - `trace`: a span per request.
 
 pub mod demo_page;
 pub mod oauth;
 pub mod pages;
 mod plain_routes;
+mod trace;
 
 pub use oauth::{OAuthShim, oauth_routes};
 pub use plain_routes::{Readiness, ShimState, plain_routes};
+pub use trace::trace_request;
