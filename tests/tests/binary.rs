@@ -634,6 +634,18 @@ async fn a_mini_program_login_is_traced_over_otlp_in_the_callers_trace_without_s
         .await
         .unwrap()
         .into_inner();
+    // A refusal is logged at INFO, in the same trace.
+    let mut replay = tonic::Request::new(MiniProgramLoginRequest {
+        app_id: MINI.into(),
+        code: code.clone(),
+    });
+    replay.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-00f067aa0ba902b7-01")
+            .parse()
+            .unwrap(),
+    );
+    client.mini_program_login(replay).await.unwrap_err();
     let identity = json(&setup.sim_url(&format!("/sim/identity?app_id={MINI}&user=tracy"))).await;
     server.terminate();
     assert!(
@@ -642,11 +654,19 @@ async fn a_mini_program_login_is_traced_over_otlp_in_the_callers_trace_without_s
         server.output()
     );
 
+    let logged = server.output().lines().any(|line| {
+        line.contains(&format!(r#""trace_id":"{trace_id}""#)) && line.contains("WECHAT_CODE_USED")
+    });
+    assert!(logged, "log lines carry the trace id:\n{}", server.output());
     let spans = collector.spans.lock().unwrap().clone();
     let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
     let rpc = spans
         .iter()
-        .find(|s| s.name == "rpc" && attribute(s, "rpc").as_deref() == Some("MiniProgramLogin"))
+        .find(|s| {
+            s.name == "rpc"
+                && attribute(s, "rpc").as_deref() == Some("MiniProgramLogin")
+                && attribute(s, "code").as_deref() == Some("OK")
+        })
         .unwrap_or_else(|| {
             panic!(
                 "no rpc span among {:?}",

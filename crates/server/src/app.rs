@@ -175,7 +175,9 @@ impl Application {
                 ..ClientConfig::default()
             },
         };
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let client_config = ClientConfig {
+            observer: Some(metrics.clone()),
             request_timeout: config.wechat.request_timeout,
             retry: RetryPolicy {
                 max_attempts: config.wechat.max_attempts,
@@ -223,6 +225,7 @@ impl Application {
                 access: config.sessions.access_ttl,
                 refresh: config.sessions.refresh_ttl,
             },
+            metrics: metrics.clone(),
         });
 
         let auth = CallerAuth::new(&resolved.callers);
@@ -246,6 +249,11 @@ impl Application {
             mp_verify_tokens: Arc::new(mp_verify_tokens),
             readiness: Arc::new(StorageReadiness(storage)),
         })
+        .merge(crate::metrics::routes(crate::metrics::MetricsState {
+            metrics,
+            tokens: services.tokens.clone(),
+            storage: services.storage.clone(),
+        }))
         .merge(oauth_routes(OAuthShim {
             services: services.clone(),
             public_base_url,

@@ -97,12 +97,17 @@ fn write_private(path: &Path, content: &str) -> Result<(), String> {
 }
 
 /// The banner: what runs where, and commands to try.
-pub fn banner(grpc: SocketAddr, http: SocketAddr, simulator: &str) -> String {
+pub fn banner(grpc: SocketAddr, http: SocketAddr, simulator: &str, open_mode: bool) -> String {
+    let callers = if open_mode {
+        "no caller keys (loopback only)"
+    } else {
+        "caller keys required: add -H 'authorization: Bearer <key>' to each grpcurl"
+    };
     let mini = "wxd000000000000001";
     let oa = "wxd000000000000002";
     format!(
         r#"
-wechat-identity demo: SQLite in {DATA_DIR}, WeChat simulated at {simulator}, no caller keys (loopback only)
+wechat-identity with WeChat simulated at {simulator}; {callers}
   gRPC  {grpc}   (reflection on: grpcurl -plaintext {grpc} list)
   HTTP  http://{http}   (/healthz, /readyz, /.well-known/jwks.json)
 

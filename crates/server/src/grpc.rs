@@ -52,6 +52,7 @@ impl IdentityGrpc {
             rpc,
             caller = %caller.name,
             request_id = %request_id,
+            trace_id = tracing::field::Empty,
             code = tracing::field::Empty,
         );
         crate::telemetry::adopt_parent(&span, |key| {
@@ -62,6 +63,9 @@ impl IdentityGrpc {
                 .map(str::to_owned)
         });
         let call = Call {
+            rpc,
+            started: std::time::Instant::now(),
+            metrics: self.services.metrics.clone(),
             ctx: Ctx {
                 caller,
                 deadline: deadline.work,
@@ -95,6 +99,9 @@ fn request_id(metadata: &tonic::metadata::MetadataMap) -> String {
 /// One call in progress.
 #[derive(Debug)]
 struct Call {
+    rpc: &'static str,
+    started: std::time::Instant,
+    metrics: Arc<crate::metrics::Metrics>,
     ctx: Ctx,
     answer: Deadline,
     span: tracing::Span,
@@ -112,6 +119,10 @@ impl Call {
             .instrument(self.span.clone())
             .await;
         let answer = self.span.in_scope(|| respond(&self.span, result));
+        let code = answer
+            .as_ref()
+            .map_or_else(Status::code, |_| tonic::Code::Ok);
+        self.metrics.rpc(self.rpc, code, self.started.elapsed());
         let id = tonic::metadata::MetadataValue::try_from(self.request_id.as_str()).ok();
         match answer {
             Ok(mut response) => {

@@ -17,6 +17,7 @@ pub mod error;
 pub mod grpc;
 pub mod grpc_server;
 pub mod http;
+pub mod metrics;
 pub mod return_to;
 pub mod service;
 pub mod sessions;

@@ -169,7 +169,10 @@ async fn serve(resolved: ResolvedConfig) -> Result<(), String> {
         app = app.with_http_routes(demo_routes(page));
     }
     if let Some(base) = &wechat_base {
-        println!("{}", demo::banner(app.grpc_addr(), app.http_addr(), base));
+        println!(
+            "{}",
+            demo::banner(app.grpc_addr(), app.http_addr(), base, app.open_mode())
+        );
     }
     if app.open_mode() {
         tracing::warn!("no caller keys configured: accepting unauthenticated calls on loopback");

@@ -242,12 +242,17 @@ pub fn parent_context(get: impl Fn(&str) -> Option<String>) -> Option<openteleme
     ))
 }
 
-/// Makes `span` a child of the caller's trace, if the caller sent one.
+/// Makes `span` a child of the caller's trace, if the caller sent one, and
+/// records its `trace_id` field (for the log lines) when traces are on.
 pub fn adopt_parent(span: &tracing::Span, get: impl Fn(&str) -> Option<String>) {
+    use opentelemetry::trace::TraceContextExt;
     use tracing_opentelemetry::OpenTelemetrySpanExt;
-    if let Some(parent) = parent_context(get) {
-        let _ = span.set_parent(parent);
-    }
+    let Some(parent) = parent_context(get) else {
+        return;
+    };
+    let _ = span.set_parent(parent);
+    let trace_id = span.context().span().span_context().trace_id();
+    span.record("trace_id", tracing::field::display(trace_id));
 }
 
 #[cfg(test)]

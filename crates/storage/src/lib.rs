@@ -225,6 +225,30 @@ impl Storage {
         &self.inner.keys
     }
 
+    /// `(pool, open connections, idle connections)` of each pool: `writer`
+    /// and `reader` on SQLite, one `main` pool on PostgreSQL.
+    pub fn pool_stats(&self) -> Vec<(&'static str, usize, usize)> {
+        let stats = |pool: &AnyPool| {
+            (
+                usize::try_from(pool.size()).unwrap_or(usize::MAX),
+                pool.num_idle(),
+            )
+        };
+        match self.inner.engine {
+            Engine::Sqlite => {
+                let (writer, reader) = (stats(&self.inner.writer), stats(&self.inner.reader));
+                vec![
+                    ("writer", writer.0, writer.1),
+                    ("reader", reader.0, reader.1),
+                ]
+            }
+            Engine::Postgres => {
+                let main = stats(&self.inner.writer);
+                vec![("main", main.0, main.1)]
+            }
+        }
+    }
+
     pub(crate) fn reader(&self) -> &AnyPool {
         &self.inner.reader
     }

@@ -18,6 +18,7 @@ pub async fn trace_request(request: Request, next: Next) -> Response {
         "http",
         method = %request.method(),
         route = %route,
+        trace_id = tracing::field::Empty,
         status = tracing::field::Empty,
     );
     crate::telemetry::adopt_parent(&span, |key| {

@@ -36,6 +36,8 @@ pub struct Services {
     pub keys: Arc<TokenKeys>,
     /// Session lifetimes.
     pub lifetimes: Lifetimes,
+    /// Counters and latencies for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// How long session tokens live.

@@ -13,6 +13,8 @@ use crate::pb;
 use crate::sessions::jwt::Claims;
 use crate::validate;
 
+use crate::metrics::SessionEvent;
+
 use super::{Ctx, Services, now, timestamp};
 
 impl Services {
@@ -34,6 +36,7 @@ impl Services {
                 at: now(),
             })
             .await?;
+        self.metrics.session(SessionEvent::Issued);
         Ok(self.session_message(&issued))
     }
 
@@ -80,10 +83,14 @@ impl Services {
             .rotate_refresh_token(&request.refresh_token, self.lifetimes.refresh, now())
             .await?
         {
-            Rotation::Rotated(issued) => Ok(pb::RefreshTokenResponse {
-                session: Some(self.session_message(&issued)),
-            }),
+            Rotation::Rotated(issued) => {
+                self.metrics.session(SessionEvent::Refreshed);
+                Ok(pb::RefreshTokenResponse {
+                    session: Some(self.session_message(&issued)),
+                })
+            }
             Rotation::Reused { session_id } => {
+                self.metrics.session(SessionEvent::Reused);
                 tracing::warn!(%session_id, "retired refresh token presented: session revoked");
                 Err(ApiError::RefreshTokenReused)
             }

@@ -1,0 +1,281 @@
+//! Prometheus metrics, served at `GET /metrics` on the HTTP shim's port:
+//! RPCs by method and code with latency, WeChat calls by endpoint and errcode
+//! with latency, app-token fetches, refreshes and cache hits, sessions issued,
+//! refreshed and reused, and the database pools. Labels are names and codes,
+//! never ids or secrets.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use wechat_client::{AppTokenManager, CallObserver, CallOutcome, TokenStats};
+
+/// The labels of an RPC count.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcLabels {
+    method: String,
+    code: String,
+}
+
+/// A label set of one name.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    method: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WeChatLabels {
+    endpoint: String,
+    errcode: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    event: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    pool: String,
+    state: String,
+}
+
+type Latency = Family<MethodLabels, Histogram, fn() -> Histogram>;
+type WeChatLatency = Family<EndpointLabels, Histogram, fn() -> Histogram>;
+
+fn latency_buckets() -> Histogram {
+    // 0.25 ms to ~8 s.
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+/// What a session did, for `wechat_identity_sessions_total`.
+#[derive(Debug, Clone, Copy)]
+pub enum SessionEvent {
+    /// A login opened one.
+    Issued,
+    /// RefreshToken rotated one.
+    Refreshed,
+    /// A retired refresh token was presented: the session was revoked.
+    Reused,
+}
+
+/// Every metric of one service instance.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    rpcs: Family<RpcLabels, Counter>,
+    rpc_latency: Latency,
+    wechat_calls: Family<WeChatLabels, Counter>,
+    wechat_latency: WeChatLatency,
+    sessions: Family<EventLabels, Counter>,
+    tokens: Family<EventLabels, Counter>,
+    pools: Family<PoolLabels, Gauge>,
+    tokens_seen: Mutex<TokenStats>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh set, registered under `wechat_identity_`.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("wechat_identity");
+        let rpcs = Family::<RpcLabels, Counter>::default();
+        let rpc_latency: Latency = Family::new_with_constructor(latency_buckets);
+        let wechat_calls = Family::<WeChatLabels, Counter>::default();
+        let wechat_latency: WeChatLatency = Family::new_with_constructor(latency_buckets);
+        let sessions = Family::<EventLabels, Counter>::default();
+        let tokens = Family::<EventLabels, Counter>::default();
+        let pools = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "rpc_requests",
+            "gRPC calls by method and status code",
+            rpcs.clone(),
+        );
+        registry.register(
+            "rpc_duration_seconds",
+            "gRPC call latency by method",
+            rpc_latency.clone(),
+        );
+        registry.register(
+            "wechat_calls",
+            "WeChat API calls by endpoint and errcode (none: no answer)",
+            wechat_calls.clone(),
+        );
+        registry.register(
+            "wechat_call_duration_seconds",
+            "WeChat API call latency, retries included, by endpoint",
+            wechat_latency.clone(),
+        );
+        registry.register(
+            "sessions",
+            "sessions issued, refreshed, and revoked for refresh-token reuse",
+            sessions.clone(),
+        );
+        registry.register(
+            "app_token_events",
+            "app access tokens: fetched, forced refreshes, rejected by WeChat, local and shared cache hits",
+            tokens.clone(),
+        );
+        registry.register(
+            "database_connections",
+            "database pool connections by pool and state",
+            pools.clone(),
+        );
+        Self {
+            registry,
+            rpcs,
+            rpc_latency,
+            wechat_calls,
+            wechat_latency,
+            sessions,
+            tokens,
+            pools,
+            tokens_seen: Mutex::new(TokenStats::default()),
+        }
+    }
+
+    /// One finished RPC.
+    pub fn rpc(&self, method: &str, code: tonic::Code, elapsed: Duration) {
+        self.rpcs
+            .get_or_create(&RpcLabels {
+                method: method.to_owned(),
+                code: format!("{code:?}"),
+            })
+            .inc();
+        self.rpc_latency
+            .get_or_create(&MethodLabels {
+                method: method.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// One session event.
+    pub fn session(&self, event: SessionEvent) {
+        let event = match event {
+            SessionEvent::Issued => "issued",
+            SessionEvent::Refreshed => "refreshed",
+            SessionEvent::Reused => "reused",
+        };
+        self.sessions
+            .get_or_create(&EventLabels {
+                event: event.into(),
+            })
+            .inc();
+    }
+
+    /// The text exposition, after bringing the sampled values up to date.
+    fn render(&self, tokens: &AppTokenManager, storage: &storage::Storage) -> String {
+        self.sample_tokens(tokens.stats());
+        for (pool, size, idle) in storage.pool_stats() {
+            let set = |state: &str, value: usize| {
+                self.pools
+                    .get_or_create(&PoolLabels {
+                        pool: pool.into(),
+                        state: state.into(),
+                    })
+                    .set(i64::try_from(value).unwrap_or(i64::MAX));
+            };
+            set("idle", idle);
+            set("in_use", size.saturating_sub(idle));
+        }
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
+            tracing::warn!("metrics could not be encoded");
+        }
+        text
+    }
+
+    /// The token manager counts on its own; its counters grow by what it
+    /// counted since the last scrape.
+    fn sample_tokens(&self, now: TokenStats) {
+        let Ok(mut seen) = self.tokens_seen.lock() else {
+            return;
+        };
+        for (event, now, before) in [
+            ("fetched", now.fetches, seen.fetches),
+            (
+                "forced_refresh",
+                now.forced_refreshes,
+                seen.forced_refreshes,
+            ),
+            ("rejected", now.rejections, seen.rejections),
+            ("local_hit", now.local_hits, seen.local_hits),
+            ("shared_hit", now.shared_hits, seen.shared_hits),
+        ] {
+            self.tokens
+                .get_or_create(&EventLabels {
+                    event: event.into(),
+                })
+                .inc_by(now.saturating_sub(before));
+        }
+        *seen = now;
+    }
+}
+
+impl CallObserver for Metrics {
+    fn observe(&self, outcome: CallOutcome) {
+        self.wechat_calls
+            .get_or_create(&WeChatLabels {
+                endpoint: outcome.endpoint.into(),
+                errcode: outcome
+                    .errcode
+                    .map_or_else(|| "none".to_owned(), |code| code.to_string()),
+            })
+            .inc();
+        self.wechat_latency
+            .get_or_create(&EndpointLabels {
+                endpoint: outcome.endpoint.into(),
+            })
+            .observe(outcome.elapsed.as_secs_f64());
+    }
+}
+
+/// What `/metrics` reads.
+#[derive(Debug, Clone)]
+pub struct MetricsState {
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    /// The token manager, whose counters are sampled.
+    pub tokens: Arc<AppTokenManager>,
+    /// The database, whose pools are sampled.
+    pub storage: storage::Storage,
+}
+
+/// `GET /metrics`, in Prometheus' text format.
+pub fn routes(state: MetricsState) -> Router {
+    Router::new()
+        .route("/metrics", get(scrape))
+        .with_state(state)
+}
+
+async fn scrape(State(state): State<MetricsState>) -> Response {
+    let text = state.metrics.render(&state.tokens, &state.storage);
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
