@@ -25,6 +25,20 @@ pub struct GrpcLimits {
     pub max_in_flight: usize,
 }
 
+/// Accepted connections with Nagle's algorithm off: tonic's own `tcp_nodelay`
+/// applies only to listeners it binds itself, and without it a response
+/// written in two pieces waits for the caller's delayed ACK (~40 ms).
+pub fn incoming(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    })
+}
+
 /// The listener's TLS settings from the config: TLS with the configured
 /// certificate, and mutual TLS when a client CA is set.
 ///
@@ -94,7 +108,7 @@ pub async fn serve(
         .timeout(limits.request_timeout)
         .layer(overload)
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await
 }
 
