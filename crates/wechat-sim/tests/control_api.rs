@@ -216,3 +216,37 @@ async fn bad_control_input_gets_a_400_with_a_plain_message() {
         assert!(!message.is_empty(), "case {index}");
     }
 }
+
+#[tokio::test]
+async fn codes_can_be_minted_in_bulk_for_benchmarks() {
+    let h = start().await;
+    let (status, body) = control_get(
+        &h,
+        &format!("/sim/login-code?app_id={MINI}&user=bulk&count=3"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let codes: Vec<String> = json_of(&body)["codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(codes.len(), 3);
+    assert!(
+        codes[0] != codes[1] && codes[1] != codes[2],
+        "each one fresh"
+    );
+    for code in &codes {
+        let answer = h.jscode2session(MINI, MINI_SECRET, code).await;
+        assert_eq!(answer.text("openid"), h.sim.openid(MINI, "bulk"));
+    }
+    for bad in ["0", "-1", "x", "100001"] {
+        let (status, _) = control_get(
+            &h,
+            &format!("/sim/phone-code?app_id={MINI}&user=bulk&count={bad}"),
+        )
+        .await;
+        assert_eq!(status, 400, "count={bad}");
+    }
+}

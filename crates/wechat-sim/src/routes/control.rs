@@ -75,11 +75,32 @@ fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
 
+/// The most codes one control call mints (`count`), for benchmarks.
+const MAX_COUNT: usize = 100_000;
+
+/// `{"code": …}`, or with `count=N` (N > 1) `{"codes": […]}` of N fresh codes
+/// for the same user: benchmarks mint their codes before the clock starts.
+fn mint(params: &Params, one: impl Fn() -> String) -> Control {
+    let count = match params.get("count") {
+        None => 1,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_COUNT).contains(n))
+            .ok_or_else(|| format!("`count` must be 1 to {MAX_COUNT}"))?,
+    };
+    if count == 1 {
+        return Ok(code_reply(one()));
+    }
+    let codes: Vec<String> = (0..count).map(|_| one()).collect();
+    Ok(Json(json!({ "codes": codes })).into_response())
+}
+
 async fn login_code(State(sim): State<Simulator>, RawQuery(query): RawQuery) -> Response {
     let params = Params::parse(query.as_deref());
     respond(
         app_and_user(&sim, &params)
-            .map(|(app_id, user)| code_reply(sim.mint_login_code(app_id, user))),
+            .and_then(|(app_id, user)| mint(&params, || sim.mint_login_code(app_id, user))),
     )
 }
 
@@ -87,7 +108,7 @@ async fn phone_code(State(sim): State<Simulator>, RawQuery(query): RawQuery) -> 
     let params = Params::parse(query.as_deref());
     respond(
         app_and_user(&sim, &params)
-            .map(|(app_id, user)| code_reply(sim.mint_phone_code(app_id, user))),
+            .and_then(|(app_id, user)| mint(&params, || sim.mint_phone_code(app_id, user))),
     )
 }
 

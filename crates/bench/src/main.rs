@@ -1,0 +1,280 @@
+//! `bench`: drives the real `wechat-identity` binary and a bare tonic echo
+//! server with the same load in the same run, and writes a markdown table
+//! with every figure as an absolute number and as a ratio to the echo.
+//!
+//!   cargo build --release -p server -p bench
+//!   cargo run --release -p bench -- --out BENCHMARKS.md
+//!
+//! `--quick` runs every scenario for a moment (CI, so the harness cannot
+//! rot); numbers are never asserted.
+
+mod echo;
+mod load;
+mod processes;
+mod scenarios;
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::load::Measured;
+use crate::processes::ServerProcess;
+use crate::scenarios::{Load, Scenario, measure};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bench",
+    about = "wechat-identity against a bare tonic echo, side by side"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Concurrent streams.
+    #[arg(long, default_value_t = 32)]
+    streams: usize,
+    /// Measured seconds per scenario.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Unmeasured warm-up seconds per scenario.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Databases: `sqlite`, `postgres`, or both (comma-separated).
+    #[arg(long, default_value = "sqlite,postgres")]
+    databases: String,
+    /// The PostgreSQL admin URL (a database per run is created and dropped).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    postgres: String,
+    /// Simulated WeChat latencies in milliseconds (comma-separated).
+    #[arg(long, default_value = "0,20")]
+    sim_latency_ms: String,
+    /// A very short run of everything, for CI.
+    #[arg(long)]
+    quick: bool,
+    /// Where to write the markdown report (also printed).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the baseline echo (the harness starts it itself).
+    EchoServer {
+        /// Where to listen.
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+}
+
+/// One row of the report.
+struct Row {
+    scenario: &'static str,
+    database: String,
+    sim_latency: Duration,
+    measured: Measured,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("bench: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Some(Command::EchoServer { listen }) => echo::serve(listen).await,
+            None => benchmark(&cli).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("bench: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn benchmark(cli: &Cli) -> Result<(), String> {
+    let (seconds, warmup) = if cli.quick {
+        (0.5, 0.2)
+    } else {
+        (cli.seconds, cli.warmup)
+    };
+    let streams = if cli.quick {
+        cli.streams.min(8)
+    } else {
+        cli.streams
+    }
+    .max(1);
+    let load = Load {
+        streams,
+        warmup: Duration::from_secs_f64(warmup),
+        duration: Duration::from_secs_f64(seconds),
+        // Enough codes for 6,000 code-spending calls a second over all streams;
+        // a stream that runs out stops, and the report says so.
+        codes_per_stream: ((seconds + warmup) * 6000.0 / streams as f64).ceil() as usize + 50,
+    };
+    let latencies: Vec<Duration> = cli
+        .sim_latency_ms
+        .split(',')
+        .filter_map(|ms| ms.trim().parse().ok())
+        .map(Duration::from_millis)
+        .collect();
+
+    let echo = ServerProcess::echo().await?;
+    let baseline = measure(Scenario::Echo, &echo.grpc, "", load).await?;
+    let echo_rss = echo.peak_rss();
+    echo.stop().await;
+    eprintln!("echo: {:.0} calls/s", baseline.throughput());
+
+    let mut rows = vec![Row {
+        scenario: Scenario::Echo.name(),
+        database: "-".into(),
+        sim_latency: Duration::ZERO,
+        measured: baseline.clone(),
+    }];
+    let mut servers = Vec::new();
+    for database in cli
+        .databases
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+    {
+        let target = match database {
+            "sqlite" => "sqlite",
+            "postgres" => cli.postgres.as_str(),
+            other => return Err(format!("unknown database {other}")),
+        };
+        for &latency in &latencies {
+            let server = ServerProcess::identity(target, latency).await?;
+            for scenario in Scenario::IDENTITY {
+                // With simulated latency, only the scenarios that call WeChat say anything new.
+                if !latency.is_zero()
+                    && !matches!(
+                        scenario,
+                        Scenario::MiniProgramLogin | Scenario::GetPhoneNumber
+                    )
+                {
+                    continue;
+                }
+                let measured = measure(scenario, &server.grpc, &server.sim, load).await?;
+                eprintln!(
+                    "{} on {database}, WeChat +{} ms: {:.0} calls/s",
+                    scenario.name(),
+                    latency.as_millis(),
+                    measured.throughput()
+                );
+                rows.push(Row {
+                    scenario: scenario.name(),
+                    database: database.to_owned(),
+                    sim_latency: latency,
+                    measured,
+                });
+            }
+            servers.push((
+                database.to_owned(),
+                latency,
+                server.startup,
+                server.peak_rss(),
+            ));
+            server.stop().await;
+        }
+    }
+
+    let report = render(cli, load, &baseline, &rows, echo_rss, &servers);
+    println!("{report}");
+    if let Some(path) = &cli.out {
+        std::fs::write(path, &report).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn ms(duration: Duration) -> String {
+    format!("{:.2}", duration.as_secs_f64() * 1000.0)
+}
+
+fn mib(bytes: Option<u64>) -> String {
+    bytes.map_or_else(|| "?".into(), |b| format!("{:.1}", b as f64 / 1_048_576.0))
+}
+
+fn render(
+    cli: &Cli,
+    load: Load,
+    baseline: &Measured,
+    rows: &[Row],
+    echo_rss: Option<u64>,
+    servers: &[(String, Duration, Duration, Option<u64>)],
+) -> String {
+    let mut out = String::new();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let _ = writeln!(out, "# Benchmarks\n");
+    let _ = writeln!(
+        out,
+        "{} streams, {:.1} s measured after {:.1} s warm-up per scenario; client, servers and PostgreSQL share one machine ({cores} cores). Ratios are to the bare tonic echo measured in the same run.{}\n",
+        load.streams,
+        load.duration.as_secs_f64(),
+        load.warmup.as_secs_f64(),
+        if cli.quick {
+            " **Quick run: figures are not meaningful.**"
+        } else {
+            ""
+        },
+    );
+    let _ = writeln!(
+        out,
+        "| scenario | database | WeChat latency | calls/s | ratio to echo | p50 ms | p90 ms | p99 ms | max ms | errors |"
+    );
+    let _ = writeln!(out, "|---|---|---|---:|---:|---:|---:|---:|---:|---|");
+    for row in rows {
+        let m = &row.measured;
+        let errors = if m.errors.is_empty() {
+            if m.ran_out {
+                "none (ran out of codes)".to_owned()
+            } else {
+                "none".to_owned()
+            }
+        } else {
+            m.errors
+                .iter()
+                .map(|(code, n)| format!("{code}: {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} ms | {:.0} | {:.2} | {} | {} | {} | {} | {errors} |",
+            row.scenario,
+            row.database,
+            row.sim_latency.as_millis(),
+            m.throughput(),
+            m.throughput() / baseline.throughput().max(f64::EPSILON),
+            ms(m.quantile(0.5)),
+            ms(m.quantile(0.9)),
+            ms(m.quantile(0.99)),
+            ms(m.quantile(1.0)),
+        );
+    }
+    let _ = writeln!(out, "\n| server | start-up to serving | peak RSS MiB |");
+    let _ = writeln!(out, "|---|---:|---:|");
+    let _ = writeln!(out, "| echo | - | {} |", mib(echo_rss));
+    for (database, latency, startup, rss) in servers {
+        let _ = writeln!(
+            out,
+            "| wechat-identity on {database}, WeChat +{} ms | {} ms | {} |",
+            latency.as_millis(),
+            ms(*startup),
+            mib(*rss)
+        );
+    }
+    out
+}

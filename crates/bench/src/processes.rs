@@ -1,0 +1,204 @@
+//! The servers under load, each a process of its own as in production: the
+//! baseline echo server (this binary's `echo-server` command) and the real
+//! `wechat-identity` with the simulator in-process, on SQLite or on a fresh
+//! PostgreSQL database.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The key the benchmark's caller presents.
+pub(crate) const CALLER_KEY: &str = "bench-caller-key-000000000000000000000";
+/// The demo mini program the scenarios log in to.
+pub(crate) const MINI: &str = "wxd000000000000001";
+
+/// A server process under load.
+#[derive(Debug)]
+pub(crate) struct ServerProcess {
+    child: Child,
+    /// Its gRPC address, `http://127.0.0.1:PORT`.
+    pub(crate) grpc: String,
+    /// The simulator's base URL (wechat-identity only).
+    pub(crate) sim: String,
+    /// From spawn to the first answer on gRPC.
+    pub(crate) startup: Duration,
+    _dir: tempfile::TempDir,
+    database: Option<(String, String)>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// The `wechat-identity` binary built beside this one.
+fn identity_binary() -> Result<PathBuf, String> {
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let path = me.parent().ok_or("no folder")?.join("wechat-identity");
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} is missing: build it with the same profile (cargo build --release -p server)",
+            path.display()
+        ))
+    }
+}
+
+async fn wait_until_serving(child: &mut Child, line: &str) -> Result<(), String> {
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let next = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .map_err(|_| format!("no '{line}' within 30 s"))?
+            .map_err(|e| e.to_string())?;
+        match next {
+            Some(text) if text.contains(line) => break,
+            Some(_) => {}
+            None => return Err(format!("exited before '{line}'")),
+        }
+    }
+    // Keep draining so the process never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(())
+}
+
+impl ServerProcess {
+    /// The baseline: this binary's bare tonic echo server.
+    ///
+    /// # Errors
+    /// It could not start.
+    pub(crate) async fn echo() -> Result<Self, String> {
+        let port = free_port();
+        let started = Instant::now();
+        let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+            .args(["echo-server", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        wait_until_serving(&mut child, "echo serving").await?;
+        Ok(Self {
+            child,
+            grpc: format!("http://127.0.0.1:{port}"),
+            sim: String::new(),
+            startup: started.elapsed(),
+            _dir: tempfile::tempdir().map_err(|e| e.to_string())?,
+            database: None,
+        })
+    }
+
+    /// `wechat-identity` on `database` (`sqlite` or a PostgreSQL admin URL),
+    /// the simulator answering after `sim_latency`.
+    ///
+    /// # Errors
+    /// It could not start, or PostgreSQL is unreachable.
+    pub(crate) async fn identity(database: &str, sim_latency: Duration) -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let (url, created) = if database == "sqlite" {
+            (
+                format!("sqlite://{}", dir.path().join("bench.db").display()),
+                None,
+            )
+        } else {
+            let name = format!("wi_bench_{}", uuid::Uuid::now_v7().simple());
+            admin(database, &format!("CREATE DATABASE {name}")).await?;
+            let base = database.rsplit_once('/').map_or(database, |(base, _)| base);
+            (format!("{base}/{name}"), Some((database.to_owned(), name)))
+        };
+        let (grpc, http, sim) = (free_port(), free_port(), free_port());
+        let key = {
+            use secrecy::ExposeSecret;
+            server::app::generate_encryption_key()
+                .expose_secret()
+                .to_owned()
+        };
+        let config = format!(
+            r#"
+            [server]
+            grpc_listen = "127.0.0.1:{grpc}"
+            http_listen = "127.0.0.1:{http}"
+            public_base_url = "http://127.0.0.1:{http}"
+            [database]
+            url = "{url}"
+            [encryption]
+            current_key_id = "bench"
+            keys = [{{ id = "bench", key = {{ value = "{key}" }} }}]
+            [[apps]]
+            app_id = "{MINI}"
+            kind = "mini_program"
+            secret = {{ value = "demo-mini-program-secret-0001" }}
+            [[callers]]
+            name = "bench"
+            key = {{ value = "{CALLER_KEY}" }}
+            permissions = ["core", "admin"]
+            [simulator]
+            listen = "127.0.0.1:{sim}"
+            latency = "{}ms"
+            "#,
+            sim_latency.as_millis()
+        );
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, config).map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        let mut child = Command::new(identity_binary()?)
+            .arg("--config")
+            .arg(&path)
+            .env_clear()
+            .env("RUST_LOG", "warn,wechat_identity=info")
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        wait_until_serving(&mut child, "wechat-identity serving").await?;
+        Ok(Self {
+            child,
+            grpc: format!("http://127.0.0.1:{grpc}"),
+            sim: format!("http://127.0.0.1:{sim}"),
+            startup: started.elapsed(),
+            _dir: dir,
+            database: created,
+        })
+    }
+
+    /// The process's peak resident memory (`VmHWM`), in bytes.
+    pub(crate) fn peak_rss(&self) -> Option<u64> {
+        let pid = self.child.id()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
+    /// Stops the process and drops its database.
+    pub(crate) async fn stop(mut self) {
+        let _ = self.child.kill().await;
+        if let Some((admin_url, name)) = self.database.take() {
+            let _ = admin(
+                &admin_url,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            )
+            .await;
+        }
+    }
+}
+
+async fn admin(admin_url: &str, statement: &str) -> Result<(), String> {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(admin_url)
+        .await
+        .map_err(|e| format!("PostgreSQL at {admin_url}: {e}"))?;
+    sqlx::query(sqlx::AssertSqlSafe(statement.to_owned()))
+        .execute(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
