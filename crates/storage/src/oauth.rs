@@ -175,7 +175,9 @@ impl Storage {
             Some(consumed_at) => {
                 let same_code = get_opt_bytes(&row, "code_hash")?.as_deref() == Some(code_hash);
                 let window = i64::try_from(REPEAT_WINDOW.as_millis()).unwrap_or(i64::MAX);
-                let in_window = now >= consumed_at && now - consumed_at <= window;
+                // Either side of the first use: a concurrent repeat may have read
+                // the clock before the first callback did (or on another replica).
+                let in_window = now.abs_diff(consumed_at) <= window.unsigned_abs();
                 let identity = match (
                     get_opt_string(&row, "identity_app_id")?,
                     get_opt_string(&row, "identity_openid")?,

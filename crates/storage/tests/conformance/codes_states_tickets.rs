@@ -144,6 +144,15 @@ pub(crate) async fn a_double_callback_with_the_same_code_within_30s_is_a_repeat(
             .unwrap(),
         StateUse::Pending
     );
+    // Also one that read its clock just before the first did (it lost the row lock).
+    assert_eq!(
+        storage
+            .consume_oauth_state(token, &app("wxoa"), Some("code"), t0() - secs(1))
+            .await
+            .unwrap(),
+        StateUse::Pending,
+        "a concurrent repeat is a repeat whichever clock read came first"
+    );
     storage
         .complete_oauth_state(token, &identity, true)
         .await
