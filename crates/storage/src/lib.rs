@@ -315,8 +315,12 @@ async fn connect_sqlite(config: &StorageConfig) -> Result<(AnyPool, AnyPool), St
     };
     let in_memory = url.contains(":memory:") || url.contains("mode=memory");
     let busy_ms = config.sqlite_busy_timeout.as_millis();
+    // A SQLite connection is a file handle in this process: it cannot drop
+    // like a socket, so the ping sqlx sends on every acquire (a round trip to
+    // the connection's worker thread) buys nothing.
     let writer = AnyPoolOptions::new()
         .max_connections(1)
+        .test_before_acquire(false)
         .acquire_timeout(config.acquire_timeout)
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
@@ -343,6 +347,7 @@ async fn connect_sqlite(config: &StorageConfig) -> Result<(AnyPool, AnyPool), St
         return Ok((writer.clone(), writer));
     }
     let reader = AnyPoolOptions::new()
+        .test_before_acquire(false)
         .max_connections(config.sqlite_readers.max(1))
         .acquire_timeout(config.acquire_timeout)
         .after_connect(move |conn, _meta| {
