@@ -223,12 +223,16 @@ pub fn parent_context(get: impl Fn(&str) -> Option<String>) -> Option<openteleme
     if !traces_enabled() {
         return None;
     }
-    struct Carrier<F>(F, Vec<Option<String>>);
-    impl<F: Fn(&str) -> Option<String>> opentelemetry::propagation::Extractor for Carrier<F> {
+    /// The two W3C headers, read once.
+    struct W3cHeaders {
+        traceparent: Option<String>,
+        tracestate: Option<String>,
+    }
+    impl opentelemetry::propagation::Extractor for W3cHeaders {
         fn get(&self, key: &str) -> Option<&str> {
             match key {
-                "traceparent" => self.1[0].as_deref(),
-                "tracestate" => self.1[1].as_deref(),
+                "traceparent" => self.traceparent.as_deref(),
+                "tracestate" => self.tracestate.as_deref(),
                 _ => None,
             }
         }
@@ -236,9 +240,12 @@ pub fn parent_context(get: impl Fn(&str) -> Option<String>) -> Option<openteleme
             vec!["traceparent", "tracestate"]
         }
     }
-    let carrier = Carrier(&get, vec![get("traceparent"), get("tracestate")]);
+    let headers = W3cHeaders {
+        traceparent: get("traceparent"),
+        tracestate: get("tracestate"),
+    };
     Some(opentelemetry::global::get_text_map_propagator(
-        |propagator| propagator.extract(&carrier),
+        |propagator| propagator.extract(&headers),
     ))
 }
 
