@@ -91,11 +91,7 @@ fn main() -> ExitCode {
                     "config ok: {} app(s), {} caller(s), database {}",
                     resolved.apps.len(),
                     resolved.callers.len(),
-                    if resolved.config.database.url_secret.is_some() {
-                        "from secret"
-                    } else {
-                        resolved.config.database.url.as_str()
-                    }
+                    resolved.database_for_display()
                 );
                 Ok(())
             }

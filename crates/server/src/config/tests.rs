@@ -209,3 +209,29 @@ fn tls_files_that_are_missing_or_not_pem_are_named_at_start() {
         "{text}"
     );
 }
+
+#[test]
+fn the_database_url_is_printed_without_an_inline_password() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = example_env(dir.path());
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+    let resolved = Config::load(Some(&path), &env)
+        .expect("parses")
+        .resolve(&env)
+        .expect("valid");
+    assert_eq!(resolved.database_for_display(), "from secret");
+
+    let mut inline = env.clone();
+    inline.retain(|(name, _)| name != "DATABASE_URL");
+    let toml = std::fs::read_to_string(&path).expect("example").replace(
+        r#"url_secret = { env = "DATABASE_URL" }"#,
+        r#"url = "postgres://app:hunter2@db/identity""#,
+    );
+    let resolved = Config::parse(&toml, &inline)
+        .expect("parses")
+        .resolve(&inline)
+        .expect("valid");
+    let shown = resolved.database_for_display();
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert_eq!(shown, "postgres://app:***@db/identity");
+}

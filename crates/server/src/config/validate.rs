@@ -67,6 +67,25 @@ pub struct ResolvedCaller {
     pub permissions: HashSet<Permission>,
 }
 
+impl ResolvedConfig {
+    /// Where the database is, fit to print: `from secret` when the URL came
+    /// from one, else the URL without any password someone put inline.
+    pub fn database_for_display(&self) -> String {
+        if self.config.database.url_secret.is_some() {
+            return "from secret".into();
+        }
+        let url = self.database_url.expose_secret();
+        match url::Url::parse(url) {
+            Ok(mut parsed) if parsed.password().is_some() => {
+                let _ = parsed.set_password(Some("***"));
+                parsed.to_string()
+            }
+            Ok(_) => url.to_owned(),
+            Err(_) => "(unparsable URL)".into(),
+        }
+    }
+}
+
 impl Config {
     /// Checks the configuration and reads its secrets from `env` and files.
     ///
