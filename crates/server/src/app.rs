@@ -393,27 +393,7 @@ async fn load_signing_keys(
     resolved: &ResolvedConfig,
 ) -> Result<TokenKeys, StartError> {
     let mut stored = storage.active_signing_keys().await?;
-    let sessions = &resolved.config.sessions;
-    if let Some(pem) = &resolved.signing_key {
-        // The configured key signs; keys kept in storage from before still verify.
-        let current = SigningKey::from_pem(pem.expose_secret())
-            .map_err(|e| StartError::Other(format!("sessions.signing_key: {e}")))?;
-        let others = stored
-            .iter()
-            .map(|k| {
-                SigningKey::from_pkcs8(k.private_key.expose_secret())
-                    .map(|k| k.public_key().to_vec())
-                    .map_err(|e| StartError::Other(e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        return Ok(TokenKeys::new(
-            current,
-            others,
-            sessions.issuer.clone(),
-            sessions.audience.clone(),
-        ));
-    }
-    if stored.is_empty() {
+    if stored.is_empty() && resolved.signing_key.is_none() {
         let (key, pkcs8) = SigningKey::generate().map_err(|e| StartError::Other(e.to_string()))?;
         // Several replicas may race here; each inserts its own kid and all read back the same set.
         storage
@@ -422,22 +402,29 @@ async fn load_signing_keys(
         tracing::info!(kid = key.kid(), "generated a session signing key");
         stored = storage.active_signing_keys().await?;
     }
-    // The newest key signs (ties broken by kid, so every replica picks the same one).
+    // The newest key first (ties broken by kid, so every replica picks the same one).
     stored.sort_by(|a, b| {
         b.created_at
             .cmp(&a.created_at)
             .then_with(|| a.kid.cmp(&b.kid))
     });
-    let mut keys = stored.iter().map(|k| {
-        SigningKey::from_pkcs8(k.private_key.expose_secret())
-            .map_err(|e| StartError::Other(e.to_string()))
-    });
-    let current = keys
-        .next()
-        .ok_or_else(|| StartError::Other("no signing key".into()))??;
-    let others = keys
-        .map(|k| k.map(|k| k.public_key().to_vec()))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut keys = stored
+        .iter()
+        .map(|k| SigningKey::from_pkcs8(k.private_key.expose_secret()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StartError::Other(e.to_string()))?
+        .into_iter();
+    // A configured key signs and every stored one still verifies; without
+    // one, the newest stored key signs.
+    let current = match &resolved.signing_key {
+        Some(pem) => SigningKey::from_pem(pem.expose_secret())
+            .map_err(|e| StartError::Other(format!("sessions.signing_key: {e}")))?,
+        None => keys
+            .next()
+            .ok_or_else(|| StartError::Other("no signing key".into()))?,
+    };
+    let others = keys.map(|k| k.public_key().to_vec()).collect();
+    let sessions = &resolved.config.sessions;
     Ok(TokenKeys::new(
         current,
         others,
