@@ -169,6 +169,13 @@ impl TestApp {
     }
 }
 
+/// A fresh encryption key (base64 of 32 bytes), as the config takes it.
+pub fn encryption_key() -> String {
+    server::app::generate_encryption_key()
+        .expose_secret()
+        .to_owned()
+}
+
 /// Starts the service on SQLite with two callers (core; admin+import) and the
 /// demo apps.
 pub async fn spawn_app() -> TestApp {
@@ -217,7 +224,7 @@ pub async fn spawn_with(options: Options) -> Option<TestApp> {
                 .unwrap_or_default()
         ),
     };
-    let key = server::app::generate_encryption_key();
+    let key = encryption_key();
     let toml = format!(
         r#"
         [server]
@@ -257,7 +264,6 @@ pub async fn spawn_with(options: Options) -> Option<TestApp> {
         permissions = ["core", "import", "admin"]
         {extra_toml}
         "#,
-        key = key.expose_secret(),
         server_toml = options.server_toml,
         extra_toml = options.extra_toml,
     );
@@ -280,10 +286,7 @@ pub async fn spawn_with(options: Options) -> Option<TestApp> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc_addr}"))
         .unwrap()
         .connect_lazy();
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let http = web::browser();
     Some(TestApp {
         sim,
         sim_running,

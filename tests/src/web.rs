@@ -20,6 +20,22 @@ pub struct Hop {
     pub body: String,
 }
 
+/// A browser-like HTTP client that never follows redirects, so each hop shows.
+pub fn browser() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Where the `302 Found` answering a GET of `url` points.
+pub async fn redirect_of(url: &str) -> Url {
+    let response = browser().get(url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::FOUND, "{url}");
+    Url::parse(response.headers()["location"].to_str().unwrap()).unwrap()
+}
+
 /// GETs `url` without following a redirect.
 pub async fn get(app: &TestApp, url: &str) -> Hop {
     let response = app.http.get(url).send().await.unwrap();

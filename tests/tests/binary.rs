@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use e2e::binary::{Running, free_port, run};
-use e2e::web::param;
+use e2e::web::{param, redirect_of};
 use e2e::{ADMIN_KEY, MINI, OFFICIAL, RETURN_TO, in_ci};
 use server::pb::get_profile_request::Lookup;
 use server::pb::identity_service_client::IdentityServiceClient;
@@ -71,12 +71,7 @@ impl Setup {
         );
         std::fs::write(dir.path().join("official.secret"), OFFICIAL_SECRET).unwrap();
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
-        let key = {
-            use secrecy::ExposeSecret;
-            server::app::generate_encryption_key()
-                .expose_secret()
-                .to_owned()
-        };
+        let key = e2e::encryption_key();
         Self {
             dir,
             grpc,
@@ -131,22 +126,15 @@ fn client(channel: Channel) -> Authed {
     IdentityServiceClient::with_interceptor(channel, bearer)
 }
 
-fn http() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
 async fn json(url: &str) -> serde_json::Value {
-    http().get(url).send().await.unwrap().json().await.unwrap()
-}
-
-async fn location(url: &str) -> url::Url {
-    let response = http().get(url).send().await.unwrap();
-    assert_eq!(response.status(), reqwest::StatusCode::FOUND, "{url}");
-    url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap()
+    e2e::web::browser()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -230,13 +218,13 @@ async fn nothing_secret_reaches_the_logs_of_a_full_flow_even_at_trace() {
     // The browser flow, hop by hop, then the ticket and a profile refresh.
     let shim = format!("http://127.0.0.1:{}", setup.http);
     let return_to: String = url::form_urlencoded::byte_serialize(RETURN_TO.as_bytes()).collect();
-    let wechat = location(&format!(
+    let wechat = redirect_of(&format!(
         "{shim}/oauth/{OFFICIAL}/authorize?return_to={return_to}&scope=snsapi_userinfo&state=s"
     ))
     .await;
-    let callback = location(wechat.as_str()).await;
+    let callback = redirect_of(wechat.as_str()).await;
     let oauth_code = param(&callback, "code").unwrap();
-    let landed = location(callback.as_str()).await;
+    let landed = redirect_of(callback.as_str()).await;
     let ticket = param(&landed, "ticket").unwrap();
     let web = client
         .web_login(WebLoginRequest {

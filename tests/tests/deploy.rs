@@ -245,12 +245,7 @@ async fn the_configmaps_config_passes_check_config_once_its_secrets_exist() {
     let dir = tempfile::tempdir().unwrap();
     let secrets = dir.path().join("secrets");
     std::fs::create_dir(&secrets).unwrap();
-    let key = {
-        use secrecy::ExposeSecret;
-        server::app::generate_encryption_key()
-            .expose_secret()
-            .to_owned()
-    };
+    let key = e2e::encryption_key();
     for (name, value) in [
         ("encryption-key", key.as_str()),
         (

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use e2e::binary::{Running, free_port};
 use e2e::postgres::TestDatabase;
-use e2e::web::param;
+use e2e::web::{param, redirect_of};
 use e2e::{ADMIN_KEY, Bearer, MINI, OFFICIAL, RETURN_TO};
 use server::pb::identity_service_client::IdentityServiceClient;
 use server::pb::{GetPhoneNumberRequest, WebLoginRequest};
@@ -38,12 +38,7 @@ async fn start_replicas(
     redis_prefix: Option<&str>,
     dir: &std::path::Path,
 ) -> Vec<Replica> {
-    let key = {
-        use secrecy::ExposeSecret;
-        server::app::generate_encryption_key()
-            .expose_secret()
-            .to_owned()
-    };
+    let key = e2e::encryption_key();
     let mut replicas = Vec::new();
     for index in 0..REPLICAS {
         let (grpc, http) = (free_port(), free_port());
@@ -144,20 +139,6 @@ async fn phone_numbers(sim: &Simulator, clients: &[Client], calls: usize, round:
     );
 }
 
-fn http() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-async fn location(url: &str) -> url::Url {
-    let response = http().get(url).send().await.unwrap();
-    assert_eq!(response.status(), reqwest::StatusCode::FOUND, "{url}");
-    url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap()
-}
-
 /// Whether the test Redis answers; outside CI a test without it skips.
 async fn redis_is_up() -> bool {
     let connected = async {
@@ -240,15 +221,15 @@ async fn replicas_share_tokens_states_and_keys(redis_prefix: Option<&str>) {
 
     // The browser's authorize request reaches replica 0, WeChat's callback replica 1.
     let return_to: String = url::form_urlencoded::byte_serialize(RETURN_TO.as_bytes()).collect();
-    let wechat_page = location(&format!(
+    let wechat_page = redirect_of(&format!(
         "http://127.0.0.1:{}/oauth/{OFFICIAL}/authorize?return_to={return_to}&scope=snsapi_userinfo",
         replicas[0].http
     ))
     .await;
-    let callback = location(wechat_page.as_str()).await;
+    let callback = redirect_of(wechat_page.as_str()).await;
     let mut on_replica_1 = callback.clone();
     on_replica_1.set_port(Some(replicas[1].http)).unwrap();
-    let landed = location(on_replica_1.as_str()).await;
+    let landed = redirect_of(on_replica_1.as_str()).await;
     let ticket = param(&landed, "ticket").unwrap_or_else(|| panic!("no ticket: {landed}"));
     let login = clients[2]
         .web_login(WebLoginRequest { ticket })
