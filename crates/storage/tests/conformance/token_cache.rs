@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use wechat_client::{AccessToken, CachedToken, ForceRefreshBudget};
+use wechat_client::{AccessToken, CachedToken, ForceRefreshBudget, TokenCache};
 
 use crate::support::{TestDb, app, key_ring, secs, t0};
 
@@ -29,8 +29,18 @@ pub(crate) async fn the_token_cache_round_trips_an_encrypted_token(db: TestDb) {
 
 pub(crate) async fn two_replicas_contend_for_one_lease(db: TestDb) {
     let other = db.connect_again(key_ring(&db.key)).await.unwrap();
-    let first = db.storage.token_cache();
-    let second = other.token_cache();
+    let (first, second) = (db.storage.token_cache(), other.token_cache());
+    contend_for_one_lease(&*first, &*second, Duration::from_millis(50)).await;
+}
+
+/// Two replicas' caches, on any shared backend: exactly one takes the lease,
+/// the holder may extend it, a stranger cannot release it, and a lease of
+/// `short` is free again once it has run out.
+pub(crate) async fn contend_for_one_lease(
+    first: &dyn TokenCache,
+    second: &dyn TokenCache,
+    short: Duration,
+) {
     let wxa = app("wxa");
     let ttl = Duration::from_secs(30);
 
@@ -41,9 +51,9 @@ pub(crate) async fn two_replicas_contend_for_one_lease(db: TestDb) {
     let (a, b) = (a.unwrap(), b.unwrap());
     assert!(a ^ b, "exactly one contender holds the lease");
     let (holder, holder_name, waiter, waiter_name) = if a {
-        (&first, "replica-a", &second, "replica-b")
+        (first, "replica-a", second, "replica-b")
     } else {
-        (&second, "replica-b", &first, "replica-a")
+        (second, "replica-b", first, "replica-a")
     };
     assert!(
         holder.try_lease(&wxa, holder_name, ttl).await.unwrap(),
@@ -55,15 +65,11 @@ pub(crate) async fn two_replicas_contend_for_one_lease(db: TestDb) {
         "a stranger cannot release it"
     );
     holder.release_lease(&wxa, holder_name).await.unwrap();
-    assert!(
-        waiter
-            .try_lease(&wxa, waiter_name, Duration::from_millis(50))
-            .await
-            .unwrap()
-    );
-    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert!(waiter.try_lease(&wxa, waiter_name, short).await.unwrap());
+    tokio::time::sleep(short * 5 / 2).await;
     assert!(
         holder.try_lease(&wxa, holder_name, ttl).await.unwrap(),
         "an expired lease is free"
     );
+    holder.release_lease(&wxa, holder_name).await.unwrap();
 }
