@@ -118,26 +118,19 @@ impl Call {
         let result = bounded(self.answer, work)
             .instrument(self.span.clone())
             .await;
-        let answer = self.span.in_scope(|| respond(&self.span, result));
+        let mut answer = self.span.in_scope(|| respond(&self.span, result));
         let code = answer
             .as_ref()
             .map_or_else(Status::code, |_| tonic::Code::Ok);
         self.metrics.rpc(self.rpc, code, self.started.elapsed());
-        let id = tonic::metadata::MetadataValue::try_from(self.request_id.as_str()).ok();
-        match answer {
-            Ok(mut response) => {
-                if let Some(id) = id {
-                    response.metadata_mut().insert(REQUEST_ID, id);
-                }
-                Ok(response)
-            }
-            Err(mut status) => {
-                if let Some(id) = id {
-                    status.metadata_mut().insert(REQUEST_ID, id);
-                }
-                Err(status)
-            }
+        if let Ok(id) = tonic::metadata::MetadataValue::try_from(self.request_id.as_str()) {
+            let metadata = match &mut answer {
+                Ok(response) => response.metadata_mut(),
+                Err(status) => status.metadata_mut(),
+            };
+            metadata.insert(REQUEST_ID, id);
         }
+        answer
     }
 }
 
