@@ -238,14 +238,50 @@ async fn replicas_share_tokens_states_and_keys(redis_prefix: Option<&str>) {
         .into_inner();
     // A JWT signed by one replica verifies on another: the keys are shared.
     let session = login.session.unwrap();
-    let verified = clients[0]
-        .verify_token(server::pb::VerifyTokenRequest {
-            access_token: session.access_token,
+    let verify = |client: &Client| {
+        let mut client = client.clone();
+        let access_token = session.access_token.clone();
+        async move {
+            client
+                .verify_token(server::pb::VerifyTokenRequest { access_token })
+                .await
+                .unwrap()
+                .into_inner()
+                .active
+        }
+    };
+    for client in &clients {
+        assert!(
+            verify(client).await,
+            "verifies on every replica (and is cached there)"
+        );
+    }
+
+    // Logged out through replica 2: at once there, within
+    // sessions.revocation_propagation (1 s by default) on the others.
+    clients[2]
+        .clone()
+        .revoke_session(server::pb::RevokeSessionRequest {
+            target: Some(server::pb::revoke_session_request::Target::SessionId(
+                session.session_id.clone(),
+            )),
         })
         .await
-        .unwrap()
-        .into_inner();
-    assert!(verified.active);
+        .unwrap();
+    assert!(
+        !verify(&clients[2]).await,
+        "the revoking replica knows at once"
+    );
+    let revoked = std::time::Instant::now();
+    for client in &clients[..2] {
+        while verify(client).await {
+            assert!(
+                revoked.elapsed() < Duration::from_secs(15),
+                "a revoked session still verifies on another replica"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 
     for replica in &mut replicas {
         replica.process.terminate();

@@ -51,6 +51,10 @@ struct Cli {
     /// Simulated WeChat latencies in milliseconds (comma-separated).
     #[arg(long, default_value = "0,20")]
     sim_latency_ms: String,
+    /// Only these wechat-identity scenarios (comma-separated report names,
+    /// e.g. `VerifyToken,GetProfile`); all when absent.
+    #[arg(long)]
+    scenarios: Option<String>,
     /// A very short run of everything, for CI.
     #[arg(long)]
     quick: bool,
@@ -67,6 +71,17 @@ enum Command {
         #[arg(long)]
         listen: SocketAddr,
     },
+}
+
+impl Cli {
+    /// Whether `--scenarios` (when given) names `scenario`.
+    fn wants(&self, scenario: Scenario) -> bool {
+        self.scenarios.as_deref().is_none_or(|names| {
+            names
+                .split(',')
+                .any(|name| name.trim().eq_ignore_ascii_case(scenario.name()))
+        })
+    }
 }
 
 /// One row of the report.
@@ -158,6 +173,9 @@ async fn benchmark(cli: &Cli) -> Result<(), String> {
         for &latency in &latencies {
             let server = ServerProcess::identity(target, latency).await?;
             for scenario in Scenario::IDENTITY {
+                if !cli.wants(scenario) {
+                    continue;
+                }
                 // With simulated latency, only the scenarios that call WeChat say anything new.
                 if !latency.is_zero()
                     && !matches!(

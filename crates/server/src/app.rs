@@ -25,6 +25,7 @@ use crate::pb;
 use crate::pb::identity_service_server::IdentityServiceServer;
 use crate::service::{Lifetimes, Services};
 use crate::sessions::jwt::{SigningKey, TokenKeys};
+use crate::sessions::verify_cache::VerifyCache;
 
 /// The gRPC health name of readiness, beside the overall "": NOT_SERVING while
 /// the database is unreachable and from the first moment of a shutdown.
@@ -226,6 +227,11 @@ impl Application {
                 refresh: config.sessions.refresh_ttl,
             },
             metrics: metrics.clone(),
+            verify_cache: Arc::new(VerifyCache::new(
+                storage.clone(),
+                config.sessions.verify_cache_entries,
+                config.sessions.revocation_propagation,
+            )),
         });
 
         let auth = CallerAuth::new(&resolved.callers);
@@ -359,6 +365,7 @@ impl Application {
             health_check_interval,
         ));
         let sweeper = tokio::spawn(sweep_expired(services.storage.clone()));
+        let epoch = tokio::spawn(services.verify_cache.clone().follow_epoch());
 
         shutdown.await;
         tracing::info!(
@@ -367,6 +374,7 @@ impl Application {
         );
         monitor.abort();
         sweeper.abort();
+        epoch.abort();
         for name in ["", SERVICE_NAME] {
             health
                 .set_service_status(name, ServingStatus::NotServing)

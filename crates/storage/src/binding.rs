@@ -110,8 +110,11 @@ async fn end_identity_sessions(
     .bind(identity.app_id.to_string())
     .bind(identity.openid.to_string())
     .bind(user_id.to_string())
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    if done.rows_affected() > 0 {
+        crate::session_epoch::bump(conn).await?;
+    }
     Ok(done.rows_affected())
 }
 
@@ -125,6 +128,8 @@ impl Storage {
     /// another user holds the external id, both unless `replace_existing`.
     pub async fn bind(&self, request: &BindRequest) -> Result<UserProfile, StorageError> {
         let user_id = write_tx!(self, |tx| self.bind_tx(&mut tx, request).await)?;
+        // A bind may have ended sessions; this replica's caches must not wait for a poll.
+        self.sessions_changed();
         // Committed: any connection sees it (WAL readers included).
         let mut conn = self.reader().acquire().await?;
         self.load_profile(&mut conn, &user_id)
@@ -320,6 +325,7 @@ impl Storage {
         let user_id = write_tx!(self, |tx| self
             .unbind_tx(&mut tx, identity, actor, at)
             .await)?;
+        self.sessions_changed();
         // Committed: any connection sees it (WAL readers included).
         let mut conn = self.reader().acquire().await?;
         self.load_profile(&mut conn, &user_id)

@@ -22,6 +22,7 @@ mod ids;
 mod merge;
 mod oauth;
 mod redis_cache;
+mod session_epoch;
 mod sessions;
 mod signing_keys;
 mod sweep;
@@ -75,6 +76,8 @@ struct Inner {
     reader: AnyPool,
     keys: KeyRing,
     lookup_key: OnceCell<LookupKey>,
+    /// Session-changing transactions committed by this process.
+    local_session_changes: std::sync::atomic::AtomicU64,
 }
 
 /// Runs `$body` (an expression using the transaction `$tx`) in a write
@@ -140,6 +143,7 @@ impl Storage {
                 reader,
                 keys,
                 lookup_key: OnceCell::new(),
+                local_session_changes: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }

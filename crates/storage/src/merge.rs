@@ -77,6 +77,8 @@ impl Storage {
                 .execute(&mut *conn)
                 .await?;
         }
+        // The absorbed user's sessions now answer for the kept user.
+        crate::session_epoch::bump(conn).await?;
         if kept_external.is_none()
             && let Some(external_id) = &absorbed_external
         {

@@ -12,7 +12,7 @@ use crate::db::{
 };
 use crate::error::{DbFailure, StorageError};
 use crate::types::{IssuedSession, NewSession, Rotation, SessionId, SessionRecord};
-use crate::{Storage, audit, write_tx};
+use crate::{Storage, audit, session_epoch, write_tx};
 
 const SESSION_COLUMNS: &str =
     "s.session_id, s.user_id, s.app_id, s.openid, s.created_at, s.expires_at, s.revoked_at";
@@ -72,6 +72,7 @@ pub(crate) async fn revoke_in_tx(
     .await?;
     let Some(row) = row else { return Ok(false) };
     let user_id = get_user_id(&row, "user_id")?;
+    session_epoch::bump(conn).await?;
     audit::record(
         conn,
         at,
@@ -107,9 +108,13 @@ impl Storage {
         at: SystemTime,
     ) -> Result<Rotation, StorageError> {
         let hash = token_hash(presented);
-        write_tx!(self, |tx| self
+        let rotation = write_tx!(self, |tx| self
             .rotate_tx(&mut tx, &hash, refresh_ttl, at)
-            .await)
+            .await)?;
+        if matches!(rotation, Rotation::Reused { .. }) {
+            self.sessions_changed();
+        }
+        Ok(rotation)
     }
 
     async fn rotate_tx(
@@ -211,9 +216,13 @@ impl Storage {
         actor: &str,
         at: SystemTime,
     ) -> Result<bool, StorageError> {
-        write_tx!(self, |tx| Ok::<_, DbFailure>(
+        let revoked = write_tx!(self, |tx| Ok::<_, DbFailure>(
             revoke_in_tx(&mut tx, session_id, reason, actor, at).await?
-        ))
+        ))?;
+        if revoked {
+            self.sessions_changed();
+        }
+        Ok(revoked)
     }
 
     /// Revokes the session a refresh token (of any generation) belongs to.
@@ -228,7 +237,7 @@ impl Storage {
         at: SystemTime,
     ) -> Result<bool, StorageError> {
         let hash = token_hash(presented);
-        write_tx!(self, |tx| async {
+        let revoked = write_tx!(self, |tx| async {
             let row = sqlx::query("SELECT session_id FROM refresh_tokens WHERE token_hash = $1")
                 .bind(hash.clone())
                 .fetch_optional(&mut *tx)
@@ -237,7 +246,11 @@ impl Storage {
             let session_id = get_session_id(&row, "session_id")?;
             Ok::<_, DbFailure>(revoke_in_tx(&mut tx, &session_id, reason, actor, at).await?)
         }
-        .await)
+        .await)?;
+        if revoked {
+            self.sessions_changed();
+        }
+        Ok(revoked)
     }
 
     async fn create_session_tx(

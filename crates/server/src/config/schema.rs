@@ -186,6 +186,16 @@ pub struct SessionConfig {
     /// -algorithm ed25519`), from env or a file. Unset (the default): a key is
     /// generated once and kept, encrypted, in the database for every replica.
     pub signing_key: Option<SecretSource>,
+    /// How long a session revoked on another replica may still verify here:
+    /// VerifyToken answers from memory and every replica polls the database's
+    /// session epoch four times within this bound. A revocation on this
+    /// replica takes effect at once. `0s` reads the session on every call.
+    /// Default 1 s.
+    #[serde(with = "humantime_serde")]
+    pub revocation_propagation: Duration,
+    /// Access tokens VerifyToken keeps verified in memory (about 300 bytes
+    /// each; `0` verifies every signature). Default 10,000.
+    pub verify_cache_entries: usize,
 }
 
 impl Default for SessionConfig {
@@ -196,6 +206,8 @@ impl Default for SessionConfig {
             access_ttl: Duration::from_secs(2 * 3600),
             refresh_ttl: Duration::from_secs(30 * 86_400),
             signing_key: None,
+            revocation_propagation: Duration::from_secs(1),
+            verify_cache_entries: 10_000,
         }
     }
 }

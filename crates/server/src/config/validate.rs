@@ -2,6 +2,7 @@
 //! URLs typed, and every inconsistency reported at once with its place.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -149,6 +150,15 @@ impl Config {
             || self.sessions.access_ttl >= self.sessions.refresh_ttl
         {
             problems.push("sessions: access_ttl must be above zero and below refresh_ttl".into());
+        }
+        if self.sessions.revocation_propagation > Duration::from_secs(60) {
+            problems.push(
+                "sessions.revocation_propagation: at most 60s (a revoked session must stop verifying soon)"
+                    .into(),
+            );
+        }
+        if self.sessions.verify_cache_entries > 10_000_000 {
+            problems.push("sessions.verify_cache_entries: at most 10000000".into());
         }
         let signing_key = self.sessions.signing_key.as_ref().and_then(|source| {
             let pem = source

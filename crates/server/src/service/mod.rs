@@ -38,6 +38,8 @@ pub struct Services {
     pub lifetimes: Lifetimes,
     /// Counters and latencies for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// VerifyToken's memory of signatures and session standings.
+    pub verify_cache: Arc<crate::sessions::verify_cache::VerifyCache>,
 }
 
 /// How long session tokens live.

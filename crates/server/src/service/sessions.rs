@@ -11,6 +11,7 @@ use crate::config::Permission;
 use crate::error::ApiError;
 use crate::pb;
 use crate::sessions::jwt::Claims;
+use crate::sessions::verify_cache::Verdict;
 use crate::validate;
 
 use crate::metrics::SessionEvent;
@@ -110,27 +111,23 @@ impl Services {
         if request.access_token.is_empty() {
             return Err(ApiError::field("access_token", "is required"));
         }
-        let inactive = pb::VerifyTokenResponse::default();
-        let claims = match self.keys.verify(&request.access_token, now()) {
-            Ok(claims) => claims,
-            Err(rejection) => {
-                tracing::debug!(%rejection, "access token inactive");
-                return Ok(inactive);
-            }
-        };
-        let Ok(session_id) = SessionId::from_str(&claims.sid) else {
-            return Ok(inactive);
-        };
-        match self.storage.session(&session_id).await? {
-            Some(session) if session.revoked_at.is_none() => Ok(pb::VerifyTokenResponse {
+        match self
+            .verify_cache
+            .verify(&self.keys, &request.access_token, now())
+            .await?
+        {
+            Verdict::Active { claims, user_id } => Ok(pb::VerifyTokenResponse {
                 active: true,
-                user_id: claims.sub,
-                session_id: claims.sid,
-                app_id: claims.app,
-                openid: claims.openid,
+                user_id: user_id.to_string(),
+                session_id: claims.sid.clone(),
+                app_id: claims.app.clone(),
+                openid: claims.openid.clone(),
                 expires_at: Some(timestamp(UNIX_EPOCH + Duration::from_secs(claims.exp))),
             }),
-            _ => Ok(inactive),
+            Verdict::Inactive(reason) => {
+                tracing::debug!(reason, "access token inactive");
+                Ok(pb::VerifyTokenResponse::default())
+            }
         }
     }
 

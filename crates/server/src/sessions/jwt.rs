@@ -62,6 +62,20 @@ pub enum Rejection {
     Audience,
 }
 
+impl Rejection {
+    /// The reason as a static string (what `Display` prints).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::Malformed => "malformed",
+            Rejection::Algorithm => "wrong algorithm",
+            Rejection::UnknownKey => "unknown key",
+            Rejection::Signature => "bad signature",
+            Rejection::Time => "expired or not yet valid",
+            Rejection::Audience => "wrong issuer or audience",
+        }
+    }
+}
+
 /// An Ed25519 signing key with its id.
 #[derive(Debug)]
 pub struct SigningKey {

@@ -2,3 +2,4 @@
 //! against the JWKS; refresh tokens are opaque and live in storage.
 
 pub mod jwt;
+pub mod verify_cache;

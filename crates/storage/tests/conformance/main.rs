@@ -56,6 +56,7 @@ conformance_tests!(
     sessions::rotation_issues_a_new_generation_and_reuse_revokes_the_session,
     sessions::concurrent_rotations_of_one_token_have_exactly_one_winner,
     sessions::sessions_expire_and_revoke,
+    sessions::every_change_to_a_sessions_standing_moves_the_epoch,
     codes_states_tickets::a_used_code_is_refused_on_replay,
     codes_states_tickets::an_oauth_state_is_single_use_and_expires,
     codes_states_tickets::a_double_callback_with_the_same_code_within_30s_is_a_repeat,

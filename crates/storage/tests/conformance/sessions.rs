@@ -179,3 +179,121 @@ pub(crate) async fn sessions_expire_and_revoke(db: TestDb) {
         Err(StorageError::NotFound { what: "identity" })
     ));
 }
+
+/// What a VerifyToken cache reads: `(database epoch, this process's changes)`.
+async fn epochs(storage: &storage::Storage) -> (i64, u64) {
+    (
+        storage.session_epoch().await.unwrap(),
+        storage.local_session_changes(),
+    )
+}
+
+pub(crate) async fn every_change_to_a_sessions_standing_moves_the_epoch(db: TestDb) {
+    use crate::support::{key_ring, login};
+    let storage = &db.storage;
+    let replica = db.connect_again(key_ring(&db.key)).await.unwrap();
+    let (start, local) = epochs(storage).await;
+    let moved = |by: i64| (start + by, local + u64::try_from(by).unwrap());
+
+    // Issuing and rotating leave the standing alone.
+    let user = new_user(storage, "wxa", "o1").await;
+    let issued = storage.create_session(&new_session(user)).await.unwrap();
+    let first = issued.refresh_token.expose_secret().to_owned();
+    let Rotation::Rotated(next) = storage
+        .rotate_refresh_token(&first, secs(3600), t0() + secs(1))
+        .await
+        .unwrap()
+    else {
+        panic!("expected a rotation");
+    };
+    assert_eq!(epochs(storage).await, (start, local));
+
+    // Reuse revokes: one move, on this replica and in the database.
+    storage
+        .rotate_refresh_token(&first, secs(3600), t0() + secs(2))
+        .await
+        .unwrap();
+    assert_eq!(epochs(storage).await, moved(1));
+    // Revoking what is already revoked changes nothing.
+    assert!(
+        !storage
+            .revoke_session(&issued.session.session_id, "again", "api", t0())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !storage
+            .revoke_by_refresh_token(next.refresh_token.expose_secret(), "r", "api", t0())
+            .await
+            .unwrap()
+    );
+    assert_eq!(epochs(storage).await, moved(1));
+
+    let second = storage.create_session(&new_session(user)).await.unwrap();
+    assert!(
+        storage
+            .revoke_session(&second.session.session_id, "logout", "api", t0())
+            .await
+            .unwrap()
+    );
+    assert_eq!(epochs(storage).await, moved(2));
+    let third = storage.create_session(&new_session(user)).await.unwrap();
+    assert!(
+        storage
+            .revoke_by_refresh_token(third.refresh_token.expose_secret(), "logout", "api", t0())
+            .await
+            .unwrap()
+    );
+    assert_eq!(epochs(storage).await, moved(3));
+
+    // Another replica sees the database move, not this process's counter.
+    assert_eq!(replica.session_epoch().await.unwrap(), start + 3);
+    let fourth = storage.create_session(&new_session(user)).await.unwrap();
+    replica
+        .revoke_session(&fourth.session.session_id, "admin", "api", t0())
+        .await
+        .unwrap();
+    assert_eq!(epochs(storage).await, (start + 4, local + 3));
+
+    // Unbinding an identity ends its sessions.
+    storage.create_session(&new_session(user)).await.unwrap();
+    storage
+        .unbind(
+            &storage::IdentityRef {
+                app_id: crate::support::app("wxa"),
+                openid: crate::support::openid("o1"),
+            },
+            "crm",
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(epochs(storage).await, (start + 5, local + 4));
+
+    // A merge moves the absorbed user's sessions to the kept user.
+    storage
+        .record_login(&login("wxoa", "o-oa", Some("u1"), t0()))
+        .await
+        .unwrap();
+    let absorbed = storage
+        .record_login(&login("wxb", "o-b", None, t0()))
+        .await
+        .unwrap()
+        .user_id;
+    storage
+        .create_session(&storage::NewSession {
+            app_id: crate::support::app("wxb"),
+            openid: crate::support::openid("o-b"),
+            ..new_session(absorbed)
+        })
+        .await
+        .unwrap();
+    let before_merge = epochs(storage).await;
+    assert_eq!(before_merge, (start + 5, local + 4));
+    let outcome = storage
+        .record_login(&login("wxb", "o-b", Some("u1"), t0() + secs(5)))
+        .await
+        .unwrap();
+    assert!(outcome.merged.is_some());
+    assert_eq!(epochs(storage).await, (start + 6, local + 5));
+}

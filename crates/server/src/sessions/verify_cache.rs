@@ -1,0 +1,245 @@
+//! VerifyToken from memory, without giving up revocation.
+//!
+//! Two things make a VerifyToken call expensive: the Ed25519 signature check
+//! and the read of the session (is it revoked?). This cache keeps both:
+//!
+//! - A token whose signature checked out once is known by its SHA-256; only
+//!   tokens that verified are ever stored, and their expiry is checked on
+//!   every hit.
+//! - The session's standing (active, and for which user; or not) is stored
+//!   with the tag it was read under: the database's session epoch as last
+//!   polled, and this process's count of session changes, both taken *before*
+//!   the read. Every revocation or merge moves one of them (see
+//!   `storage::Storage::session_epoch`), so a standing is trusted only while
+//!   its tag is current and the last poll started less than
+//!   `revocation_propagation` ago. A session revoked on another replica stops
+//!   verifying here within that bound; one revoked here, at once. When the
+//!   database cannot be polled the cache stops vouching, and every call reads
+//!   the session (and fails as the database does).
+//!
+//! Memory is bounded: each shard keeps two generations of entries and drops
+//! the older one whole when the newer fills, an approximate LRU without
+//! bookkeeping on hits.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+use storage::{SessionId, Storage, StorageError, UserId};
+
+use super::jwt::{Claims, Rejection, TokenKeys};
+
+const SHARDS: usize = 16;
+
+/// What VerifyToken answers.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// The token verifies and its session is live; `user_id` is the session's
+    /// current owner (a merge may have moved it off the token's `sub`).
+    Active {
+        /// The token's claims.
+        claims: Arc<Claims>,
+        /// Who the session belongs to now.
+        user_id: UserId,
+    },
+    /// Not a live token; the reason is for logs only.
+    Inactive(&'static str),
+}
+
+/// The VerifyToken cache of one process.
+#[derive(Debug)]
+pub struct VerifyCache {
+    storage: Storage,
+    shards: Box<[Mutex<Shard>]>,
+    /// Entries per generation per shard; zero: nothing is kept.
+    generation_size: usize,
+    propagation: Duration,
+    polled: Mutex<Option<Polled>>,
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    current: HashMap<[u8; 32], Entry>,
+    previous: HashMap<[u8; 32], Entry>,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    claims: Arc<Claims>,
+    standing: Option<(Tag, Standing)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Tag {
+    database: i64,
+    local: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Polled {
+    value: i64,
+    started: Instant,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Standing {
+    Active(UserId),
+    Inactive,
+}
+
+impl VerifyCache {
+    /// A cache of at most `entries` tokens whose session standings are trusted
+    /// for at most `propagation` after the last poll of the session epoch
+    /// (zero: never, every call reads the session).
+    pub fn new(storage: Storage, entries: usize, propagation: Duration) -> Self {
+        Self {
+            storage,
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            generation_size: entries.div_ceil(2 * SHARDS),
+            propagation,
+            polled: Mutex::new(None),
+        }
+    }
+
+    /// Verifies `token` at `now`: its signature and claims (from memory when it
+    /// verified before), then its session's standing (from memory while the
+    /// epoch says nothing changed, else from the database).
+    ///
+    /// # Errors
+    /// The session could not be read.
+    pub async fn verify(
+        &self,
+        keys: &TokenKeys,
+        token: &str,
+        now: SystemTime,
+    ) -> Result<Verdict, StorageError> {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let (claims, standing) = match self.lookup(&key) {
+            Some(entry) if entry.claims.exp > now_secs => (entry.claims, entry.standing),
+            Some(_) => {
+                self.forget(&key);
+                return Ok(Verdict::Inactive(Rejection::Time.as_str()));
+            }
+            None => match keys.verify(token, now) {
+                Ok(claims) => (Arc::new(claims), None),
+                Err(rejection) => return Ok(Verdict::Inactive(rejection.as_str())),
+            },
+        };
+        let tag = self.current_tag();
+        if let (Some((held, standing)), Some(tag)) = (standing, tag)
+            && held == tag
+        {
+            return Ok(verdict(claims, standing));
+        }
+        let Ok(session_id) = SessionId::from_str(&claims.sid) else {
+            return Ok(Verdict::Inactive("malformed session id"));
+        };
+        let standing = match self.storage.session(&session_id).await? {
+            Some(session) if session.revoked_at.is_none() => Standing::Active(session.user_id),
+            _ => Standing::Inactive,
+        };
+        self.store(
+            key,
+            Entry {
+                claims: claims.clone(),
+                standing: tag.map(|tag| (tag, standing)),
+            },
+        );
+        Ok(verdict(claims, standing))
+    }
+
+    /// Polls the session epoch every quarter of `propagation`, for as long as
+    /// the service runs. Does nothing when standings are never trusted.
+    pub async fn follow_epoch(self: Arc<Self>) {
+        if self.propagation.is_zero() || self.generation_size == 0 {
+            return;
+        }
+        let every = (self.propagation / 4).max(Duration::from_millis(5));
+        loop {
+            let started = Instant::now();
+            match self.storage.session_epoch().await {
+                Ok(value) => {
+                    if let Ok(mut polled) = self.polled.lock() {
+                        *polled = Some(Polled { value, started });
+                    }
+                }
+                Err(error) => tracing::debug!(%error, "session epoch poll failed"),
+            }
+            tokio::time::sleep(every.saturating_sub(started.elapsed())).await;
+        }
+    }
+
+    /// The tag a standing read now would get, or `None` when the last poll is
+    /// too old to vouch for anything.
+    fn current_tag(&self) -> Option<Tag> {
+        let polled = (*self.polled.lock().ok()?)?;
+        // The local count is read after the poll value and before any session
+        // read that uses the tag, which is the order correctness needs.
+        (polled.started.elapsed() < self.propagation).then(|| Tag {
+            database: polled.value,
+            local: self.storage.local_session_changes(),
+        })
+    }
+
+    fn shard(&self, key: &[u8; 32]) -> Option<std::sync::MutexGuard<'_, Shard>> {
+        if self.generation_size == 0 {
+            return None;
+        }
+        self.shards[usize::from(key[0]) % SHARDS].lock().ok()
+    }
+
+    fn lookup(&self, key: &[u8; 32]) -> Option<Entry> {
+        let mut shard = self.shard(key)?;
+        if let Some(entry) = shard.current.get(key) {
+            return Some(entry.clone());
+        }
+        let entry = shard.previous.remove(key)?;
+        shard.insert(*key, entry.clone(), self.generation_size);
+        Some(entry)
+    }
+
+    fn store(&self, key: [u8; 32], entry: Entry) {
+        if let Some(mut shard) = self.shard(&key) {
+            shard.insert(key, entry, self.generation_size);
+        }
+    }
+
+    fn forget(&self, key: &[u8; 32]) {
+        if let Some(mut shard) = self.shard(key) {
+            shard.current.remove(key);
+            shard.previous.remove(key);
+        }
+    }
+
+    /// Entries held now (both generations).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .filter_map(|shard| shard.lock().ok())
+            .map(|shard| shard.current.len() + shard.previous.len())
+            .sum()
+    }
+}
+
+impl Shard {
+    fn insert(&mut self, key: [u8; 32], entry: Entry, generation_size: usize) {
+        self.current.insert(key, entry);
+        if self.current.len() >= generation_size {
+            self.previous = std::mem::take(&mut self.current);
+        }
+    }
+}
+
+fn verdict(claims: Arc<Claims>, standing: Standing) -> Verdict {
+    match standing {
+        Standing::Active(user_id) => Verdict::Active { claims, user_id },
+        Standing::Inactive => Verdict::Inactive("session revoked or unknown"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,327 @@
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use secrecy::SecretString;
+use storage::{IdentityLogin, KeyRing, NewSession, Storage, StorageConfig};
+use wechat_client::{AppId, OpenId};
+
+use super::*;
+use crate::sessions::jwt::SigningKey;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    storage: Storage,
+    /// Another process on the same database file.
+    replica: Storage,
+    keys: TokenKeys,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+    let key = KeyRing::generate_key();
+    let ring = || KeyRing::new(("k1".into(), SecretString::from(key.clone())), vec![]).unwrap();
+    let storage = Storage::connect(&StorageConfig::new(url.clone()), ring())
+        .await
+        .unwrap();
+    storage.migrate().await.unwrap();
+    let replica = Storage::connect(&StorageConfig::new(url), ring())
+        .await
+        .unwrap();
+    let (signing, _) = SigningKey::generate().unwrap();
+    let keys = TokenKeys::new(signing, Vec::new(), "iss".into(), "aud".into());
+    Fixture {
+        _dir: dir,
+        storage,
+        replica,
+        keys,
+    }
+}
+
+impl Fixture {
+    /// A live session and an access token for it.
+    async fn token(&self, openid: &str) -> (SessionId, String) {
+        let app = AppId::new("wxa0000000000000a1").unwrap();
+        let openid = OpenId::new(openid).unwrap();
+        let user_id = self
+            .storage
+            .record_login(&IdentityLogin {
+                app_id: app.clone(),
+                app_kind: storage::AppKind::MiniProgram,
+                openid: openid.clone(),
+                unionid: None,
+                scope: None,
+                is_snapshot: false,
+                session_key: None,
+                web_tokens: None,
+                profile: None,
+                at: SystemTime::now(),
+            })
+            .await
+            .unwrap()
+            .user_id;
+        let issued = self
+            .storage
+            .create_session(&NewSession {
+                user_id,
+                app_id: app.clone(),
+                openid: openid.clone(),
+                refresh_ttl: 2 * HOUR,
+                actor: "test".into(),
+                at: SystemTime::now(),
+            })
+            .await
+            .unwrap();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let token = self.keys.sign(&Claims {
+            sub: user_id.to_string(),
+            sid: issued.session.session_id.to_string(),
+            app: app.to_string(),
+            openid: openid.to_string(),
+            iat: now,
+            exp: now + 600,
+            iss: "iss".into(),
+            aud: "aud".into(),
+        });
+        (issued.session.session_id, token)
+    }
+}
+
+fn is_active(verdict: &Verdict) -> bool {
+    matches!(verdict, Verdict::Active { .. })
+}
+
+/// Polls the epoch once (what `follow_epoch` does on its own schedule).
+async fn poll(cache: &VerifyCache) {
+    let started = Instant::now();
+    let value = cache.storage.session_epoch().await.unwrap();
+    *cache.polled.lock().unwrap() = Some(Polled { value, started });
+}
+
+#[tokio::test]
+async fn a_verified_token_is_not_checked_again_but_a_forged_one_always_is() {
+    let f = fixture().await;
+    let cache = VerifyCache::new(f.storage.clone(), 100, HOUR);
+    poll(&cache).await;
+    let (_, token) = f.token("o1").await;
+    assert!(is_active(
+        &cache
+            .verify(&f.keys, &token, SystemTime::now())
+            .await
+            .unwrap()
+    ));
+
+    // Keys that know nothing: only a cached verification can still answer.
+    let (stranger, _) = SigningKey::generate().unwrap();
+    let strangers = TokenKeys::new(stranger, Vec::new(), "iss".into(), "aud".into());
+    assert!(is_active(
+        &cache
+            .verify(&strangers, &token, SystemTime::now())
+            .await
+            .unwrap()
+    ));
+
+    let mut forged = token.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    for _ in 0..2 {
+        let verdict = cache
+            .verify(&f.keys, &forged, SystemTime::now())
+            .await
+            .unwrap();
+        assert!(
+            matches!(verdict, Verdict::Inactive("bad signature")),
+            "{verdict:?}"
+        );
+    }
+    assert_eq!(cache.len(), 1, "a token that failed is never kept");
+}
+
+#[tokio::test]
+async fn a_cached_token_still_expires() {
+    let f = fixture().await;
+    let cache = VerifyCache::new(f.storage.clone(), 100, HOUR);
+    poll(&cache).await;
+    let (_, token) = f.token("o1").await;
+    assert!(is_active(
+        &cache
+            .verify(&f.keys, &token, SystemTime::now())
+            .await
+            .unwrap()
+    ));
+    let later = SystemTime::now() + Duration::from_secs(601);
+    let verdict = cache.verify(&f.keys, &token, later).await.unwrap();
+    assert!(matches!(verdict, Verdict::Inactive(_)), "{verdict:?}");
+}
+
+#[tokio::test]
+async fn a_revocation_here_is_seen_at_once_one_elsewhere_at_the_next_poll() {
+    let f = fixture().await;
+    let cache = VerifyCache::new(f.storage.clone(), 100, HOUR);
+    poll(&cache).await;
+    let (here, token_here) = f.token("o1").await;
+    let (there, token_there) = f.token("o2").await;
+    for token in [&token_here, &token_there] {
+        assert!(is_active(
+            &cache
+                .verify(&f.keys, token, SystemTime::now())
+                .await
+                .unwrap()
+        ));
+    }
+
+    f.storage
+        .revoke_session(&here, "logout", "test", SystemTime::now())
+        .await
+        .unwrap();
+    let verdict = cache
+        .verify(&f.keys, &token_here, SystemTime::now())
+        .await
+        .unwrap();
+    assert!(
+        !is_active(&verdict),
+        "revoked by this process: no poll needed"
+    );
+
+    // Another replica's revocation: this cache vouches until it polls...
+    assert!(is_active(
+        &cache
+            .verify(&f.keys, &token_there, SystemTime::now())
+            .await
+            .unwrap()
+    ));
+    f.replica
+        .revoke_session(&there, "logout", "test", SystemTime::now())
+        .await
+        .unwrap();
+    assert!(
+        is_active(
+            &cache
+                .verify(&f.keys, &token_there, SystemTime::now())
+                .await
+                .unwrap()
+        ),
+        "served from memory until the next poll"
+    );
+    // ...and the poll sees the epoch move.
+    poll(&cache).await;
+    let verdict = cache
+        .verify(&f.keys, &token_there, SystemTime::now())
+        .await
+        .unwrap();
+    assert!(!is_active(&verdict), "{verdict:?}");
+}
+
+#[tokio::test]
+async fn without_a_recent_poll_every_call_reads_the_session() {
+    let f = fixture().await;
+    let propagation = Duration::from_millis(50);
+    let cache = VerifyCache::new(f.storage.clone(), 100, propagation);
+    poll(&cache).await;
+    let (session, token) = f.token("o1").await;
+    assert!(is_active(
+        &cache
+            .verify(&f.keys, &token, SystemTime::now())
+            .await
+            .unwrap()
+    ));
+    f.replica
+        .revoke_session(&session, "logout", "test", SystemTime::now())
+        .await
+        .unwrap();
+    // No poll for longer than the bound: the cached standing is not trusted.
+    tokio::time::sleep(propagation * 2).await;
+    let verdict = cache
+        .verify(&f.keys, &token, SystemTime::now())
+        .await
+        .unwrap();
+    assert!(!is_active(&verdict), "{verdict:?}");
+
+    // Propagation zero: never trusted, even right after a poll.
+    let strict = VerifyCache::new(f.storage.clone(), 100, Duration::ZERO);
+    poll(&strict).await;
+    let (session, token) = f.token("o2").await;
+    assert!(is_active(
+        &strict
+            .verify(&f.keys, &token, SystemTime::now())
+            .await
+            .unwrap()
+    ));
+    f.replica
+        .revoke_session(&session, "logout", "test", SystemTime::now())
+        .await
+        .unwrap();
+    assert!(!is_active(
+        &strict
+            .verify(&f.keys, &token, SystemTime::now())
+            .await
+            .unwrap()
+    ));
+}
+
+#[tokio::test]
+async fn the_follower_keeps_the_epoch_fresh() {
+    let f = fixture().await;
+    let cache = Arc::new(VerifyCache::new(
+        f.storage.clone(),
+        100,
+        Duration::from_millis(200),
+    ));
+    let follower = tokio::spawn(cache.clone().follow_epoch());
+    let (session, token) = f.token("o1").await;
+    while cache.current_tag().is_none() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(is_active(
+        &cache
+            .verify(&f.keys, &token, SystemTime::now())
+            .await
+            .unwrap()
+    ));
+    f.replica
+        .revoke_session(&session, "logout", "test", SystemTime::now())
+        .await
+        .unwrap();
+    // Within the bound (however slow this machine, the loop ends once it has passed).
+    while is_active(
+        &cache
+            .verify(&f.keys, &token, SystemTime::now())
+            .await
+            .unwrap(),
+    ) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    follower.abort();
+}
+
+#[tokio::test]
+async fn memory_is_bounded_by_the_configured_entries() {
+    let f = fixture().await;
+    let cache = VerifyCache::new(f.storage.clone(), 64, HOUR);
+    poll(&cache).await;
+    for n in 0..300 {
+        let (_, token) = f.token(&format!("o{n}")).await;
+        assert!(is_active(
+            &cache
+                .verify(&f.keys, &token, SystemTime::now())
+                .await
+                .unwrap()
+        ));
+        assert!(cache.len() <= 64, "{} entries", cache.len());
+    }
+    let none = VerifyCache::new(f.storage.clone(), 0, HOUR);
+    let (_, token) = f.token("o-none").await;
+    assert!(is_active(
+        &none
+            .verify(&f.keys, &token, SystemTime::now())
+            .await
+            .unwrap()
+    ));
+    assert_eq!(none.len(), 0);
+}
