@@ -3,7 +3,8 @@
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
-use sqlx::{AnyConnection, AssertSqlSafe, Row};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 use wechat_client::UnionId;
 
 use crate::Storage;
@@ -16,6 +17,23 @@ use crate::error::StorageError;
 use crate::types::{
     AppKind, LinkedIdentity, Phone, ProfileFields, UserId, UserLookup, UserProfile,
 };
+
+/// A profile query: the user's columns and each linked identity's, one row per
+/// identity in link order (a user without identities is one row, its identity
+/// columns NULL), for the users matching `$condition`.
+macro_rules! profile_query {
+    ($condition:literal) => {
+        concat!(
+            "SELECT u.user_id, u.external_id, u.nickname, u.avatar_url, u.sex, u.province, \
+             u.city, u.country, u.privileges, u.phone_ciphertext, u.created_at, u.updated_at, \
+             i.app_id, i.openid, i.unionid, i.app_kind, i.scope, i.is_snapshot, i.linked_at, \
+             i.last_login_at \
+             FROM users u LEFT JOIN identities i ON i.user_id = u.user_id WHERE ",
+            $condition,
+            " ORDER BY i.linked_at, i.app_id, i.openid"
+        )
+    };
+}
 
 /// The stored (encrypted) form of a phone number.
 #[derive(Serialize, Deserialize)]
@@ -115,16 +133,42 @@ impl Storage {
         })
     }
 
-    /// The user a lookup names, with identities and decrypted phone.
+    /// The user a lookup names, with identities and decrypted phone: one
+    /// statement, except for a unionid (which may need two lookups first).
     ///
     /// # Errors
     /// Database or key errors; an unknown user is `Ok(None)`.
     pub async fn profile(&self, lookup: &UserLookup) -> Result<Option<UserProfile>, StorageError> {
-        let mut conn = self.reader().acquire().await?;
-        let Some(user_id) = resolve_user(&mut conn, lookup).await? else {
-            return Ok(None);
-        };
-        self.load_profile(&mut conn, &user_id).await
+        let rows =
+            match lookup {
+                UserLookup::UserId(user_id) => {
+                    sqlx::query(profile_query!("u.user_id = $1"))
+                        .bind(user_id.to_string())
+                        .fetch_all(self.reader())
+                        .await?
+                }
+                UserLookup::ExternalId(external_id) => {
+                    sqlx::query(profile_query!("u.external_id = $1"))
+                        .bind(external_id.clone())
+                        .fetch_all(self.reader())
+                        .await?
+                }
+                UserLookup::Identity { app_id, openid } => sqlx::query(profile_query!(
+                    "u.user_id = (SELECT user_id FROM identities WHERE app_id = $1 AND openid = $2)"
+                ))
+                .bind(app_id.to_string())
+                .bind(openid.to_string())
+                .fetch_all(self.reader())
+                .await?,
+                UserLookup::UnionId(unionid) => {
+                    let mut conn = self.reader().acquire().await?;
+                    let Some(user_id) = user_of_unionid(&mut conn, unionid).await? else {
+                        return Ok(None);
+                    };
+                    return self.load_profile(&mut conn, &user_id).await;
+                }
+            };
+        self.profile_from_rows(&rows)
     }
 
     /// Loads a full profile on `conn` (a reader, or a write transaction).
@@ -133,43 +177,52 @@ impl Storage {
         conn: &mut AnyConnection,
         user_id: &UserId,
     ) -> Result<Option<UserProfile>, StorageError> {
-        let Some(row) = sqlx::query(
-            "SELECT user_id, external_id, nickname, avatar_url, sex, province, city, country, \
-             privileges, phone_ciphertext, created_at, updated_at FROM users WHERE user_id = $1",
-        )
-        .bind(user_id.to_string())
-        .fetch_optional(&mut *conn)
-        .await?
-        else {
+        let rows = sqlx::query(profile_query!("u.user_id = $1"))
+            .bind(user_id.to_string())
+            .fetch_all(&mut *conn)
+            .await?;
+        self.profile_from_rows(&rows)
+    }
+
+    /// A profile from the rows of a [`profile_query!`]: the user's columns
+    /// repeat on each row, one row per identity (or one with no identity).
+    fn profile_from_rows(&self, rows: &[AnyRow]) -> Result<Option<UserProfile>, StorageError> {
+        let Some(row) = rows.first() else {
             return Ok(None);
         };
-        let privileges: Vec<String> = serde_json::from_str(&get_string(&row, "privileges")?)
+        let user_id = get_user_id(row, "user_id")?;
+        let privileges: Vec<String> = serde_json::from_str(&get_string(row, "privileges")?)
             .map_err(|_| corrupt("privileges"))?;
         let profile = ProfileFields {
-            nickname: get_string(&row, "nickname")?,
-            avatar_url: get_string(&row, "avatar_url")?,
-            sex: u8::try_from(get_i64(&row, "sex")?).map_err(|_| corrupt("sex"))?,
-            province: get_string(&row, "province")?,
-            city: get_string(&row, "city")?,
-            country: get_string(&row, "country")?,
+            nickname: get_string(row, "nickname")?,
+            avatar_url: get_string(row, "avatar_url")?,
+            sex: u8::try_from(get_i64(row, "sex")?).map_err(|_| corrupt("sex"))?,
+            province: get_string(row, "province")?,
+            city: get_string(row, "city")?,
+            country: get_string(row, "country")?,
             privileges,
         };
-        let phone = get_opt_bytes(&row, "phone_ciphertext")?
-            .map(|sealed| self.open_phone(user_id, &sealed))
+        let phone = get_opt_bytes(row, "phone_ciphertext")?
+            .map(|sealed| self.open_phone(&user_id, &sealed))
             .transpose()?;
-        let identities = linked_identities(conn, user_id).await?;
+        let mut identities = Vec::with_capacity(rows.len());
+        for row in rows {
+            if get_opt_string(row, "app_id")?.is_some() {
+                identities.push(identity_from_row(row)?);
+            }
+        }
         let unionid = identities
             .iter()
             .find_map(|identity| identity.unionid.clone());
         Ok(Some(UserProfile {
-            user_id: get_user_id(&row, "user_id")?,
-            external_id: get_opt_string(&row, "external_id")?,
+            user_id,
+            external_id: get_opt_string(row, "external_id")?,
             unionid,
             profile,
             phone,
             identities,
-            created_at: get_time(&row, "created_at")?,
-            updated_at: get_time(&row, "updated_at")?,
+            created_at: get_time(row, "created_at")?,
+            updated_at: get_time(row, "updated_at")?,
         }))
     }
 
@@ -235,36 +288,6 @@ impl Storage {
     }
 }
 
-/// The user a lookup names, if any.
-pub(crate) async fn resolve_user(
-    conn: &mut AnyConnection,
-    lookup: &UserLookup,
-) -> Result<Option<UserId>, StorageError> {
-    let row = match lookup {
-        UserLookup::UserId(user_id) => {
-            sqlx::query("SELECT user_id FROM users WHERE user_id = $1")
-                .bind(user_id.to_string())
-                .fetch_optional(&mut *conn)
-                .await?
-        }
-        UserLookup::ExternalId(external_id) => {
-            sqlx::query("SELECT user_id FROM users WHERE external_id = $1")
-                .bind(external_id.clone())
-                .fetch_optional(&mut *conn)
-                .await?
-        }
-        UserLookup::Identity { app_id, openid } => {
-            sqlx::query("SELECT user_id FROM identities WHERE app_id = $1 AND openid = $2")
-                .bind(app_id.to_string())
-                .bind(openid.to_string())
-                .fetch_optional(&mut *conn)
-                .await?
-        }
-        UserLookup::UnionId(unionid) => return user_of_unionid(conn, unionid).await,
-    };
-    row.map(|row| get_user_id(&row, "user_id")).transpose()
-}
-
 /// The user holding a unionid: the `unionids` row, else any identity carrying it.
 pub(crate) async fn user_of_unionid(
     conn: &mut AnyConnection,
@@ -286,32 +309,18 @@ pub(crate) async fn user_of_unionid(
     row.map(|row| get_user_id(&row, "user_id")).transpose()
 }
 
-async fn linked_identities(
-    conn: &mut AnyConnection,
-    user_id: &UserId,
-) -> Result<Vec<LinkedIdentity>, StorageError> {
-    let rows = sqlx::query(AssertSqlSafe(
-        "SELECT app_id, openid, unionid, app_kind, scope, is_snapshot, linked_at, last_login_at \
-         FROM identities WHERE user_id = $1 ORDER BY linked_at, app_id, openid",
-    ))
-    .bind(user_id.to_string())
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(LinkedIdentity {
-                app_id: get_app_id(row, "app_id")?,
-                app_kind: AppKind::parse(&get_string(row, "app_kind")?)
-                    .map_err(|_| corrupt("app_kind"))?,
-                openid: get_openid(row, "openid")?,
-                unionid: get_opt_unionid(row, "unionid")?,
-                scope: get_opt_string(row, "scope")?,
-                is_snapshot: row.try_get::<i64, _>("is_snapshot")? != 0,
-                linked_at: get_time(row, "linked_at")?,
-                last_login_at: get_time(row, "last_login_at")?,
-            })
-        })
-        .collect()
+/// A linked identity from a row that has one.
+fn identity_from_row(row: &AnyRow) -> Result<LinkedIdentity, StorageError> {
+    Ok(LinkedIdentity {
+        app_id: get_app_id(row, "app_id")?,
+        app_kind: AppKind::parse(&get_string(row, "app_kind")?).map_err(|_| corrupt("app_kind"))?,
+        openid: get_openid(row, "openid")?,
+        unionid: get_opt_unionid(row, "unionid")?,
+        scope: get_opt_string(row, "scope")?,
+        is_snapshot: row.try_get::<i64, _>("is_snapshot")? != 0,
+        linked_at: get_time(row, "linked_at")?,
+        last_login_at: get_time(row, "last_login_at")?,
+    })
 }
 
 impl Storage {

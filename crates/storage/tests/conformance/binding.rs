@@ -233,6 +233,34 @@ pub(crate) async fn unbind_removes_the_identity_and_its_credentials(db: TestDb) 
             .expose_secret(),
         "a2V5"
     );
+
+    // A user left with no identity still has a profile, by every lookup.
+    for identity_left in [identity("wxa", "o1"), identity("wxb", "o2")] {
+        storage.unbind(&identity_left, "crm", t0()).await.unwrap();
+    }
+    storage
+        .set_external_id(&user, Some("crm-alone"), "crm", t0())
+        .await
+        .unwrap();
+    for lookup in [
+        UserLookup::UserId(user),
+        UserLookup::ExternalId("crm-alone".into()),
+    ] {
+        let alone = storage.profile(&lookup).await.unwrap().unwrap();
+        assert_eq!(alone.user_id, user);
+        assert!(alone.identities.is_empty(), "{:?}", alone.identities);
+        assert_eq!(alone.unionid, None);
+    }
+    assert!(
+        storage
+            .profile(&UserLookup::Identity {
+                app_id: app("wxa"),
+                openid: openid("o1"),
+            })
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 pub(crate) async fn a_duplicate_external_id_is_already_exists(db: TestDb) {
