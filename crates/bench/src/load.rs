@@ -1,6 +1,11 @@
-//! The load generator: a fixed number of concurrent streams, each sending
-//! its next call as soon as the last one answered, for a fixed time; every
-//! latency kept, errors counted by status code.
+//! The load generator: a fixed number of concurrent streams for a fixed time;
+//! every latency kept, errors counted by status code.
+//!
+//! Closed loop (no pace): each stream sends its next call as soon as the last
+//! one answered, which finds the peak. Paced: the streams share a fixed rate,
+//! each call has a scheduled send time, and its latency counts from that time
+//! even when the stream is late (so a server that falls behind shows it in
+//! the latencies, instead of silently lowering the load).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -40,12 +45,14 @@ impl Measured {
 }
 
 /// Runs `streams` concurrent loops of `call` for `duration` (after `warmup`,
-/// which is not measured). `call(stream, n)` makes the n-th call of a stream;
-/// `None` ends that stream early (it ran out of minted codes).
+/// which is not measured), closed-loop or at `pace` calls per second in all.
+/// `call(stream, n)` makes the n-th call of a stream; `None` ends that stream
+/// early (it ran out of minted codes).
 pub(crate) async fn run<F, Fut>(
     streams: usize,
     warmup: Duration,
     duration: Duration,
+    pace: Option<f64>,
     call: F,
 ) -> Measured
 where
@@ -57,13 +64,26 @@ where
     let measure_from = start + warmup;
     let end = measure_from + duration;
     let mut tasks = tokio::task::JoinSet::new();
+    // Each stream's share of the pace, its first call offset so the streams'
+    // schedules interleave evenly.
+    let interval = pace
+        .filter(|rate| *rate > 0.0)
+        .map(|rate| Duration::from_secs_f64(streams as f64 / rate));
     for stream in 0..streams {
         let call = call.clone();
         tasks.spawn(async move {
             let mut mine = Measured::default();
             let mut n = 0;
             loop {
-                let sent = Instant::now();
+                let sent = match interval {
+                    Some(interval) => {
+                        let offset = interval.mul_f64(stream as f64 / streams as f64);
+                        let scheduled = start + offset + interval.mul_f64(n as f64);
+                        tokio::time::sleep_until(scheduled.into()).await;
+                        scheduled
+                    }
+                    None => Instant::now(),
+                };
                 if sent >= end {
                     break;
                 }

@@ -80,6 +80,9 @@ pub(crate) struct Load {
     pub(crate) warmup: Duration,
     /// Measured time.
     pub(crate) duration: Duration,
+    /// Calls per second over all streams; `None`: closed loop, as fast as
+    /// answers come.
+    pub(crate) pace: Option<f64>,
     /// The most calls a stream can make that spend a code (codes are minted
     /// before the run; a stream that runs out stops).
     pub(crate) codes_per_stream: usize,
@@ -177,6 +180,7 @@ pub(crate) async fn measure(
             load.streams,
             load.warmup,
             load.duration,
+            load.pace,
             move |stream, _| {
                 let mut client = clients[stream % clients.len()].clone();
                 async move {
@@ -226,6 +230,7 @@ pub(crate) async fn measure(
         load.streams,
         load.warmup,
         load.duration,
+        load.pace,
         move |stream, n| {
             let mut client = clients[stream % clients.len()].clone();
             let states = states.clone();
