@@ -83,6 +83,7 @@ pub struct Metrics {
     wechat_calls: Family<WeChatLabels, Counter>,
     wechat_latency: WeChatLatency,
     sessions: Family<EventLabels, Counter>,
+    verify_lookups: Family<EventLabels, Counter>,
     tokens: Family<EventLabels, Counter>,
     pools: Family<PoolLabels, Gauge>,
     tokens_seen: Mutex<TokenStats>,
@@ -103,6 +104,7 @@ impl Metrics {
         let wechat_calls = Family::<WeChatLabels, Counter>::default();
         let wechat_latency: WeChatLatency = Family::new_with_constructor(latency_buckets);
         let sessions = Family::<EventLabels, Counter>::default();
+        let verify_lookups = Family::<EventLabels, Counter>::default();
         let tokens = Family::<EventLabels, Counter>::default();
         let pools = Family::<PoolLabels, Gauge>::default();
         registry.register(
@@ -131,6 +133,11 @@ impl Metrics {
             sessions.clone(),
         );
         registry.register(
+            "verify_token_lookups",
+            "VerifyToken answers by how they were reached: memory, session_read, verified (signature checked), rejected",
+            verify_lookups.clone(),
+        );
+        registry.register(
             "app_token_events",
             "app access tokens: fetched, forced refreshes, rejected by WeChat, local and shared cache hits",
             tokens.clone(),
@@ -147,6 +154,7 @@ impl Metrics {
             wechat_calls,
             wechat_latency,
             sessions,
+            verify_lookups,
             tokens,
             pools,
             tokens_seen: Mutex::new(TokenStats::default()),
@@ -165,6 +173,15 @@ impl Metrics {
         self.rpc_latency
             .get_or_create(&MethodLabels { method })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// How one VerifyToken answer was reached.
+    pub fn verify_lookup(&self, lookup: crate::sessions::verify_cache::Lookup) {
+        self.verify_lookups
+            .get_or_create(&EventLabels {
+                event: lookup.as_str(),
+            })
+            .inc();
     }
 
     /// One session event.

@@ -111,11 +111,12 @@ impl Services {
         if request.access_token.is_empty() {
             return Err(ApiError::field("access_token", "is required"));
         }
-        match self
+        let (verdict, lookup) = self
             .verify_cache
             .verify(&self.keys, &request.access_token, now())
-            .await?
-        {
+            .await?;
+        self.metrics.verify_lookup(lookup);
+        match verdict {
             Verdict::Active { claims, user_id } => Ok(pb::VerifyTokenResponse {
                 active: true,
                 user_id: user_id.to_string(),

@@ -48,6 +48,31 @@ pub enum Verdict {
     Inactive(&'static str),
 }
 
+/// How a verdict was reached, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// From memory: no signature check, no read.
+    Memory,
+    /// The signature was known; the session was read.
+    SessionRead,
+    /// The signature was checked and the session read.
+    Verified,
+    /// The token did not verify (or its cached entry had expired).
+    Rejected,
+}
+
+impl Lookup {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lookup::Memory => "memory",
+            Lookup::SessionRead => "session_read",
+            Lookup::Verified => "verified",
+            Lookup::Rejected => "rejected",
+        }
+    }
+}
+
 /// The VerifyToken cache of one process.
 #[derive(Debug)]
 pub struct VerifyCache {
@@ -114,28 +139,35 @@ impl VerifyCache {
         keys: &TokenKeys,
         token: &str,
         now: SystemTime,
-    ) -> Result<Verdict, StorageError> {
+    ) -> Result<(Verdict, Lookup), StorageError> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let (claims, standing) = match self.lookup(&key) {
-            Some(entry) if entry.claims.exp > now_secs => (entry.claims, entry.standing),
+        let (claims, standing, lookup) = match self.lookup(&key) {
+            Some(entry) if entry.claims.exp > now_secs => {
+                (entry.claims, entry.standing, Lookup::SessionRead)
+            }
             Some(_) => {
                 self.forget(&key);
-                return Ok(Verdict::Inactive(Rejection::Time.as_str()));
+                return Ok((
+                    Verdict::Inactive(Rejection::Time.as_str()),
+                    Lookup::Rejected,
+                ));
             }
             None => match keys.verify(token, now) {
-                Ok(claims) => (Arc::new(claims), None),
-                Err(rejection) => return Ok(Verdict::Inactive(rejection.as_str())),
+                Ok(claims) => (Arc::new(claims), None, Lookup::Verified),
+                Err(rejection) => {
+                    return Ok((Verdict::Inactive(rejection.as_str()), Lookup::Rejected));
+                }
             },
         };
         let tag = self.current_tag();
         if let (Some((held, standing)), Some(tag)) = (standing, tag)
             && held == tag
         {
-            return Ok(verdict(claims, standing));
+            return Ok((verdict(claims, standing), Lookup::Memory));
         }
         let Ok(session_id) = SessionId::from_str(&claims.sid) else {
-            return Ok(Verdict::Inactive("malformed session id"));
+            return Ok((Verdict::Inactive("malformed session id"), Lookup::Rejected));
         };
         let standing = match self.storage.session(&session_id).await? {
             Some(session) if session.revoked_at.is_none() => Standing::Active(session.user_id),
@@ -148,7 +180,7 @@ impl VerifyCache {
                 standing: tag.map(|tag| (tag, standing)),
             },
         );
-        Ok(verdict(claims, standing))
+        Ok((verdict(claims, standing), lookup))
     }
 
     /// Polls the session epoch every quarter of `propagation`, for as long as

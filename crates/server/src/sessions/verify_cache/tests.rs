@@ -110,22 +110,22 @@ async fn a_verified_token_is_not_checked_again_but_a_forged_one_always_is() {
     let cache = VerifyCache::new(f.storage.clone(), 100, HOUR);
     poll(&cache).await;
     let (_, token) = f.token("o1").await;
-    assert!(is_active(
-        &cache
-            .verify(&f.keys, &token, SystemTime::now())
-            .await
-            .unwrap()
-    ));
+    let (first, lookup) = cache
+        .verify(&f.keys, &token, SystemTime::now())
+        .await
+        .unwrap();
+    assert!(is_active(&first));
+    assert_eq!(lookup, Lookup::Verified);
 
     // Keys that know nothing: only a cached verification can still answer.
     let (stranger, _) = SigningKey::generate().unwrap();
     let strangers = TokenKeys::new(stranger, Vec::new(), "iss".into(), "aud".into());
-    assert!(is_active(
-        &cache
-            .verify(&strangers, &token, SystemTime::now())
-            .await
-            .unwrap()
-    ));
+    let (again, lookup) = cache
+        .verify(&strangers, &token, SystemTime::now())
+        .await
+        .unwrap();
+    assert!(is_active(&again));
+    assert_eq!(lookup, Lookup::Memory);
 
     let mut forged = token.clone();
     let last = forged.pop().unwrap();
@@ -134,7 +134,8 @@ async fn a_verified_token_is_not_checked_again_but_a_forged_one_always_is() {
         let verdict = cache
             .verify(&f.keys, &forged, SystemTime::now())
             .await
-            .unwrap();
+            .unwrap()
+            .0;
         assert!(
             matches!(verdict, Verdict::Inactive("bad signature")),
             "{verdict:?}"
@@ -154,9 +155,10 @@ async fn a_cached_token_still_expires() {
             .verify(&f.keys, &token, SystemTime::now())
             .await
             .unwrap()
+            .0
     ));
     let later = SystemTime::now() + Duration::from_secs(601);
-    let verdict = cache.verify(&f.keys, &token, later).await.unwrap();
+    let verdict = cache.verify(&f.keys, &token, later).await.unwrap().0;
     assert!(matches!(verdict, Verdict::Inactive(_)), "{verdict:?}");
 }
 
@@ -173,6 +175,7 @@ async fn a_revocation_here_is_seen_at_once_one_elsewhere_at_the_next_poll() {
                 .verify(&f.keys, token, SystemTime::now())
                 .await
                 .unwrap()
+                .0
         ));
     }
 
@@ -183,7 +186,8 @@ async fn a_revocation_here_is_seen_at_once_one_elsewhere_at_the_next_poll() {
     let verdict = cache
         .verify(&f.keys, &token_here, SystemTime::now())
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     assert!(
         !is_active(&verdict),
         "revoked by this process: no poll needed"
@@ -195,6 +199,7 @@ async fn a_revocation_here_is_seen_at_once_one_elsewhere_at_the_next_poll() {
             .verify(&f.keys, &token_there, SystemTime::now())
             .await
             .unwrap()
+            .0
     ));
     f.replica
         .revoke_session(&there, "logout", "test", SystemTime::now())
@@ -206,16 +211,18 @@ async fn a_revocation_here_is_seen_at_once_one_elsewhere_at_the_next_poll() {
                 .verify(&f.keys, &token_there, SystemTime::now())
                 .await
                 .unwrap()
+                .0
         ),
         "served from memory until the next poll"
     );
     // ...and the poll sees the epoch move.
     poll(&cache).await;
-    let verdict = cache
+    let (verdict, lookup) = cache
         .verify(&f.keys, &token_there, SystemTime::now())
         .await
         .unwrap();
     assert!(!is_active(&verdict), "{verdict:?}");
+    assert_eq!(lookup, Lookup::SessionRead, "the signature stays known");
 }
 
 #[tokio::test]
@@ -230,6 +237,7 @@ async fn without_a_recent_poll_every_call_reads_the_session() {
             .verify(&f.keys, &token, SystemTime::now())
             .await
             .unwrap()
+            .0
     ));
     f.replica
         .revoke_session(&session, "logout", "test", SystemTime::now())
@@ -240,7 +248,8 @@ async fn without_a_recent_poll_every_call_reads_the_session() {
     let verdict = cache
         .verify(&f.keys, &token, SystemTime::now())
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     assert!(!is_active(&verdict), "{verdict:?}");
 
     // Propagation zero: never trusted, even right after a poll.
@@ -252,6 +261,7 @@ async fn without_a_recent_poll_every_call_reads_the_session() {
             .verify(&f.keys, &token, SystemTime::now())
             .await
             .unwrap()
+            .0
     ));
     f.replica
         .revoke_session(&session, "logout", "test", SystemTime::now())
@@ -262,6 +272,7 @@ async fn without_a_recent_poll_every_call_reads_the_session() {
             .verify(&f.keys, &token, SystemTime::now())
             .await
             .unwrap()
+            .0
     ));
 }
 
@@ -283,6 +294,7 @@ async fn the_follower_keeps_the_epoch_fresh() {
             .verify(&f.keys, &token, SystemTime::now())
             .await
             .unwrap()
+            .0
     ));
     f.replica
         .revoke_session(&session, "logout", "test", SystemTime::now())
@@ -293,7 +305,8 @@ async fn the_follower_keeps_the_epoch_fresh() {
         &cache
             .verify(&f.keys, &token, SystemTime::now())
             .await
-            .unwrap(),
+            .unwrap()
+            .0,
     ) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -312,6 +325,7 @@ async fn memory_is_bounded_by_the_configured_entries() {
                 .verify(&f.keys, &token, SystemTime::now())
                 .await
                 .unwrap()
+                .0
         ));
         assert!(cache.len() <= 64, "{} entries", cache.len());
     }
@@ -322,6 +336,7 @@ async fn memory_is_bounded_by_the_configured_entries() {
             .verify(&f.keys, &token, SystemTime::now())
             .await
             .unwrap()
+            .0
     ));
     assert_eq!(none.len(), 0);
 }
