@@ -25,6 +25,8 @@ pub(crate) struct ServerProcess {
     pub(crate) sim: String,
     /// From spawn to the first answer on gRPC.
     pub(crate) startup: Duration,
+    /// WeChat, simulated in the bench process (wechat-identity only).
+    _simulator: Option<wechat_sim::RunningSim>,
     _dir: tempfile::TempDir,
     database: Option<(String, String)>,
 }
@@ -89,6 +91,7 @@ impl ServerProcess {
             child,
             grpc: format!("http://127.0.0.1:{port}"),
             sim: String::new(),
+            _simulator: None,
             startup: started.elapsed(),
             _dir: tempfile::tempdir().map_err(|e| e.to_string())?,
             database: None,
@@ -96,7 +99,8 @@ impl ServerProcess {
     }
 
     /// `wechat-identity` on `database` (`sqlite` or a PostgreSQL admin URL),
-    /// the simulator answering after `sim_latency`.
+    /// with WeChat simulated in this process (so the server's RSS is its
+    /// own), answering after `sim_latency`.
     ///
     /// # Errors
     /// It could not start, or PostgreSQL is unreachable.
@@ -113,7 +117,14 @@ impl ServerProcess {
             let base = database.rsplit_once('/').map_or(database, |(base, _)| base);
             (format!("{base}/{name}"), Some((database.to_owned(), name)))
         };
-        let (grpc, http, sim) = (free_port(), free_port(), free_port());
+        let (grpc, http) = (free_port(), free_port());
+        let mut sim_config = wechat_sim::SimConfig::demo();
+        sim_config.latency = sim_latency;
+        let simulator = wechat_sim::Simulator::new(sim_config)
+            .spawn()
+            .await
+            .map_err(|e| format!("simulator: {e}"))?;
+        let sim = simulator.base_url.clone();
         let key = {
             use secrecy::ExposeSecret;
             server::app::generate_encryption_key()
@@ -139,11 +150,11 @@ impl ServerProcess {
             name = "bench"
             key = {{ value = "{CALLER_KEY}" }}
             permissions = ["core", "admin"]
-            [simulator]
-            listen = "127.0.0.1:{sim}"
-            latency = "{}ms"
-            "#,
-            sim_latency.as_millis()
+            [wechat]
+            api_base = "{sim}"
+            api_fallback = ""
+            open_base = "{sim}"
+            "#
         );
         let path = dir.path().join("config.toml");
         std::fs::write(&path, config).map_err(|e| e.to_string())?;
@@ -161,7 +172,8 @@ impl ServerProcess {
         Ok(Self {
             child,
             grpc: format!("http://127.0.0.1:{grpc}"),
-            sim: format!("http://127.0.0.1:{sim}"),
+            sim,
+            _simulator: Some(simulator),
             startup: started.elapsed(),
             _dir: dir,
             database: created,
