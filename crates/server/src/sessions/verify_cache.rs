@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 use storage::{SessionId, Storage, StorageError, UserId};
 
-use super::jwt::{Claims, Rejection, TokenKeys};
+use super::jwt::{Claims, MAX_TOKEN_LEN, Rejection, TokenKeys};
 
 const SHARDS: usize = 16;
 
@@ -140,6 +140,13 @@ impl VerifyCache {
         token: &str,
         now: SystemTime,
     ) -> Result<(Verdict, Lookup), StorageError> {
+        if token.len() > MAX_TOKEN_LEN {
+            // Not worth hashing: no token this service signs is that long.
+            return Ok((
+                Verdict::Inactive(Rejection::Malformed.as_str()),
+                Lookup::Rejected,
+            ));
+        }
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let (claims, standing, lookup) = match self.lookup(&key) {

@@ -141,6 +141,16 @@ async fn a_verified_token_is_not_checked_again_but_a_forged_one_always_is() {
             "{verdict:?}"
         );
     }
+    let huge = "x".repeat(MAX_TOKEN_LEN + 1);
+    let (verdict, lookup) = cache
+        .verify(&f.keys, &huge, SystemTime::now())
+        .await
+        .unwrap();
+    assert!(
+        matches!(verdict, Verdict::Inactive("malformed")),
+        "{verdict:?}"
+    );
+    assert_eq!(lookup, Lookup::Rejected);
     assert_eq!(cache.len(), 1, "a token that failed is never kept");
 }
 
