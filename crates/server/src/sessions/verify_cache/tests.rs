@@ -93,6 +93,25 @@ impl Fixture {
     }
 }
 
+impl Fixture {
+    /// What `cache` answers for `token` now, with this fixture's keys.
+    async fn verdict(&self, cache: &VerifyCache, token: &str) -> Verdict {
+        cache
+            .verify(&self.keys, token, SystemTime::now())
+            .await
+            .unwrap()
+            .0
+    }
+}
+
+/// Logs `session` out through `storage` (this process, or the replica).
+async fn revoke(storage: &Storage, session: &SessionId) {
+    storage
+        .revoke_session(session, "logout", "test", SystemTime::now())
+        .await
+        .unwrap();
+}
+
 fn is_active(verdict: &Verdict) -> bool {
     matches!(verdict, Verdict::Active { .. })
 }
@@ -131,11 +150,7 @@ async fn a_verified_token_is_not_checked_again_but_a_forged_one_always_is() {
     let last = forged.pop().unwrap();
     forged.push(if last == 'A' { 'B' } else { 'A' });
     for _ in 0..2 {
-        let verdict = cache
-            .verify(&f.keys, &forged, SystemTime::now())
-            .await
-            .unwrap()
-            .0;
+        let verdict = f.verdict(&cache, &forged).await;
         assert!(
             matches!(verdict, Verdict::Inactive("bad signature")),
             "{verdict:?}"
@@ -160,13 +175,7 @@ async fn a_cached_token_still_expires() {
     let cache = VerifyCache::new(f.storage.clone(), 100, HOUR);
     poll(&cache).await;
     let (_, token) = f.token("o1").await;
-    assert!(is_active(
-        &cache
-            .verify(&f.keys, &token, SystemTime::now())
-            .await
-            .unwrap()
-            .0
-    ));
+    assert!(is_active(&f.verdict(&cache, &token).await));
     let later = SystemTime::now() + Duration::from_secs(601);
     let verdict = cache.verify(&f.keys, &token, later).await.unwrap().0;
     assert!(matches!(verdict, Verdict::Inactive(_)), "{verdict:?}");
@@ -180,49 +189,21 @@ async fn a_revocation_here_is_seen_at_once_one_elsewhere_at_the_next_poll() {
     let (here, token_here) = f.token("o1").await;
     let (there, token_there) = f.token("o2").await;
     for token in [&token_here, &token_there] {
-        assert!(is_active(
-            &cache
-                .verify(&f.keys, token, SystemTime::now())
-                .await
-                .unwrap()
-                .0
-        ));
+        assert!(is_active(&f.verdict(&cache, token).await));
     }
 
-    f.storage
-        .revoke_session(&here, "logout", "test", SystemTime::now())
-        .await
-        .unwrap();
-    let verdict = cache
-        .verify(&f.keys, &token_here, SystemTime::now())
-        .await
-        .unwrap()
-        .0;
+    revoke(&f.storage, &here).await;
+    let verdict = f.verdict(&cache, &token_here).await;
     assert!(
         !is_active(&verdict),
         "revoked by this process: no poll needed"
     );
 
     // Another replica's revocation: this cache vouches until it polls...
-    assert!(is_active(
-        &cache
-            .verify(&f.keys, &token_there, SystemTime::now())
-            .await
-            .unwrap()
-            .0
-    ));
-    f.replica
-        .revoke_session(&there, "logout", "test", SystemTime::now())
-        .await
-        .unwrap();
+    assert!(is_active(&f.verdict(&cache, &token_there).await));
+    revoke(&f.replica, &there).await;
     assert!(
-        is_active(
-            &cache
-                .verify(&f.keys, &token_there, SystemTime::now())
-                .await
-                .unwrap()
-                .0
-        ),
+        is_active(&f.verdict(&cache, &token_there).await),
         "served from memory until the next poll"
     );
     // ...and the poll sees the epoch move.
@@ -242,48 +223,20 @@ async fn without_a_recent_poll_every_call_reads_the_session() {
     let cache = VerifyCache::new(f.storage.clone(), 100, propagation);
     poll(&cache).await;
     let (session, token) = f.token("o1").await;
-    assert!(is_active(
-        &cache
-            .verify(&f.keys, &token, SystemTime::now())
-            .await
-            .unwrap()
-            .0
-    ));
-    f.replica
-        .revoke_session(&session, "logout", "test", SystemTime::now())
-        .await
-        .unwrap();
+    assert!(is_active(&f.verdict(&cache, &token).await));
+    revoke(&f.replica, &session).await;
     // No poll for longer than the bound: the cached standing is not trusted.
     tokio::time::sleep(propagation * 2).await;
-    let verdict = cache
-        .verify(&f.keys, &token, SystemTime::now())
-        .await
-        .unwrap()
-        .0;
+    let verdict = f.verdict(&cache, &token).await;
     assert!(!is_active(&verdict), "{verdict:?}");
 
     // Propagation zero: never trusted, even right after a poll.
     let strict = VerifyCache::new(f.storage.clone(), 100, Duration::ZERO);
     poll(&strict).await;
     let (session, token) = f.token("o2").await;
-    assert!(is_active(
-        &strict
-            .verify(&f.keys, &token, SystemTime::now())
-            .await
-            .unwrap()
-            .0
-    ));
-    f.replica
-        .revoke_session(&session, "logout", "test", SystemTime::now())
-        .await
-        .unwrap();
-    assert!(!is_active(
-        &strict
-            .verify(&f.keys, &token, SystemTime::now())
-            .await
-            .unwrap()
-            .0
-    ));
+    assert!(is_active(&f.verdict(&strict, &token).await));
+    revoke(&f.replica, &session).await;
+    assert!(!is_active(&f.verdict(&strict, &token).await));
 }
 
 #[tokio::test]
@@ -299,25 +252,10 @@ async fn the_follower_keeps_the_epoch_fresh() {
     while cache.current_tag().is_none() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert!(is_active(
-        &cache
-            .verify(&f.keys, &token, SystemTime::now())
-            .await
-            .unwrap()
-            .0
-    ));
-    f.replica
-        .revoke_session(&session, "logout", "test", SystemTime::now())
-        .await
-        .unwrap();
+    assert!(is_active(&f.verdict(&cache, &token).await));
+    revoke(&f.replica, &session).await;
     // Within the bound (however slow this machine, the loop ends once it has passed).
-    while is_active(
-        &cache
-            .verify(&f.keys, &token, SystemTime::now())
-            .await
-            .unwrap()
-            .0,
-    ) {
+    while is_active(&f.verdict(&cache, &token).await) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     follower.abort();
@@ -330,23 +268,11 @@ async fn memory_is_bounded_by_the_configured_entries() {
     poll(&cache).await;
     for n in 0..300 {
         let (_, token) = f.token(&format!("o{n}")).await;
-        assert!(is_active(
-            &cache
-                .verify(&f.keys, &token, SystemTime::now())
-                .await
-                .unwrap()
-                .0
-        ));
+        assert!(is_active(&f.verdict(&cache, &token).await));
         assert!(cache.len() <= 64, "{} entries", cache.len());
     }
     let none = VerifyCache::new(f.storage.clone(), 0, HOUR);
     let (_, token) = f.token("o-none").await;
-    assert!(is_active(
-        &none
-            .verify(&f.keys, &token, SystemTime::now())
-            .await
-            .unwrap()
-            .0
-    ));
+    assert!(is_active(&f.verdict(&none, &token).await));
     assert_eq!(none.len(), 0);
 }
