@@ -128,8 +128,6 @@ impl Storage {
     /// another user holds the external id, both unless `replace_existing`.
     pub async fn bind(&self, request: &BindRequest) -> Result<UserProfile, StorageError> {
         let user_id = write_tx!(self, |tx| self.bind_tx(&mut tx, request).await)?;
-        // A bind may have ended sessions; this replica's caches must not wait for a poll.
-        self.sessions_changed();
         // Committed: any connection sees it (WAL readers included).
         let mut conn = self.reader().acquire().await?;
         self.load_profile(&mut conn, &user_id)
@@ -325,7 +323,6 @@ impl Storage {
         let user_id = write_tx!(self, |tx| self
             .unbind_tx(&mut tx, identity, actor, at)
             .await)?;
-        self.sessions_changed();
         // Committed: any connection sees it (WAL readers included).
         let mut conn = self.reader().acquire().await?;
         self.load_profile(&mut conn, &user_id)

@@ -77,11 +77,7 @@ impl Storage {
     /// # Errors
     /// Database or key errors.
     pub async fn record_login(&self, login: &IdentityLogin) -> Result<LoginOutcome, StorageError> {
-        let outcome = write_tx!(self, |tx| self.record_login_tx(&mut tx, login).await)?;
-        if outcome.merged.is_some() {
-            self.sessions_changed();
-        }
-        Ok(outcome)
+        write_tx!(self, |tx| self.record_login_tx(&mut tx, login).await)
     }
 
     async fn record_login_tx(

@@ -88,7 +88,9 @@ macro_rules! write_tx {
         loop {
             attempt += 1;
             let mut $tx = $storage.begin_write().await?;
-            let outcome: Result<_, $crate::error::DbFailure> = $body;
+            let (outcome, sessions_changed) =
+                $crate::session_epoch::tracking(async { $body }).await;
+            let outcome: Result<_, $crate::error::DbFailure> = outcome;
             let outcome = match outcome {
                 Ok(value) => $tx
                     .commit()
@@ -97,6 +99,10 @@ macro_rules! write_tx {
                     .map_err($crate::error::DbFailure::from),
                 Err(failure) => Err(failure),
             };
+            if outcome.is_ok() && sessions_changed {
+                // After the commit, so a read tagged before it cannot pass for after.
+                $storage.sessions_changed();
+            }
             match outcome {
                 Ok(value) => break Ok(value),
                 Err($crate::error::DbFailure::Retry) if attempt < $crate::MAX_TX_ATTEMPTS => {

@@ -77,8 +77,6 @@ impl Storage {
                 .execute(&mut *conn)
                 .await?;
         }
-        // The absorbed user's sessions now answer for the kept user.
-        crate::session_epoch::bump(conn).await?;
         if kept_external.is_none()
             && let Some(external_id) = &absorbed_external
         {
@@ -150,6 +148,8 @@ impl Storage {
             serde_json::json!({ "moved_identities": moved }),
         )
         .await?;
+        // The absorbed user's sessions now answer for the kept user.
+        crate::session_epoch::bump(conn).await?;
         tracing::info!(kept = %kept, merged = %absorbed, "merged two users proven one person by unionid");
         Ok(LoginOutcome {
             user_id: *kept,

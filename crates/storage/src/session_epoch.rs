@@ -7,7 +7,13 @@
 //! read moves the database's epoch, so the next poll drops the entry. Changes
 //! this process commits also bump an in-process counter right after commit, so
 //! the replica that revoked a session never answers from a stale entry.
+//!
+//! [`bump`] is the one thing a session-changing write calls: `write_tx!` runs
+//! every transaction body under [`tracking`] and moves the in-process counter
+//! after a commit whose body bumped.
 
+use std::cell::Cell;
+use std::future::Future;
 use std::sync::atomic::Ordering;
 
 use sqlx::AnyConnection;
@@ -16,13 +22,31 @@ use crate::Storage;
 use crate::db::get_i64;
 use crate::error::StorageError;
 
-/// Bumps the database's epoch; called inside the changing transaction, after
-/// the session rows (so every writer takes the row locks in one order).
+tokio::task_local! {
+    /// Whether the transaction body running in this task bumped the epoch.
+    static BUMPED: Cell<bool>;
+}
+
+/// Bumps the database's epoch; called inside the changing transaction (a
+/// `write_tx!` body), last, after the session rows: every writer takes the
+/// row locks in one order and holds the epoch's only briefly.
 pub(crate) async fn bump(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE session_epoch SET value = value + 1 WHERE id = 1")
         .execute(conn)
         .await?;
+    let noted = BUMPED.try_with(|bumped| bumped.set(true));
+    debug_assert!(noted.is_ok(), "session_epoch::bump outside write_tx!");
     Ok(())
+}
+
+/// Runs a transaction body, and says whether it bumped the epoch.
+pub(crate) async fn tracking<T>(body: impl Future<Output = T>) -> (T, bool) {
+    BUMPED
+        .scope(Cell::new(false), async {
+            let output = body.await;
+            (output, BUMPED.with(Cell::get))
+        })
+        .await
 }
 
 impl Storage {
@@ -44,7 +68,7 @@ impl Storage {
         self.inner.local_session_changes.load(Ordering::Acquire)
     }
 
-    /// Called after a session-changing transaction committed.
+    /// Called by `write_tx!` after a session-changing transaction committed.
     pub(crate) fn sessions_changed(&self) {
         self.inner
             .local_session_changes

@@ -72,7 +72,6 @@ pub(crate) async fn revoke_in_tx(
     .await?;
     let Some(row) = row else { return Ok(false) };
     let user_id = get_user_id(&row, "user_id")?;
-    session_epoch::bump(conn).await?;
     audit::record(
         conn,
         at,
@@ -83,6 +82,7 @@ pub(crate) async fn revoke_in_tx(
         serde_json::json!({ "session_id": session_id.to_string(), "reason": reason }),
     )
     .await?;
+    session_epoch::bump(conn).await?;
     Ok(true)
 }
 
@@ -108,13 +108,9 @@ impl Storage {
         at: SystemTime,
     ) -> Result<Rotation, StorageError> {
         let hash = token_hash(presented);
-        let rotation = write_tx!(self, |tx| self
+        write_tx!(self, |tx| self
             .rotate_tx(&mut tx, &hash, refresh_ttl, at)
-            .await)?;
-        if matches!(rotation, Rotation::Reused { .. }) {
-            self.sessions_changed();
-        }
-        Ok(rotation)
+            .await)
     }
 
     async fn rotate_tx(
@@ -216,13 +212,9 @@ impl Storage {
         actor: &str,
         at: SystemTime,
     ) -> Result<bool, StorageError> {
-        let revoked = write_tx!(self, |tx| Ok::<_, DbFailure>(
-            revoke_in_tx(&mut tx, session_id, reason, actor, at).await?
-        ))?;
-        if revoked {
-            self.sessions_changed();
-        }
-        Ok(revoked)
+        write_tx!(self, |tx| revoke_in_tx(&mut tx, session_id, reason, actor, at)
+            .await
+            .map_err(DbFailure::from))
     }
 
     /// Revokes the session a refresh token (of any generation) belongs to.
@@ -237,7 +229,7 @@ impl Storage {
         at: SystemTime,
     ) -> Result<bool, StorageError> {
         let hash = token_hash(presented);
-        let revoked = write_tx!(self, |tx| async {
+        write_tx!(self, |tx| async {
             let row = sqlx::query("SELECT session_id FROM refresh_tokens WHERE token_hash = $1")
                 .bind(hash.clone())
                 .fetch_optional(&mut *tx)
@@ -246,11 +238,7 @@ impl Storage {
             let session_id = get_session_id(&row, "session_id")?;
             Ok::<_, DbFailure>(revoke_in_tx(&mut tx, &session_id, reason, actor, at).await?)
         }
-        .await)?;
-        if revoked {
-            self.sessions_changed();
-        }
-        Ok(revoked)
+        .await)
     }
 
     async fn create_session_tx(
