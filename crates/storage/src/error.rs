@@ -138,8 +138,11 @@ pub(crate) fn convert_sqlx_err(error: sqlx::Error) -> StorageError {
 /// admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now), and 55000
 /// as it answers a connection to a database that accepts none.
 fn is_postgres_outage(code: &str) -> bool {
-    code.starts_with("08") || code.starts_with("53") || code.starts_with("57P") || code == "55000"
+    // SQLSTATEs are five characters; SQLite's numeric codes (e.g. 531) are not.
+    code.len() == 5
+        && (code.starts_with("08") || code.starts_with("53") || code.starts_with("57P") || code == "55000")
 }
+
 
 /// Which table a violated constraint protects, as a short noun. PostgreSQL names
 /// the constraint; SQLite only says "UNIQUE constraint failed: users.external_id".

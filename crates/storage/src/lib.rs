@@ -154,17 +154,20 @@ impl Storage {
         })
     }
 
+    fn migrator(&self) -> &'static Migrator {
+        match self.inner.engine {
+            Engine::Sqlite => &SQLITE_MIGRATIONS,
+            Engine::Postgres => &POSTGRES_MIGRATIONS,
+        }
+    }
+
     /// Applies the embedded migrations that have not run yet. Idempotent, and
     /// safe to run from several replicas at once (sqlx takes a database lock).
     ///
     /// # Errors
     /// [`StorageError::Internal`] when a migration fails (details logged).
     pub async fn migrate(&self) -> Result<(), StorageError> {
-        let migrator = match self.inner.engine {
-            Engine::Sqlite => &SQLITE_MIGRATIONS,
-            Engine::Postgres => &POSTGRES_MIGRATIONS,
-        };
-        migrator.run(&self.inner.writer).await.map_err(|error| {
+        self.migrator().run(&self.inner.writer).await.map_err(|error| {
             tracing::error!(error = %error, "migration failed");
             StorageError::Internal
         })
@@ -176,21 +179,24 @@ impl Storage {
     /// # Errors
     /// The database could not be read.
     pub async fn pending_migrations(&self) -> Result<Vec<i64>, StorageError> {
-        let migrator = match self.inner.engine {
-            Engine::Sqlite => &SQLITE_MIGRATIONS,
-            Engine::Postgres => &POSTGRES_MIGRATIONS,
-        };
         let applied: Vec<i64> =
             match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
                 .fetch_all(&self.inner.writer)
                 .await
             {
                 Ok(applied) => applied,
-                // No bookkeeping table yet: nothing was ever applied.
-                Err(sqlx::Error::Database(_)) => Vec::new(),
+                // No bookkeeping table yet: nothing was ever applied. Any
+                // other error (permissions, an outage) is reported as itself.
+                Err(sqlx::Error::Database(db))
+                    if db.code().as_deref() == Some("42P01")
+                        || db.message().contains("no such table") =>
+                {
+                    Vec::new()
+                }
                 Err(error) => return Err(error.into()),
             };
-        Ok(migrator
+        Ok(self
+            .migrator()
             .iter()
             .map(|migration| migration.version)
             .filter(|version| !applied.contains(version))

@@ -14,6 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use wechat_client::{
     AccessToken, AppId, CachedToken, ForceRefreshBudget, TokenCache, TokenCacheError,
@@ -128,14 +129,14 @@ impl TokenCache for RedisTokenCache {
         let sealed = B64
             .decode(&record.token)
             .map_err(|e| cache_error("unreadable token", e))?;
+        // decrypt_str's error carries no plaintext (a FromUtf8Error would).
         let token = self
             .storage
             .keys()
-            .decrypt(&token_aad(app_id), &sealed)
+            .decrypt_str(&token_aad(app_id), &sealed)
             .map_err(|e| cache_error("cannot decrypt the token", e))?;
-        let token = String::from_utf8(token).map_err(|e| cache_error("token is not UTF-8", e))?;
         Ok(Some(CachedToken {
-            access_token: AccessToken::new(token),
+            access_token: AccessToken::new(token.expose_secret()),
             expires_at: time(record.expires_at),
             fetched_at: time(record.fetched_at),
             force_budget: ForceRefreshBudget {
