@@ -92,6 +92,18 @@ impl Error {
         }
     }
 
+    /// Whether WeChat cannot have received the request: the last attempt
+    /// never connected (a login code sent this way is still unspent).
+    pub fn never_sent(&self) -> bool {
+        matches!(
+            self,
+            Error::Transport {
+                failure: TransportFailure::Connect,
+                ..
+            }
+        )
+    }
+
     /// Whether an API call failed because its app access token is no longer valid.
     pub(crate) fn is_stale_app_token(&self) -> bool {
         matches!(

@@ -296,8 +296,9 @@ impl Transport {
                 self.policy.backoff(*attempts)
             };
             if out_of_attempts || forbidden || !deadline.allows(wait) {
-                if deadline.expired() {
-                    // The attempt was cut by the caller's deadline, not by WeChat.
+                // Cut by the caller's deadline, not by WeChat; but a request
+                // that never reached WeChat stays what it was (never sent).
+                if deadline.expired() && (ambiguous_so_far || !error.never_sent()) {
                     tracing::warn!(endpoint = endpoint.name(), attempts, error = %error, "wechat call stopped at the caller's deadline");
                     return Err(Error::DeadlineExceeded { endpoint });
                 }

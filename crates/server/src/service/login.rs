@@ -2,7 +2,7 @@
 
 use secrecy::SecretString;
 use storage::{AppKind, CodeClaim, IdentityLogin, IdentityRef, LoginOutcome, UserLookup};
-use wechat_client::{AppCredentials, Code, TransportFailure};
+use wechat_client::{AppCredentials, Code};
 
 use crate::apps::Wanted;
 use crate::config::ResolvedApp;
@@ -185,14 +185,7 @@ impl Services {
         code: &str,
         error: &wechat_client::Error,
     ) {
-        let never_sent = matches!(
-            error,
-            wechat_client::Error::Transport {
-                failure: TransportFailure::Connect,
-                ..
-            }
-        );
-        let bookkeeping = if never_sent {
+        let bookkeeping = if error.never_sent() {
             // WeChat never saw the code: the caller may try it again.
             self.storage.release_code(&app.app_id, code).await
         } else if error.is_unavailable()
