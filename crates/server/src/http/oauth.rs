@@ -129,9 +129,7 @@ impl CallbackRequest {
             .get("state")
             .filter(|s| !s.is_empty())
             .ok_or_else(|| ApiError::field("state", "is required"))?;
-        if state.len() > 128 || !state.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(invalid_state());
-        }
+        wechat_client::OAuthState::new(state.to_owned()).map_err(|_| invalid_state())?;
         let code = params.get("code").filter(|c| !c.is_empty());
         if let Some(code) = code {
             validate::code("code", code)?;

@@ -41,29 +41,24 @@ pub struct Claims {
 
 /// Why a token did not verify; for logs and metrics only (callers just see inactive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.as_str())]
 pub enum Rejection {
     /// Not three base64url parts of JSON, or too long.
-    #[error("malformed")]
     Malformed,
     /// `alg` is not EdDSA (this blocks `none` and HMAC-confusion tokens).
-    #[error("wrong algorithm")]
     Algorithm,
     /// No key with that `kid`.
-    #[error("unknown key")]
     UnknownKey,
     /// The signature does not match.
-    #[error("bad signature")]
     Signature,
     /// Expired, or issued in the future.
-    #[error("expired or not yet valid")]
     Time,
     /// Another issuer or audience.
-    #[error("wrong issuer or audience")]
     Audience,
 }
 
 impl Rejection {
-    /// The reason as a static string (what `Display` prints).
+    /// The reason, for logs and metrics (`Display` prints it too).
     pub fn as_str(self) -> &'static str {
         match self {
             Rejection::Malformed => "malformed",
