@@ -234,4 +234,17 @@ fn the_database_url_is_printed_without_an_inline_password() {
     let shown = resolved.database_for_display();
     assert!(!shown.contains("hunter2"), "{shown}");
     assert_eq!(shown, "postgres://app:***@db/identity");
+
+    // sqlx also takes the password as a query parameter.
+    let toml = toml.replace(
+        "postgres://app:hunter2@db/identity",
+        "postgres://app@db/identity?sslmode=require&password=hunter3",
+    );
+    let resolved = Config::parse(&toml, &inline)
+        .expect("parses")
+        .resolve(&inline)
+        .expect("valid");
+    let shown = resolved.database_for_display();
+    assert!(!shown.contains("hunter3"), "{shown}");
+    assert_eq!(shown, "postgres://app@db/identity?sslmode=require&password=***");
 }

@@ -70,20 +70,33 @@ pub struct ResolvedCaller {
 
 impl ResolvedConfig {
     /// Where the database is, fit to print: `from secret` when the URL came
-    /// from one, else the URL without any password someone put inline.
+    /// from one, else the URL without any password someone put inline (as
+    /// `user:pass@` or as sqlx's `?password=`).
     pub fn database_for_display(&self) -> String {
         if self.config.database.url_secret.is_some() {
             return "from secret".into();
         }
-        let url = self.database_url.expose_secret();
-        match url::Url::parse(url) {
-            Ok(mut parsed) if parsed.password().is_some() => {
-                let _ = parsed.set_password(Some("***"));
-                parsed.to_string()
-            }
-            Ok(_) => url.to_owned(),
-            Err(_) => "(unparsable URL)".into(),
+        let Ok(mut parsed) = url::Url::parse(self.database_url.expose_secret()) else {
+            return "(unparsable URL)".into();
+        };
+        if parsed.password().is_some() {
+            let _ = parsed.set_password(Some("***"));
         }
+        if parsed.query().is_some() {
+            let pairs: Vec<(String, String)> = parsed
+                .query_pairs()
+                .map(|(key, value)| {
+                    let value = if key.eq_ignore_ascii_case("password") {
+                        "***".into()
+                    } else {
+                        value.into_owned()
+                    };
+                    (key.into_owned(), value)
+                })
+                .collect();
+            parsed.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        parsed.to_string()
     }
 }
 

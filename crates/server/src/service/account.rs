@@ -348,7 +348,7 @@ impl Services {
         let at: SystemTime = now();
         Ok(WebTokens {
             access_token: SecretString::from(renewed.access_token.expose_secret()),
-            access_expires_at: at + Duration::from_secs(renewed.expires_in),
+            access_expires_at: super::web_token_expiry(at, renewed.expires_in),
             refresh_token: SecretString::from(renewed.refresh_token.expose_secret()),
             // Whether WeChat restarts the refresh token's 30 days is unverified (§3): keep the old expiry.
             refresh_expires_at: tokens.refresh_expires_at,

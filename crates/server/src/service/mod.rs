@@ -76,6 +76,13 @@ impl From<StorageError> for ApiError {
     }
 }
 
+/// When a web access token WeChat says lives `expires_in` seconds expires.
+/// WeChat's are 2 h; a value beyond a day is not believed (and cannot
+/// overflow the clock).
+fn web_token_expiry(at: SystemTime, expires_in: u64) -> SystemTime {
+    at + Duration::from_secs(expires_in.min(86_400))
+}
+
 fn parse_user_id(field: &str, value: &str) -> Result<UserId, ApiError> {
     crate::validate::user_id(field, value).map(UserId)
 }

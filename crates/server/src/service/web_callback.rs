@@ -204,7 +204,7 @@ impl Services {
             session_key: None,
             web_tokens: Some(WebTokens {
                 access_token: SecretString::from(tokens.access_token.expose_secret()),
-                access_expires_at: at + Duration::from_secs(tokens.expires_in),
+                access_expires_at: super::web_token_expiry(at, tokens.expires_in),
                 refresh_token: SecretString::from(tokens.refresh_token.expose_secret()),
                 refresh_expires_at: at + WEB_REFRESH_TTL,
                 scope: tokens.scope.clone(),
