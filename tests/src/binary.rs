@@ -17,8 +17,13 @@ use tokio::process::{Child, Command};
 /// The variable that overrides where the binary is.
 pub const BIN_ENV: &str = "WECHAT_IDENTITY_BIN";
 
-/// The binary under test.
+/// The binary under test, checked once per test process against its sources.
 pub fn binary() -> PathBuf {
+    static CHECKED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    CHECKED.get_or_init(find_binary).clone()
+}
+
+fn find_binary() -> PathBuf {
     if let Ok(path) = std::env::var(BIN_ENV) {
         return PathBuf::from(path);
     }
@@ -35,11 +40,10 @@ pub fn binary() -> PathBuf {
             path.display()
         );
     };
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let newest_source = ["crates", "migrations", "proto"]
-        .iter()
-        .filter_map(|part| newest(&workspace.join(part)))
-        .max();
+    // Cargo lists every input of the binary in its dep-info file beside it.
+    let newest_source = std::fs::read_to_string(path.with_extension("d"))
+        .ok()
+        .and_then(|deps| dep_info_inputs(&deps).filter_map(|p| newest(&p)).max());
     assert!(
         newest_source.is_none_or(|source| source <= built),
         "{} is older than the sources it is built from: run cargo test --workspace (or cargo build -p server) first",
@@ -52,25 +56,41 @@ fn modified(path: &Path) -> Option<std::time::SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-/// The newest modification time of a build input at or below `path`,
-/// skipping test folders (editing a test does not make the binary stale).
+/// The newest modification time at or below `path` (a build script may
+/// watch a whole folder, such as `proto/`, which dep-info lists as one path).
 fn newest(path: &Path) -> Option<std::time::SystemTime> {
     let meta = std::fs::metadata(path).ok()?;
-    if meta.is_file() {
-        // Code, migrations and the contract: edits Cargo always rebuilds the
-        // binary for (a manifest or lock change may touch only dev-dependencies).
-        let name = path.file_name()?.to_str()?;
-        let input = [".rs", ".sql", ".proto"]
-            .iter()
-            .any(|ext| name.ends_with(ext));
-        return input.then(|| meta.modified().ok()).flatten();
+    if !meta.is_dir() {
+        return meta.modified().ok();
     }
     std::fs::read_dir(path)
         .ok()?
         .filter_map(Result::ok)
-        .filter(|entry| entry.file_name() != "tests")
         .filter_map(|entry| newest(&entry.path()))
         .max()
+}
+
+/// The inputs a Cargo dep-info file (`target: input input ...`, spaces in
+/// paths escaped as `\ `) names.
+fn dep_info_inputs(deps: &str) -> impl Iterator<Item = PathBuf> + '_ {
+    let inputs = deps
+        .lines()
+        .next()
+        .and_then(|line| line.split_once(": "))
+        .map_or("", |(_, inputs)| inputs);
+    inputs
+        .split(' ')
+        .scan(String::new(), |pending, part| {
+            if let Some(escaped) = part.strip_suffix('\\') {
+                pending.push_str(escaped);
+                pending.push(' ');
+                return Some(None);
+            }
+            pending.push_str(part);
+            Some(Some(PathBuf::from(std::mem::take(pending))))
+        })
+        .flatten()
+        .filter(|path| !path.as_os_str().is_empty())
 }
 
 /// A running `wechat-identity`.
