@@ -42,7 +42,11 @@ impl TestDatabase {
                 return None;
             }
         };
-        drop_abandoned(&mut admin).await;
+        // Once per test process is enough to clear what killed runs left.
+        static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !SWEPT.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            drop_abandoned(&mut admin).await;
+        }
         let name = format!("{PREFIX}{}", uuid::Uuid::now_v7().simple());
         sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut admin)

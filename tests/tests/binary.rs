@@ -483,7 +483,7 @@ async fn the_demo_runs_without_config_and_its_banner_commands_work_as_printed() 
                 .any(|start| line.starts_with(start))
         })
         .collect();
-    assert!(commands.len() >= 9, "the banner's commands: {commands:?}");
+    assert!(commands.len() >= 10, "the banner's commands: {commands:?}");
     let run_lines = |lines: &[&str], values: &[(&str, &str)]| {
         let mut script = lines.join("\n");
         for (placeholder, value) in values {
@@ -650,11 +650,7 @@ async fn a_mini_program_login_is_traced_over_otlp_in_the_callers_trace_without_s
     let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
     let rpc = spans
         .iter()
-        .find(|s| {
-            s.name == "rpc"
-                && attribute(s, "rpc").as_deref() == Some("MiniProgramLogin")
-                && attribute(s, "code").as_deref() == Some("OK")
-        })
+        .find(|s| s.name == "rpc" && attribute(s, "rpc").as_deref() == Some("MiniProgramLogin"))
         .unwrap_or_else(|| {
             panic!(
                 "no rpc span among {:?}",
