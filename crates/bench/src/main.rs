@@ -112,6 +112,8 @@ async fn peak_and_half(
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // reqwest (minting codes) is built without a default TLS provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

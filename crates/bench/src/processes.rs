@@ -207,10 +207,17 @@ async fn admin(admin_url: &str, statement: &str) -> Result<(), String> {
     sqlx::any::install_default_drivers();
     let mut conn = sqlx::AnyConnection::connect(admin_url)
         .await
-        .map_err(|e| format!("PostgreSQL at {admin_url}: {e}"))?;
+        .map_err(|e| format!("PostgreSQL at {}: {e}", host_of(admin_url)))?;
     sqlx::query(sqlx::AssertSqlSafe(statement.to_owned()))
         .execute(&mut conn)
         .await
         .map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// The host part of a database URL, for messages: no user, password or query.
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    rest.split('?').next().unwrap_or(rest)
 }

@@ -133,7 +133,6 @@ fn client(channel: Channel) -> Result<Client, String> {
 
 /// `count` fresh codes of `kind` for `user`, from the simulator's control API.
 async fn mint(sim: &str, kind: &str, user: &str, count: usize) -> Result<Vec<String>, String> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let url = format!(
         "{sim}/sim/{kind}?app_id={MINI}&user={user}&count={}",
         count.max(2)
