@@ -289,7 +289,38 @@ async fn the_phone_number_is_returned_and_saved_on_the_user(backend: Backend) {
     app.stop().await;
 }
 
+async fn a_phone_code_is_not_spent_when_the_app_token_could_not_be_fetched(backend: Backend) {
+    let app = spawn!(backend);
+    let mut client = app.client();
+    // The app token is fetched on the first phone call; WeChat's token
+    // endpoint fails every attempt of it.
+    app.sim.inject(
+        Endpoint::StableToken,
+        wechat_sim::Fault::HttpStatus { status: 502 },
+        100,
+    );
+    let phone_code = app.sim.mint_phone_code(MINI, "erin");
+    let ask = || GetPhoneNumberRequest {
+        app_id: MINI.into(),
+        code: phone_code.clone(),
+        user_id: String::new(),
+    };
+    let failed = client.get_phone_number(ask()).await.unwrap_err();
+    assert_eq!(failed.code(), Code::Unavailable, "{failed:?}");
+    assert_eq!(app.sim.calls(Endpoint::GetUserPhoneNumber), 0);
+
+    app.sim.clear_faults();
+    let phone = client.get_phone_number(ask()).await.unwrap().into_inner();
+    assert_eq!(
+        phone.pure_phone_number,
+        app.sim.user("erin").phone.unwrap().pure_phone_number,
+        "the code WeChat never saw still works"
+    );
+    app.stop().await;
+}
+
 on_both_backends!(
+    a_phone_code_is_not_spent_when_the_app_token_could_not_be_fetched,
     a_first_login_creates_a_user_and_the_next_login_finds_it,
     an_app_without_open_platform_gives_a_separate_user_and_no_unionid,
     a_replayed_code_is_refused_without_calling_wechat,

@@ -140,9 +140,11 @@ pub(crate) fn convert_sqlx_err(error: sqlx::Error) -> StorageError {
 fn is_postgres_outage(code: &str) -> bool {
     // SQLSTATEs are five characters; SQLite's numeric codes (e.g. 531) are not.
     code.len() == 5
-        && (code.starts_with("08") || code.starts_with("53") || code.starts_with("57P") || code == "55000")
+        && (code.starts_with("08")
+            || code.starts_with("53")
+            || code.starts_with("57P")
+            || code == "55000")
 }
-
 
 /// Which table a violated constraint protects, as a short noun. PostgreSQL names
 /// the constraint; SQLite only says "UNIQUE constraint failed: users.external_id".

@@ -167,10 +167,13 @@ impl Storage {
     /// # Errors
     /// [`StorageError::Internal`] when a migration fails (details logged).
     pub async fn migrate(&self) -> Result<(), StorageError> {
-        self.migrator().run(&self.inner.writer).await.map_err(|error| {
-            tracing::error!(error = %error, "migration failed");
-            StorageError::Internal
-        })
+        self.migrator()
+            .run(&self.inner.writer)
+            .await
+            .map_err(|error| {
+                tracing::error!(error = %error, "migration failed");
+                StorageError::Internal
+            })
     }
 
     /// The versions of the embedded migrations this database has not applied

@@ -212,9 +212,11 @@ impl Storage {
         actor: &str,
         at: SystemTime,
     ) -> Result<bool, StorageError> {
-        write_tx!(self, |tx| revoke_in_tx(&mut tx, session_id, reason, actor, at)
-            .await
-            .map_err(DbFailure::from))
+        write_tx!(self, |tx| revoke_in_tx(
+            &mut tx, session_id, reason, actor, at
+        )
+        .await
+        .map_err(DbFailure::from))
     }
 
     /// Revokes the session a refresh token (of any generation) belongs to.

@@ -92,6 +92,19 @@ impl Error {
         }
     }
 
+    /// The endpoint whose call failed; `None` for failures before any call
+    /// (the token cache, an unknown app, a refused forced refresh).
+    pub fn endpoint(&self) -> Option<Endpoint> {
+        match self {
+            Error::WeChat(e) => Some(e.endpoint),
+            Error::Transport { endpoint, .. }
+            | Error::HttpStatus { endpoint, .. }
+            | Error::Decode { endpoint, .. }
+            | Error::DeadlineExceeded { endpoint } => Some(*endpoint),
+            _ => None,
+        }
+    }
+
     /// Whether WeChat cannot have received the request: the last attempt
     /// never connected (a login code sent this way is still unspent).
     pub fn never_sent(&self) -> bool {

@@ -124,6 +124,11 @@ impl Simulator {
         self.state().faults.push(endpoint, fault, times);
     }
 
+    /// Drop every fault still queued: WeChat behaves again.
+    pub fn clear_faults(&self) {
+        self.state().faults = crate::faults::FaultQueue::default();
+    }
+
     /// Move the simulator's clock forward: codes, tokens and daily quotas age by `by`.
     pub fn advance_clock(&self, by: Duration) {
         self.state().clock.advance(by);

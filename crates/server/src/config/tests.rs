@@ -246,5 +246,8 @@ fn the_database_url_is_printed_without_an_inline_password() {
         .expect("valid");
     let shown = resolved.database_for_display();
     assert!(!shown.contains("hunter3"), "{shown}");
-    assert_eq!(shown, "postgres://app@db/identity?sslmode=require&password=***");
+    assert_eq!(
+        shown,
+        "postgres://app@db/identity?sslmode=require&password=***"
+    );
 }

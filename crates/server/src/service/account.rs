@@ -7,7 +7,9 @@ use storage::{
     Account, AppKind, BindRequest, IdentityRef, ImportedIdentity, Phone, UserLookup, UserProfile,
     WebTokens,
 };
-use wechat_client::{AppId, Code, ErrorKind, OpenId, UnionId, WebAccessToken, WebRefreshToken};
+use wechat_client::{
+    AppId, Code, Endpoint, ErrorKind, OpenId, UnionId, WebAccessToken, WebRefreshToken,
+};
 
 use crate::apps::Wanted;
 use crate::config::{AppKindName, Permission};
@@ -75,7 +77,13 @@ impl Services {
         {
             Ok(info) => info,
             Err(error) => {
-                self.after_failed_exchange(app, &request.code, &error).await;
+                self.after_failed_exchange(
+                    app,
+                    &request.code,
+                    Endpoint::GetUserPhoneNumber,
+                    &error,
+                )
+                .await;
                 return Err(ApiError::from_wechat(error, "code"));
             }
         };

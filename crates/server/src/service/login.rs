@@ -2,7 +2,7 @@
 
 use secrecy::SecretString;
 use storage::{AppKind, CodeClaim, IdentityLogin, IdentityRef, LoginOutcome, UserLookup};
-use wechat_client::{AppCredentials, Code};
+use wechat_client::{AppCredentials, Code, Endpoint};
 
 use crate::apps::Wanted;
 use crate::config::ResolvedApp;
@@ -129,7 +129,8 @@ impl Services {
         {
             Ok(session) => session,
             Err(error) => {
-                self.after_failed_exchange(app, code, &error).await;
+                self.after_failed_exchange(app, code, Endpoint::JsCode2Session, &error)
+                    .await;
                 return Err(ApiError::from_wechat(error, code_field));
             }
         };
@@ -177,15 +178,18 @@ impl Services {
         }
     }
 
-    /// Records what a failed exchange did to its code, so that a retry of
-    /// the same code is answered right.
+    /// Records what a failed exchange of `code` at `exchange` did to the
+    /// code, so that a retry of the same code is answered right.
     pub(super) async fn after_failed_exchange(
         &self,
         app: &ResolvedApp,
         code: &str,
+        exchange: Endpoint,
         error: &wechat_client::Error,
     ) {
-        let bookkeeping = if error.never_sent() {
+        // A failure elsewhere (fetching the app token the exchange needs, or
+        // its cache) happened before the code was sent.
+        let bookkeeping = if error.never_sent() || error.endpoint() != Some(exchange) {
             // WeChat never saw the code: the caller may try it again.
             self.storage.release_code(&app.app_id, code).await
         } else if error.is_unavailable()
