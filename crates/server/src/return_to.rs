@@ -5,9 +5,15 @@
 
 use url::Url;
 
+/// The parameters the shim appends to `return_to`; a `return_to` that already
+/// carries one is refused, or whoever built the link would choose the
+/// `ticket` (or `state`) the app reads first.
+pub const ADDED_PARAMS: [&str; 4] = ["ticket", "state", "error", "error_description"];
+
 /// Parses `candidate` and returns it when it matches one of `allowed`: same
-/// scheme, host and port exactly, no credentials, no fragment, and a path that
-/// is the prefix's path or continues it at a `/` boundary (or the prefix ends in `/`).
+/// scheme, host and port exactly, no credentials, no fragment, none of
+/// [`ADDED_PARAMS`] in its query, and a path that is the prefix's path or
+/// continues it at a `/` boundary (or the prefix ends in `/`).
 pub fn match_allowed(candidate: &str, allowed: &[Url]) -> Option<Url> {
     if candidate.len() > 2048 || candidate.chars().any(|c| c.is_control() || c == '\\') {
         return None;
@@ -18,6 +24,9 @@ pub fn match_allowed(candidate: &str, allowed: &[Url]) -> Option<Url> {
         || url.password().is_some()
         || url.fragment().is_some()
         || url.host().is_none()
+        || url
+            .query_pairs()
+            .any(|(key, _)| ADDED_PARAMS.contains(&key.as_ref()))
     {
         return None;
     }
@@ -105,6 +114,15 @@ mod tests {
         ] {
             assert!(match_allowed(bad, &allowed()).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_return_to_carrying_a_parameter_the_shim_adds_is_refused() {
+        for param in ADDED_PARAMS {
+            let forged = format!("https://app.example/cb?{param}=chosen-by-the-link");
+            assert!(match_allowed(&forged, &allowed()).is_none(), "{forged}");
+        }
+        assert!(match_allowed("https://app.example/cb?tickets=1", &allowed()).is_some());
     }
 
     #[test]
