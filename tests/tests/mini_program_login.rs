@@ -319,7 +319,59 @@ async fn a_phone_code_is_not_spent_when_the_app_token_could_not_be_fetched(backe
     app.stop().await;
 }
 
+async fn a_call_the_caller_abandons_still_finishes_its_writes(backend: Backend) {
+    let app = spawn!(backend);
+    let mut client = app.client();
+    let user = client
+        .mini_program_login(login(MINI, app.sim.mint_login_code(MINI, "fay")))
+        .await
+        .unwrap()
+        .into_inner();
+    // WeChat answers slowly; the caller gives up (and resets the stream)
+    // while the phone call is in flight.
+    app.sim.inject(
+        Endpoint::GetUserPhoneNumber,
+        Fault::Delay { millis: 300 },
+        1,
+    );
+    let abandoned = tokio::time::timeout(
+        std::time::Duration::from_millis(50),
+        client.get_phone_number(GetPhoneNumberRequest {
+            app_id: MINI.into(),
+            code: app.sim.mint_phone_code(MINI, "fay"),
+            user_id: user.user_id.clone(),
+        }),
+    )
+    .await;
+    assert!(abandoned.is_err(), "the caller left before the answer");
+    // WeChat did spend the code; the number it answered is kept.
+    let expected = app.sim.user("fay").phone.unwrap().phone_number;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let profile = client
+            .get_profile(GetProfileRequest {
+                lookup: Some(Lookup::UserId(user.user_id.clone())),
+                refresh_from_wechat: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .profile
+            .unwrap();
+        if profile.phone.map(|p| p.phone_number) == Some(expected.clone()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the abandoned call never saved the phone number WeChat gave it"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+}
+
 on_both_backends!(
+    a_call_the_caller_abandons_still_finishes_its_writes,
     a_phone_code_is_not_spent_when_the_app_token_could_not_be_fetched,
     a_first_login_creates_a_user_and_the_next_login_finds_it,
     an_app_without_open_platform_gives_a_separate_user_and_no_unionid,

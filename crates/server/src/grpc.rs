@@ -109,13 +109,29 @@ struct Call {
 }
 
 impl Call {
-    /// Runs `work` inside the call's span and deadline and turns its result
-    /// into the answer, with the request id in its metadata.
-    async fn finish<T>(
+    /// Runs `work` in a task of its own, inside the call's span, and answers
+    /// from it by the call's deadline, with the request id in the metadata.
+    ///
+    /// The task runs to its end even when the answer is cut short (deadline,
+    /// or the caller went away): work that claimed a code or a ticket always
+    /// gets to record what became of it, instead of stopping between writes.
+    async fn finish<T, F, Fut>(
         &self,
-        work: impl std::future::Future<Output = Result<T, ApiError>>,
-    ) -> Result<Response<T>, Status> {
-        let result = bounded(self.answer, work)
+        services: &Arc<Services>,
+        work: F,
+    ) -> Result<Response<T>, Status>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<Services>, Ctx) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+    {
+        let task =
+            tokio::spawn(work(services.clone(), self.ctx.clone()).instrument(self.span.clone()));
+        let joined = async {
+            task.await
+                .unwrap_or_else(|failed| Err(ApiError::internal(failed.to_string())))
+        };
+        let result = bounded(self.answer, joined)
             .instrument(self.span.clone())
             .await;
         let mut answer = self.span.in_scope(|| respond(&self.span, result));
@@ -179,8 +195,10 @@ impl IdentityService for IdentityGrpc {
         request: Request<pb::MiniProgramLoginRequest>,
     ) -> Result<Response<pb::MiniProgramLoginResponse>, Status> {
         let (call, message) = self.begin("MiniProgramLogin", request)?;
-        call.finish(self.services.mini_program_login(&call.ctx, message))
-            .await
+        call.finish(&self.services, |services, ctx| async move {
+            services.mini_program_login(&ctx, message).await
+        })
+        .await
     }
 
     async fn get_phone_number(
@@ -188,8 +206,10 @@ impl IdentityService for IdentityGrpc {
         request: Request<pb::GetPhoneNumberRequest>,
     ) -> Result<Response<pb::GetPhoneNumberResponse>, Status> {
         let (call, message) = self.begin("GetPhoneNumber", request)?;
-        call.finish(self.services.phone_number(&call.ctx, message))
-            .await
+        call.finish(&self.services, |services, ctx| async move {
+            services.phone_number(&ctx, message).await
+        })
+        .await
     }
 
     async fn bind_user(
@@ -197,8 +217,10 @@ impl IdentityService for IdentityGrpc {
         request: Request<pb::BindUserRequest>,
     ) -> Result<Response<pb::BindUserResponse>, Status> {
         let (call, message) = self.begin("BindUser", request)?;
-        call.finish(self.services.bind_user(&call.ctx, message))
-            .await
+        call.finish(&self.services, |services, ctx| async move {
+            services.bind_user(&ctx, message).await
+        })
+        .await
     }
 
     async fn get_profile(
@@ -206,7 +228,10 @@ impl IdentityService for IdentityGrpc {
         request: Request<pb::GetProfileRequest>,
     ) -> Result<Response<pb::GetProfileResponse>, Status> {
         let (call, message) = self.begin("GetProfile", request)?;
-        call.finish(self.services.profile(&call.ctx, message)).await
+        call.finish(&self.services, |services, ctx| async move {
+            services.profile(&ctx, message).await
+        })
+        .await
     }
 
     async fn refresh_token(
@@ -214,8 +239,10 @@ impl IdentityService for IdentityGrpc {
         request: Request<pb::RefreshTokenRequest>,
     ) -> Result<Response<pb::RefreshTokenResponse>, Status> {
         let (call, message) = self.begin("RefreshToken", request)?;
-        call.finish(self.services.refresh_token(&call.ctx, message))
-            .await
+        call.finish(&self.services, |services, ctx| async move {
+            services.refresh_token(&ctx, message).await
+        })
+        .await
     }
 
     async fn web_login(
@@ -223,8 +250,10 @@ impl IdentityService for IdentityGrpc {
         request: Request<pb::WebLoginRequest>,
     ) -> Result<Response<pb::WebLoginResponse>, Status> {
         let (call, message) = self.begin("WebLogin", request)?;
-        call.finish(self.services.web_login(&call.ctx, message))
-            .await
+        call.finish(&self.services, |services, ctx| async move {
+            services.web_login(&ctx, message).await
+        })
+        .await
     }
 
     async fn verify_token(
@@ -232,8 +261,10 @@ impl IdentityService for IdentityGrpc {
         request: Request<pb::VerifyTokenRequest>,
     ) -> Result<Response<pb::VerifyTokenResponse>, Status> {
         let (call, message) = self.begin("VerifyToken", request)?;
-        call.finish(self.services.verify_token(&call.ctx, message))
-            .await
+        call.finish(&self.services, |services, ctx| async move {
+            services.verify_token(&ctx, message).await
+        })
+        .await
     }
 
     async fn revoke_session(
@@ -241,8 +272,10 @@ impl IdentityService for IdentityGrpc {
         request: Request<pb::RevokeSessionRequest>,
     ) -> Result<Response<pb::RevokeSessionResponse>, Status> {
         let (call, message) = self.begin("RevokeSession", request)?;
-        call.finish(self.services.revoke_session(&call.ctx, message))
-            .await
+        call.finish(&self.services, |services, ctx| async move {
+            services.revoke_session(&ctx, message).await
+        })
+        .await
     }
 
     async fn unbind_user(
@@ -250,8 +283,10 @@ impl IdentityService for IdentityGrpc {
         request: Request<pb::UnbindUserRequest>,
     ) -> Result<Response<pb::UnbindUserResponse>, Status> {
         let (call, message) = self.begin("UnbindUser", request)?;
-        call.finish(self.services.unbind_user(&call.ctx, message))
-            .await
+        call.finish(&self.services, |services, ctx| async move {
+            services.unbind_user(&ctx, message).await
+        })
+        .await
     }
 
     async fn get_app_access_token(
@@ -259,7 +294,9 @@ impl IdentityService for IdentityGrpc {
         request: Request<pb::GetAppAccessTokenRequest>,
     ) -> Result<Response<pb::GetAppAccessTokenResponse>, Status> {
         let (call, message) = self.begin("GetAppAccessToken", request)?;
-        call.finish(self.services.app_access_token(&call.ctx, message))
-            .await
+        call.finish(&self.services, |services, ctx| async move {
+            services.app_access_token(&ctx, message).await
+        })
+        .await
     }
 }
