@@ -403,11 +403,13 @@ async fn load_signing_keys(
     let mut stored = storage.active_signing_keys().await?;
     if stored.is_empty() && resolved.signing_key.is_none() {
         let (key, pkcs8) = SigningKey::generate().map_err(|e| StartError::Other(e.to_string()))?;
-        // Several replicas may race here; each inserts its own kid and all read back the same set.
-        storage
-            .insert_signing_key(key.kid(), &pkcs8, &key.public_jwk(), SystemTime::now())
-            .await?;
-        tracing::info!(kid = key.kid(), "generated a session signing key");
+        // Several replicas may race here: one key wins, and all read it back.
+        if storage
+            .insert_first_signing_key(key.kid(), &pkcs8, &key.public_jwk(), SystemTime::now())
+            .await?
+        {
+            tracing::info!(kid = key.kid(), "generated a session signing key");
+        }
         stored = storage.active_signing_keys().await?;
     }
     // The newest key first (ties broken by kid, so every replica picks the same one).

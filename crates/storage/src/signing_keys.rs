@@ -4,10 +4,10 @@ use std::time::SystemTime;
 
 use secrecy::SecretBox;
 
-use crate::Storage;
 use crate::db::{get_opt_bytes, get_opt_time, get_string, get_time, millis};
-use crate::error::StorageError;
+use crate::error::{DbFailure, StorageError};
 use crate::types::SigningKey;
+use crate::{Engine, Storage, write_tx};
 
 fn private_key_aad(kid: &str) -> String {
     format!("signing_keys.private_key:{kid}")
@@ -66,6 +66,51 @@ impl Storage {
         .execute(self.writer())
         .await?;
         Ok(())
+    }
+
+    /// Adds the first signing key, unless an active one exists: replicas
+    /// starting at once on an empty database all end up with the one key
+    /// that won, instead of each signing with its own (a replica that read
+    /// back only its own key could not verify the others' tokens). `false`
+    /// when another key was there first.
+    ///
+    /// # Errors
+    /// Database or key errors.
+    pub async fn insert_first_signing_key(
+        &self,
+        kid: &str,
+        private_key: &[u8],
+        public_jwk: &str,
+        at: SystemTime,
+    ) -> Result<bool, StorageError> {
+        let sealed = self.keys().encrypt(&private_key_aad(kid), private_key)?;
+        write_tx!(self, |tx| async {
+            if self.engine() == Engine::Postgres {
+                // SQLite's BEGIN IMMEDIATE already serialises writers.
+                sqlx::query("SELECT pg_advisory_xact_lock(7318201946501)")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let existing =
+                sqlx::query("SELECT 1 FROM signing_keys WHERE retired_at IS NULL LIMIT 1")
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if existing.is_some() {
+                return Ok::<_, DbFailure>(false);
+            }
+            sqlx::query(
+                "INSERT INTO signing_keys (kid, private_key, public_jwk, created_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(kid.to_owned())
+            .bind(sealed.clone())
+            .bind(public_jwk.to_owned())
+            .bind(millis(at))
+            .execute(&mut *tx)
+            .await?;
+            Ok(true)
+        }
+        .await)
     }
 
     /// Retires a signing key; `false` when unknown or already retired.

@@ -72,6 +72,7 @@ conformance_tests!(
     maintenance::sweep_removes_expired_rows_only,
     maintenance::no_migration_is_pending_after_migrate_and_every_one_on_an_empty_database,
     maintenance::signing_keys_insert_race_safely,
+    maintenance::replicas_racing_for_the_first_signing_key_end_with_one,
     maintenance::the_audit_trail_records_bind_unbind_merge_and_revoke,
 );
 

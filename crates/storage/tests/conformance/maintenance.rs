@@ -218,3 +218,27 @@ pub(crate) async fn no_migration_is_pending_after_migrate_and_every_one_on_an_em
         assert!(pending.len() >= 2 && pending.contains(&1), "{pending:?}");
     }
 }
+
+pub(crate) async fn replicas_racing_for_the_first_signing_key_end_with_one(db: TestDb) {
+    let storage = &db.storage;
+    let other = db
+        .connect_again(crate::support::key_ring(&db.key))
+        .await
+        .unwrap();
+    let (a, b) = tokio::join!(
+        storage.insert_first_signing_key("kid-a", b"private-a", "{}", t0()),
+        other.insert_first_signing_key("kid-b", b"private-b", "{}", t0()),
+    );
+    assert!(
+        a.unwrap() ^ b.unwrap(),
+        "exactly one replica's key is inserted"
+    );
+    let keys = storage.active_signing_keys().await.unwrap();
+    assert_eq!(keys.len(), 1, "one active key, the winner's");
+    assert!(
+        !storage
+            .insert_first_signing_key("kid-c", b"private-c", "{}", t0())
+            .await
+            .unwrap()
+    );
+}
