@@ -65,7 +65,7 @@ impl IdentityGrpc {
         let call = Call {
             rpc,
             started: std::time::Instant::now(),
-            metrics: self.services.metrics.clone(),
+            services: self.services.clone(),
             ctx: Ctx {
                 caller,
                 deadline: deadline.work,
@@ -101,7 +101,7 @@ fn request_id(metadata: &tonic::metadata::MetadataMap) -> String {
 struct Call {
     rpc: &'static str,
     started: std::time::Instant,
-    metrics: Arc<crate::metrics::Metrics>,
+    services: Arc<Services>,
     ctx: Ctx,
     answer: Deadline,
     span: tracing::Span,
@@ -115,18 +115,15 @@ impl Call {
     /// The task runs to its end even when the answer is cut short (deadline,
     /// or the caller went away): work that claimed a code or a ticket always
     /// gets to record what became of it, instead of stopping between writes.
-    async fn finish<T, F, Fut>(
-        &self,
-        services: &Arc<Services>,
-        work: F,
-    ) -> Result<Response<T>, Status>
+    async fn finish<T, F, Fut>(&self, work: F) -> Result<Response<T>, Status>
     where
         T: Send + 'static,
         F: FnOnce(Arc<Services>, Ctx) -> Fut,
         Fut: std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
     {
-        let task =
-            tokio::spawn(work(services.clone(), self.ctx.clone()).instrument(self.span.clone()));
+        let task = tokio::spawn(
+            work(self.services.clone(), self.ctx.clone()).instrument(self.span.clone()),
+        );
         let joined = async {
             task.await
                 .unwrap_or_else(|failed| Err(ApiError::internal(failed.to_string())))
@@ -138,7 +135,9 @@ impl Call {
         let code = answer
             .as_ref()
             .map_or_else(Status::code, |_| tonic::Code::Ok);
-        self.metrics.rpc(self.rpc, code, self.started.elapsed());
+        self.services
+            .metrics
+            .rpc(self.rpc, code, self.started.elapsed());
         if let Ok(id) = tonic::metadata::MetadataValue::try_from(self.request_id.as_str()) {
             let metadata = match &mut answer {
                 Ok(response) => response.metadata_mut(),
@@ -195,10 +194,8 @@ impl IdentityService for IdentityGrpc {
         request: Request<pb::MiniProgramLoginRequest>,
     ) -> Result<Response<pb::MiniProgramLoginResponse>, Status> {
         let (call, message) = self.begin("MiniProgramLogin", request)?;
-        call.finish(&self.services, |services, ctx| async move {
-            services.mini_program_login(&ctx, message).await
-        })
-        .await
+        call.finish(|services, ctx| async move { services.mini_program_login(&ctx, message).await })
+            .await
     }
 
     async fn get_phone_number(
@@ -206,10 +203,8 @@ impl IdentityService for IdentityGrpc {
         request: Request<pb::GetPhoneNumberRequest>,
     ) -> Result<Response<pb::GetPhoneNumberResponse>, Status> {
         let (call, message) = self.begin("GetPhoneNumber", request)?;
-        call.finish(&self.services, |services, ctx| async move {
-            services.phone_number(&ctx, message).await
-        })
-        .await
+        call.finish(|services, ctx| async move { services.phone_number(&ctx, message).await })
+            .await
     }
 
     async fn bind_user(
@@ -217,10 +212,8 @@ impl IdentityService for IdentityGrpc {
         request: Request<pb::BindUserRequest>,
     ) -> Result<Response<pb::BindUserResponse>, Status> {
         let (call, message) = self.begin("BindUser", request)?;
-        call.finish(&self.services, |services, ctx| async move {
-            services.bind_user(&ctx, message).await
-        })
-        .await
+        call.finish(|services, ctx| async move { services.bind_user(&ctx, message).await })
+            .await
     }
 
     async fn get_profile(
@@ -228,10 +221,8 @@ impl IdentityService for IdentityGrpc {
         request: Request<pb::GetProfileRequest>,
     ) -> Result<Response<pb::GetProfileResponse>, Status> {
         let (call, message) = self.begin("GetProfile", request)?;
-        call.finish(&self.services, |services, ctx| async move {
-            services.profile(&ctx, message).await
-        })
-        .await
+        call.finish(|services, ctx| async move { services.profile(&ctx, message).await })
+            .await
     }
 
     async fn refresh_token(
@@ -239,10 +230,8 @@ impl IdentityService for IdentityGrpc {
         request: Request<pb::RefreshTokenRequest>,
     ) -> Result<Response<pb::RefreshTokenResponse>, Status> {
         let (call, message) = self.begin("RefreshToken", request)?;
-        call.finish(&self.services, |services, ctx| async move {
-            services.refresh_token(&ctx, message).await
-        })
-        .await
+        call.finish(|services, ctx| async move { services.refresh_token(&ctx, message).await })
+            .await
     }
 
     async fn web_login(
@@ -250,10 +239,8 @@ impl IdentityService for IdentityGrpc {
         request: Request<pb::WebLoginRequest>,
     ) -> Result<Response<pb::WebLoginResponse>, Status> {
         let (call, message) = self.begin("WebLogin", request)?;
-        call.finish(&self.services, |services, ctx| async move {
-            services.web_login(&ctx, message).await
-        })
-        .await
+        call.finish(|services, ctx| async move { services.web_login(&ctx, message).await })
+            .await
     }
 
     async fn verify_token(
@@ -261,10 +248,8 @@ impl IdentityService for IdentityGrpc {
         request: Request<pb::VerifyTokenRequest>,
     ) -> Result<Response<pb::VerifyTokenResponse>, Status> {
         let (call, message) = self.begin("VerifyToken", request)?;
-        call.finish(&self.services, |services, ctx| async move {
-            services.verify_token(&ctx, message).await
-        })
-        .await
+        call.finish(|services, ctx| async move { services.verify_token(&ctx, message).await })
+            .await
     }
 
     async fn revoke_session(
@@ -272,10 +257,8 @@ impl IdentityService for IdentityGrpc {
         request: Request<pb::RevokeSessionRequest>,
     ) -> Result<Response<pb::RevokeSessionResponse>, Status> {
         let (call, message) = self.begin("RevokeSession", request)?;
-        call.finish(&self.services, |services, ctx| async move {
-            services.revoke_session(&ctx, message).await
-        })
-        .await
+        call.finish(|services, ctx| async move { services.revoke_session(&ctx, message).await })
+            .await
     }
 
     async fn unbind_user(
@@ -283,10 +266,8 @@ impl IdentityService for IdentityGrpc {
         request: Request<pb::UnbindUserRequest>,
     ) -> Result<Response<pb::UnbindUserResponse>, Status> {
         let (call, message) = self.begin("UnbindUser", request)?;
-        call.finish(&self.services, |services, ctx| async move {
-            services.unbind_user(&ctx, message).await
-        })
-        .await
+        call.finish(|services, ctx| async move { services.unbind_user(&ctx, message).await })
+            .await
     }
 
     async fn get_app_access_token(
@@ -294,9 +275,7 @@ impl IdentityService for IdentityGrpc {
         request: Request<pb::GetAppAccessTokenRequest>,
     ) -> Result<Response<pb::GetAppAccessTokenResponse>, Status> {
         let (call, message) = self.begin("GetAppAccessToken", request)?;
-        call.finish(&self.services, |services, ctx| async move {
-            services.app_access_token(&ctx, message).await
-        })
-        .await
+        call.finish(|services, ctx| async move { services.app_access_token(&ctx, message).await })
+            .await
     }
 }
