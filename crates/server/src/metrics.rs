@@ -86,7 +86,9 @@ pub struct Metrics {
     verify_lookups: Family<EventLabels, Counter>,
     tokens: Family<EventLabels, Counter>,
     pools: Family<PoolLabels, Gauge>,
+    group_commit: Family<EventLabels, Counter>,
     tokens_seen: Mutex<TokenStats>,
+    group_commit_seen: Mutex<storage::GroupCommitStats>,
 }
 
 impl Default for Metrics {
@@ -107,6 +109,7 @@ impl Metrics {
         let verify_lookups = Family::<EventLabels, Counter>::default();
         let tokens = Family::<EventLabels, Counter>::default();
         let pools = Family::<PoolLabels, Gauge>::default();
+        let group_commit = Family::<EventLabels, Counter>::default();
         registry.register(
             "rpc_requests",
             "gRPC calls by method and status code",
@@ -147,6 +150,11 @@ impl Metrics {
             "database pool connections by pool and state",
             pools.clone(),
         );
+        registry.register(
+            "storage_group_commit_events",
+            "SQLite group commit: commits, writes committed (writes/commits is the mean batch), rollbacks of batches replayed one by one",
+            group_commit.clone(),
+        );
         Self {
             registry,
             rpcs,
@@ -157,7 +165,9 @@ impl Metrics {
             verify_lookups,
             tokens,
             pools,
+            group_commit,
             tokens_seen: Mutex::new(TokenStats::default()),
+            group_commit_seen: Mutex::new(storage::GroupCommitStats::default()),
         }
     }
 
@@ -197,6 +207,9 @@ impl Metrics {
     /// The text exposition, after bringing the sampled values up to date.
     fn render(&self, tokens: &AppTokenManager, storage: &storage::Storage) -> String {
         self.sample_tokens(tokens.stats());
+        if let Some(stats) = storage.group_commit_stats() {
+            self.sample_group_commit(stats);
+        }
         for (pool, size, idle) in storage.pool_stats() {
             let set = |state: &'static str, value: usize| {
                 self.pools
@@ -211,6 +224,23 @@ impl Metrics {
             tracing::warn!("metrics could not be encoded");
         }
         text
+    }
+
+    /// The storage counts its group commits on its own, like the token manager.
+    fn sample_group_commit(&self, now: storage::GroupCommitStats) {
+        let Ok(mut seen) = self.group_commit_seen.lock() else {
+            return;
+        };
+        for (event, now, before) in [
+            ("commit", now.commits, seen.commits),
+            ("write", now.writes, seen.writes),
+            ("rollback", now.rollbacks, seen.rollbacks),
+        ] {
+            self.group_commit
+                .get_or_create(&EventLabels { event })
+                .inc_by(now.saturating_sub(before));
+        }
+        *seen = now;
     }
 
     /// The token manager counts on its own; its counters grow by what it

@@ -2,12 +2,12 @@
 
 use std::time::{Duration, SystemTime};
 
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 use wechat_client::AppId;
 
 use crate::Storage;
 use crate::db::{millis, millis_after};
-use crate::error::StorageError;
+use crate::error::{DbFailure, StorageError};
 use crate::types::CodeClaim;
 
 /// WeChat's codes live five minutes; so do our records of them.
@@ -33,36 +33,12 @@ impl Storage {
         at: SystemTime,
     ) -> Result<CodeClaim, StorageError> {
         let hash = self.code_hash(app_id, code).await?;
-        // One statement: insert, or take over an expired record; a live record
-        // is left alone and nothing is returned.
-        let claimed = sqlx::query(
-            "INSERT INTO used_codes (code_hash, app_id, claimed_at, expires_at, ambiguous) \
-             VALUES ($1, $2, $3, $4, 0) ON CONFLICT (code_hash) DO UPDATE SET \
-             claimed_at = excluded.claimed_at, expires_at = excluded.expires_at, ambiguous = 0 \
-             WHERE used_codes.expires_at <= excluded.claimed_at RETURNING claimed_at",
-        )
-        .bind(hash.clone())
-        .bind(app_id.to_string())
-        .bind(millis(at))
-        .bind(millis_after(at, CODE_TTL))
-        .fetch_optional(self.writer())
-        .await?;
-        if claimed.is_some() {
-            return Ok(CodeClaim::Fresh);
-        }
-        let row = sqlx::query("SELECT ambiguous FROM used_codes WHERE code_hash = $1")
-            .bind(hash)
-            .fetch_optional(self.writer())
-            .await?;
-        let ambiguous = match row {
-            Some(row) => row.try_get::<i64, _>("ambiguous")? != 0,
-            None => false,
-        };
-        Ok(if ambiguous {
-            CodeClaim::LostToFailedAttempt
-        } else {
-            CodeClaim::AlreadyUsed
+        let app_id = app_id.to_string();
+        self.grouped_write(move |conn| {
+            let (hash, app_id) = (hash.clone(), app_id.clone());
+            Box::pin(async move { claim_in_tx(conn, hash, app_id, at).await })
         })
+        .await
     }
 
     /// The exchange of a claimed code failed ambiguously (WeChat may have
@@ -96,4 +72,42 @@ impl Storage {
             .await?;
         Ok(())
     }
+}
+
+async fn claim_in_tx(
+    conn: &mut AnyConnection,
+    hash: Vec<u8>,
+    app_id: String,
+    at: SystemTime,
+) -> Result<CodeClaim, DbFailure> {
+    // Insert, or take over an expired record; a live record is left alone
+    // and nothing is returned.
+    let claimed = sqlx::query(
+        "INSERT INTO used_codes (code_hash, app_id, claimed_at, expires_at, ambiguous) \
+         VALUES ($1, $2, $3, $4, 0) ON CONFLICT (code_hash) DO UPDATE SET \
+         claimed_at = excluded.claimed_at, expires_at = excluded.expires_at, ambiguous = 0 \
+         WHERE used_codes.expires_at <= excluded.claimed_at RETURNING claimed_at",
+    )
+    .bind(hash.clone())
+    .bind(app_id)
+    .bind(millis(at))
+    .bind(millis_after(at, CODE_TTL))
+    .fetch_optional(&mut *conn)
+    .await?;
+    if claimed.is_some() {
+        return Ok(CodeClaim::Fresh);
+    }
+    let row = sqlx::query("SELECT ambiguous FROM used_codes WHERE code_hash = $1")
+        .bind(hash)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let ambiguous = match row {
+        Some(row) => row.try_get::<i64, _>("ambiguous")? != 0,
+        None => false,
+    };
+    Ok(if ambiguous {
+        CodeClaim::LostToFailedAttempt
+    } else {
+        CodeClaim::AlreadyUsed
+    })
 }

@@ -1,16 +1,17 @@
 //! WeChat identities: logins and unionid linking. Merging lives in `merge.rs`,
 //! the encrypted credentials in `credentials.rs`.
 
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use sqlx::{AnyConnection, AssertSqlSafe};
 use wechat_client::{AppId, OpenId, UnionId};
 
+use crate::Storage;
 use crate::db::{for_update, get_opt_unionid, get_user_id, millis};
 use crate::error::{DbFailure, StorageError};
-use crate::types::{IdentityLogin, LoginOutcome, UserId};
+use crate::types::{IdentityLogin, IssuedSession, LoginOutcome, NewSession, UserId};
 use crate::users::{insert_user, write_profile};
-use crate::{Storage, write_tx};
 
 /// The columns of a new identity row.
 pub(crate) struct NewIdentity<'a> {
@@ -77,7 +78,46 @@ impl Storage {
     /// # Errors
     /// Database or key errors.
     pub async fn record_login(&self, login: &IdentityLogin) -> Result<LoginOutcome, StorageError> {
-        write_tx!(self, |tx| self.record_login_tx(&mut tx, login).await)
+        let (storage, login) = (self.clone(), Arc::new(login.clone()));
+        self.grouped_write(move |conn| {
+            let (storage, login) = (storage.clone(), login.clone());
+            Box::pin(async move { storage.record_login_tx(conn, &login).await })
+        })
+        .await
+    }
+
+    /// [`Storage::record_login`], and a session opened through the identity
+    /// (as [`Storage::create_session`] would) in the same transaction: a login
+    /// never leaves a recorded identity without the session it was for.
+    ///
+    /// # Errors
+    /// As [`Storage::record_login`].
+    pub async fn record_login_with_session(
+        &self,
+        login: &IdentityLogin,
+        refresh_ttl: Duration,
+        actor: &str,
+    ) -> Result<(LoginOutcome, IssuedSession), StorageError> {
+        let (storage, login) = (self.clone(), Arc::new(login.clone()));
+        let actor: Arc<str> = actor.into();
+        self.grouped_write(move |conn| {
+            let (storage, login, actor) = (storage.clone(), login.clone(), actor.clone());
+            Box::pin(async move {
+                let outcome = storage.record_login_tx(conn, &login).await?;
+                let new = NewSession {
+                    user_id: outcome.user_id,
+                    app_id: login.app_id.clone(),
+                    openid: login.openid.clone(),
+                    refresh_ttl,
+                    actor: actor.to_string(),
+                    at: login.at,
+                };
+                // The user was just resolved (or created) in this transaction.
+                let issued = storage.open_session_tx(conn, &new).await?;
+                Ok((outcome, issued))
+            })
+        })
+        .await
     }
 
     async fn record_login_tx(

@@ -17,6 +17,7 @@ mod credentials;
 mod crypto;
 mod db;
 mod error;
+mod group_commit;
 mod identities;
 mod ids;
 mod merge;
@@ -34,6 +35,7 @@ mod users;
 pub use config::{Engine, StorageConfig};
 pub use crypto::KeyRing;
 pub use error::StorageError;
+pub use group_commit::GroupCommitStats;
 pub use redis_cache::RedisTokenCache;
 pub use token_cache::DbTokenCache;
 pub use types::{
@@ -77,7 +79,10 @@ struct Inner {
     keys: KeyRing,
     lookup_key: OnceCell<LookupKey>,
     /// Session-changing transactions committed by this process.
-    local_session_changes: std::sync::atomic::AtomicU64,
+    local_session_changes: Arc<std::sync::atomic::AtomicU64>,
+    /// SQLite: the writer thread that runs the hot writes in shared
+    /// transactions. PostgreSQL: none; its pool runs writes side by side.
+    group_commit: Option<group_commit::GroupCommit>,
 }
 
 /// Runs `$body` (an expression using the transaction `$tx`) in a write
@@ -142,6 +147,17 @@ impl Storage {
                 (pool.clone(), pool)
             }
         };
+        let local_session_changes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let group_commit = match engine {
+            Engine::Sqlite => Some(
+                group_commit::GroupCommit::start(writer.clone(), local_session_changes.clone())
+                    .map_err(|error| {
+                        tracing::error!(%error, "could not start the SQLite writer thread");
+                        StorageError::Internal
+                    })?,
+            ),
+            Engine::Postgres => None,
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 engine,
@@ -149,7 +165,8 @@ impl Storage {
                 reader,
                 keys,
                 lookup_key: OnceCell::new(),
-                local_session_changes: std::sync::atomic::AtomicU64::new(0),
+                local_session_changes,
+                group_commit,
             }),
         })
     }
@@ -268,6 +285,15 @@ impl Storage {
         }
     }
 
+    /// What SQLite's group committer did so far; `None` on PostgreSQL,
+    /// which commits each write on its own connection.
+    pub fn group_commit_stats(&self) -> Option<GroupCommitStats> {
+        self.inner
+            .group_commit
+            .as_ref()
+            .map(group_commit::GroupCommit::stats)
+    }
+
     pub(crate) fn reader(&self) -> &AnyPool {
         &self.inner.reader
     }
@@ -285,6 +311,20 @@ impl Storage {
             Engine::Postgres => self.inner.writer.begin().await?,
         };
         Ok(tx)
+    }
+
+    /// Runs `work` in a write transaction like `write_tx!`; on SQLite, in a
+    /// transaction it shares with the other writes queued at the same moment
+    /// (see `group_commit`). `work` must not capture borrows: it may run
+    /// again, on another thread, after a grouped attempt was rolled back.
+    pub(crate) async fn grouped_write<T: Send + 'static>(
+        &self,
+        work: impl group_commit::Work<T>,
+    ) -> Result<T, StorageError> {
+        match &self.inner.group_commit {
+            Some(group) => group.submit(work).await,
+            None => write_tx!(self, |tx| work(&mut tx).await),
+        }
     }
 
     /// The HMAC key for lookup hashes, loaded (or created at first start) once.

@@ -1,5 +1,6 @@
 //! Sessions and their refresh tokens: rotation with reuse detection.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use secrecy::{ExposeSecret, SecretString};
@@ -93,7 +94,12 @@ impl Storage {
     /// `NotFound("user")` when the user does not exist, `NotFound("identity")`
     /// when the identity is not (or no longer) linked to that user.
     pub async fn create_session(&self, new: &NewSession) -> Result<IssuedSession, StorageError> {
-        write_tx!(self, |tx| self.create_session_tx(&mut tx, new).await)
+        let (storage, new) = (self.clone(), Arc::new(new.clone()));
+        self.grouped_write(move |conn| {
+            let (storage, new) = (storage.clone(), new.clone());
+            Box::pin(async move { storage.create_session_tx(conn, &new).await })
+        })
+        .await
     }
 
     /// Exchanges a refresh token for the next generation. Presenting a retired
@@ -108,9 +114,12 @@ impl Storage {
         at: SystemTime,
     ) -> Result<Rotation, StorageError> {
         let hash = token_hash(presented);
-        write_tx!(self, |tx| self
-            .rotate_tx(&mut tx, &hash, refresh_ttl, at)
-            .await)
+        let storage = self.clone();
+        self.grouped_write(move |conn| {
+            let (storage, hash) = (storage.clone(), hash.clone());
+            Box::pin(async move { storage.rotate_tx(conn, &hash, refresh_ttl, at).await })
+        })
+        .await
     }
 
     async fn rotate_tx(
@@ -248,8 +257,6 @@ impl Storage {
         conn: &mut AnyConnection,
         new: &NewSession,
     ) -> Result<IssuedSession, DbFailure> {
-        let session_id = SessionId::generate();
-        let expires_at = millis_after(new.at, new.refresh_ttl);
         let user_known = sqlx::query("SELECT 1 FROM users WHERE user_id = $1")
             .bind(new.user_id.to_string())
             .fetch_optional(&mut *conn)
@@ -258,6 +265,17 @@ impl Storage {
         if !user_known {
             return Err(DbFailure::Fatal(StorageError::NotFound { what: "user" }));
         }
+        self.open_session_tx(conn, new).await
+    }
+
+    /// [`Storage::create_session`] once the user is known to exist.
+    pub(crate) async fn open_session_tx(
+        &self,
+        conn: &mut AnyConnection,
+        new: &NewSession,
+    ) -> Result<IssuedSession, DbFailure> {
+        let session_id = SessionId::generate();
+        let expires_at = millis_after(new.at, new.refresh_ttl);
         // The identity must (still) belong to the user: a merge or a bind
         // may have moved it since the caller looked.
         let inserted = sqlx::query(

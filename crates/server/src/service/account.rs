@@ -158,10 +158,10 @@ impl Services {
                     &code.app_id,
                     Wanted::MiniProgram,
                 )?;
-                let logged_in = self
+                let identity = self
                     .exchange_login_code(ctx, app, &code.code, "mini_program_code.code")
                     .await?;
-                (logged_in.identity, None)
+                (identity, None)
             }
             Some(Proof::Identity(identity)) => {
                 let app = self

@@ -12,14 +12,6 @@ use crate::validate;
 
 use super::{Ctx, Services, now};
 
-/// A WeChat identity that just logged in, and what that did to its user.
-#[derive(Debug)]
-pub(super) struct LoggedIn {
-    pub(super) identity: IdentityRef,
-    pub(super) unionid: Option<wechat_client::UnionId>,
-    pub(super) outcome: LoginOutcome,
-}
-
 impl Services {
     /// `MiniProgramLogin`.
     ///
@@ -35,18 +27,19 @@ impl Services {
         let app = self
             .apps
             .resolve("app_id", &request.app_id, Wanted::MiniProgram)?;
-        let logged_in = self
-            .exchange_login_code(ctx, app, &request.code, "code")
+        let login = self.exchange_code(ctx, app, &request.code, "code").await?;
+        // One transaction: the identity is never recorded without its session.
+        let (outcome, issued) = self
+            .storage
+            .record_login_with_session(&login, self.lifetimes.refresh, &ctx.caller.name)
             .await?;
-        let session = self
-            .open_session(ctx, &logged_in.outcome.user_id, &logged_in.identity)
-            .await?;
+        log_merge(ctx, &outcome);
         Ok(pb::MiniProgramLoginResponse {
-            user_id: logged_in.outcome.user_id.to_string(),
-            openid: logged_in.identity.openid.to_string(),
-            unionid: logged_in.unionid.map(String::from).unwrap_or_default(),
-            is_new_user: logged_in.outcome.is_new_user,
-            session: Some(session),
+            user_id: outcome.user_id.to_string(),
+            openid: login.openid.to_string(),
+            unionid: login.unionid.map(String::from).unwrap_or_default(),
+            is_new_user: outcome.is_new_user,
+            session: Some(self.issued_session(&issued)),
         })
     }
 
@@ -107,16 +100,35 @@ impl Services {
         })
     }
 
-    /// Exchanges a `wx.login` code once: a code already exchanged is refused
-    /// without asking WeChat, and a code WeChat may have consumed in a failed
-    /// attempt is remembered so that its retry answers UNAVAILABLE, not CODE_USED.
+    /// Exchanges a `wx.login` code once and records the login; answers the
+    /// identity that logged in.
     pub(super) async fn exchange_login_code(
         &self,
         ctx: &Ctx,
         app: &ResolvedApp,
         code: &str,
         code_field: &str,
-    ) -> Result<LoggedIn, ApiError> {
+    ) -> Result<IdentityRef, ApiError> {
+        let login = self.exchange_code(ctx, app, code, code_field).await?;
+        let outcome = self.storage.record_login(&login).await?;
+        log_merge(ctx, &outcome);
+        Ok(IdentityRef {
+            app_id: login.app_id,
+            openid: login.openid,
+        })
+    }
+
+    /// Exchanges a `wx.login` code with WeChat once: a code already exchanged
+    /// is refused without asking WeChat, and a code WeChat may have consumed
+    /// in a failed attempt is remembered so that its retry answers
+    /// UNAVAILABLE, not CODE_USED. Answers the login to record.
+    async fn exchange_code(
+        &self,
+        ctx: &Ctx,
+        app: &ResolvedApp,
+        code: &str,
+        code_field: &str,
+    ) -> Result<IdentityLogin, ApiError> {
         self.claim_code(app, code, code_field).await?;
         let credentials = AppCredentials {
             app_id: app.app_id.clone(),
@@ -134,29 +146,17 @@ impl Services {
                 return Err(ApiError::from_wechat(error, code_field));
             }
         };
-        let login = IdentityLogin {
+        Ok(IdentityLogin {
             app_id: app.app_id.clone(),
             app_kind: AppKind::MiniProgram,
-            openid: session.openid.clone(),
-            unionid: session.unionid.clone(),
+            openid: session.openid,
+            unionid: session.unionid,
             scope: None,
             is_snapshot: false,
             session_key: Some(SecretString::from(session.session_key.expose_secret())),
             web_tokens: None,
             profile: None,
             at: now(),
-        };
-        let outcome = self.storage.record_login(&login).await?;
-        if let Some(merge) = &outcome.merged {
-            tracing::info!(kept = %merge.kept_user_id, merged = %merge.merged_user_id, caller = %ctx.caller.name, "unionid proved two users one person: merged");
-        }
-        Ok(LoggedIn {
-            identity: IdentityRef {
-                app_id: app.app_id.clone(),
-                openid: session.openid,
-            },
-            unionid: session.unionid,
-            outcome,
         })
     }
 
@@ -203,5 +203,11 @@ impl Services {
         if let Err(storage_error) = bookkeeping {
             tracing::warn!(app_id = %app.app_id, error = %storage_error, "could not record the outcome of a failed code exchange");
         }
+    }
+}
+
+fn log_merge(ctx: &Ctx, outcome: &LoginOutcome) {
+    if let Some(merge) = &outcome.merged {
+        tracing::info!(kept = %merge.kept_user_id, merged = %merge.merged_user_id, caller = %ctx.caller.name, "unionid proved two users one person: merged");
     }
 }

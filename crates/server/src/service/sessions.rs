@@ -37,8 +37,13 @@ impl Services {
                 at: now(),
             })
             .await?;
+        Ok(self.issued_session(&issued))
+    }
+
+    /// The answer for a session just opened, counted.
+    pub(super) fn issued_session(&self, issued: &IssuedSession) -> pb::Session {
         self.metrics.session(SessionEvent::Issued);
-        Ok(self.session_message(&issued))
+        self.session_message(issued)
     }
 
     /// A fresh access token for `issued`, with its refresh token.

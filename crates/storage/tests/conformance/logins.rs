@@ -332,3 +332,50 @@ pub(crate) async fn concurrent_upgrades_to_one_unionid_merge_into_one_user(db: T
         .unwrap();
     assert_eq!(profile.identities.len(), 4);
 }
+
+pub(crate) async fn concurrent_logins_with_sessions_each_get_their_users_session(db: TestDb) {
+    let storage = &db.storage;
+    // Concurrent first logins (some of one identity, some of others) each
+    // get a session of the user their identity belongs to.
+    let tasks = (0..24).map(|i| {
+        let storage = storage.clone();
+        tokio::spawn(async move {
+            let open_id = format!("o-{}", i % 6);
+            let mut login = login("wxapp1", &open_id, None, t0() + secs(i));
+            login.session_key = Some(SecretString::from(format!("key-{i}")));
+            storage
+                .record_login_with_session(&login, secs(3600), "test")
+                .await
+                .map(|(outcome, issued)| (open_id, outcome, issued))
+        })
+    });
+    let results: Vec<_> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(|joined| joined.unwrap().unwrap())
+        .collect();
+    let users: HashSet<_> = results.iter().map(|(_, o, _)| o.user_id).collect();
+    assert_eq!(users.len(), 6);
+    assert_eq!(results.iter().filter(|(_, o, _)| o.is_new_user).count(), 6);
+    for (open_id, outcome, issued) in &results {
+        assert_eq!(issued.session.user_id, outcome.user_id);
+        assert_eq!(issued.session.openid, openid(open_id));
+        let stored = storage
+            .session(&issued.session.session_id)
+            .await
+            .unwrap()
+            .expect("session committed with the login");
+        assert_eq!(stored.user_id, outcome.user_id);
+        assert!(matches!(
+            storage
+                .rotate_refresh_token(
+                    issued.refresh_token.expose_secret(),
+                    secs(3600),
+                    t0() + secs(30)
+                )
+                .await
+                .unwrap(),
+            storage::Rotation::Rotated(_)
+        ));
+    }
+}

@@ -1,0 +1,261 @@
+//! Group commit for SQLite's one writer connection: the hot writes (refresh
+//! token rotations, logins) queued at the same moment run one after another in
+//! one transaction, on a thread of their own.
+//!
+//! SQLite allows one writer at a time, so those writes were serial anyway; what
+//! made them slow was not SQLite but the hops around it. Every statement is a
+//! round trip to sqlx's connection thread, and every transaction paid for
+//! `BEGIN`, `COMMIT` and a hand-over of the pool's one connection to the next
+//! waiting task, each hop waiting for a busy runtime thread to pick the task
+//! up again. Here the statements of a batch run back to back from a thread
+//! that does nothing else, and `BEGIN`/`COMMIT` are paid once per batch.
+//!
+//! A job runs exactly as it would alone: it sees every earlier job's writes,
+//! as it would have after their commits. When any job of a batch fails, or the
+//! batch cannot commit, the whole batch is rolled back and every job runs
+//! again in its own transaction (retried as `write_tx!` does), so one job's
+//! failure is reported to that job alone and no partial write survives.
+//! Results reach the callers only after the commit that holds their writes.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sqlx::{Any, AnyConnection, AnyPool, Transaction};
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+
+use crate::error::{DbFailure, StorageError};
+use crate::{session_epoch, write_tx};
+
+/// A boxed, sendable future borrowing for `'a`.
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// At most this many jobs share a transaction: the first job of a batch
+/// waits for the last, so a batch is kept short.
+const MAX_BATCH: usize = 64;
+
+/// The work of one write: run on the open transaction's connection, as often
+/// as needed (a batch that failed runs it again alone).
+pub(crate) trait Work<T>:
+    for<'c> Fn(&'c mut AnyConnection) -> BoxFuture<'c, Result<T, DbFailure>> + Send + Sync + 'static
+{
+}
+
+impl<T, F> Work<T> for F where
+    F: for<'c> Fn(&'c mut AnyConnection) -> BoxFuture<'c, Result<T, DbFailure>>
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// A queued write, its output kept until the commit decides its fate.
+trait Job: Send {
+    fn run<'c>(&'c mut self, conn: &'c mut AnyConnection) -> BoxFuture<'c, Result<(), DbFailure>>;
+    fn span(&self) -> &tracing::Span;
+    /// Answers the caller: the kept output, or `failure`.
+    fn deliver(self: Box<Self>, failure: Option<StorageError>);
+}
+
+struct Pending<T, F> {
+    work: F,
+    output: Option<T>,
+    reply: oneshot::Sender<Result<T, StorageError>>,
+    span: tracing::Span,
+}
+
+impl<T: Send + 'static, F: Work<T>> Job for Pending<T, F> {
+    fn run<'c>(&'c mut self, conn: &'c mut AnyConnection) -> BoxFuture<'c, Result<(), DbFailure>> {
+        Box::pin(async move {
+            self.output = None;
+            let output = (self.work)(conn).await?;
+            self.output = Some(output);
+            Ok(())
+        })
+    }
+
+    fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
+    fn deliver(self: Box<Self>, failure: Option<StorageError>) {
+        let result = match (failure, self.output) {
+            (Some(error), _) => Err(error),
+            (None, Some(output)) => Ok(output),
+            (None, None) => Err(StorageError::Internal),
+        };
+        // The caller may have gone; its writes are committed all the same.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// The handle the storage keeps: jobs go in, the writer thread runs them.
+#[derive(Debug)]
+pub(crate) struct GroupCommit {
+    jobs: mpsc::UnboundedSender<Box<dyn Job>>,
+    counters: Arc<Counters>,
+}
+
+/// What the group committer did since the process started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupCommitStats {
+    /// Transactions committed (a batch, or one write alone).
+    pub commits: u64,
+    /// Writes committed by them: `writes / commits` is the mean batch size.
+    pub writes: u64,
+    /// Batches rolled back because one of their writes (or the commit)
+    /// failed; their writes then ran again one by one.
+    pub rollbacks: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    commits: AtomicU64,
+    writes: AtomicU64,
+    rollbacks: AtomicU64,
+}
+
+impl Counters {
+    fn committed(&self, writes: usize) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.writes
+            .fetch_add(u64::try_from(writes).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for dyn Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Job")
+    }
+}
+
+/// What the writer thread needs of the storage: the writer pool, and the
+/// counter of session-changing commits (see `session_epoch`).
+struct Writer {
+    pool: AnyPool,
+    session_changes: Arc<AtomicU64>,
+    counters: Arc<Counters>,
+}
+
+impl Writer {
+    async fn begin_write(&self) -> Result<Transaction<'static, Any>, StorageError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    fn sessions_changed(&self) {
+        self.session_changes.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+impl GroupCommit {
+    /// Starts the writer thread on `pool` (SQLite's one writer connection).
+    /// The thread ends when the handle is dropped and the queue is drained.
+    pub(crate) fn start(pool: AnyPool, session_changes: Arc<AtomicU64>) -> std::io::Result<Self> {
+        let (jobs, queue) = mpsc::unbounded_channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let counters = Arc::new(Counters::default());
+        let writer = Writer {
+            pool,
+            session_changes,
+            counters: counters.clone(),
+        };
+        std::thread::Builder::new()
+            .name("sqlite-writer".to_owned())
+            .spawn(move || runtime.block_on(serve(writer, queue)))?;
+        Ok(Self { jobs, counters })
+    }
+
+    /// What it did so far.
+    pub(crate) fn stats(&self) -> GroupCommitStats {
+        GroupCommitStats {
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            writes: self.counters.writes.load(Ordering::Relaxed),
+            rollbacks: self.counters.rollbacks.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Queues `work` and waits for the commit that holds it.
+    pub(crate) async fn submit<T: Send + 'static>(
+        &self,
+        work: impl Work<T>,
+    ) -> Result<T, StorageError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(Pending {
+            work,
+            output: None,
+            reply,
+            span: tracing::Span::current(),
+        });
+        if self.jobs.send(job).is_err() {
+            return Err(StorageError::Unavailable);
+        }
+        answer.await.unwrap_or(Err(StorageError::Unavailable))
+    }
+}
+
+async fn serve(writer: Writer, mut queue: mpsc::UnboundedReceiver<Box<dyn Job>>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        if batch.len() == 1 || !run_together(&writer, &mut batch).await {
+            if batch.len() > 1 {
+                writer.counters.rollbacks.fetch_add(1, Ordering::Relaxed);
+            }
+            for mut job in batch.drain(..) {
+                let span = job.span().clone();
+                let outcome = run_alone(&writer, job.as_mut()).instrument(span).await;
+                if outcome.is_ok() {
+                    writer.counters.committed(1);
+                }
+                job.deliver(outcome.err());
+            }
+        }
+    }
+}
+
+/// Runs the batch in one transaction and answers every job; `false` (nothing
+/// answered, nothing written) when a job or the commit failed.
+async fn run_together(writer: &Writer, batch: &mut Vec<Box<dyn Job>>) -> bool {
+    let Ok(mut tx) = writer.begin_write().await else {
+        return false;
+    };
+    let (ran, sessions_changed) = session_epoch::tracking(async {
+        for job in batch.iter_mut() {
+            let span = job.span().clone();
+            if let Err(failure) = job.run(&mut tx).instrument(span).await {
+                tracing::debug!(%failure, jobs = batch.len(), "a grouped write failed: each runs alone");
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    if !ran {
+        if let Err(error) = tx.rollback().await {
+            tracing::warn!(%error, "rolling back a failed group of writes failed");
+        }
+        return false;
+    }
+    if let Err(error) = tx.commit().await {
+        tracing::debug!(%error, "a group commit failed: each write runs alone");
+        return false;
+    }
+    if sessions_changed {
+        writer.sessions_changed();
+    }
+    writer.counters.committed(batch.len());
+    for job in batch.drain(..) {
+        job.deliver(None);
+    }
+    true
+}
+
+async fn run_alone(writer: &Writer, job: &mut dyn Job) -> Result<(), StorageError> {
+    write_tx!(writer, |tx| job.run(&mut tx).await)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,179 @@
+//! The group committer's promises, on a SQLite file (the engine it runs on).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use sqlx::AnyConnection;
+use tokio::sync::{Notify, mpsc};
+
+use crate::error::{DbFailure, StorageError};
+use crate::{KeyRing, Storage, StorageConfig};
+
+async fn sqlite() -> (Storage, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("group.db").display());
+    let keys = KeyRing::new(("k1".to_owned(), KeyRing::generate_key()), vec![]).expect("keys");
+    let storage = Storage::connect(&StorageConfig::new(url), keys)
+        .await
+        .expect("connect");
+    storage.migrate().await.expect("migrate");
+    (storage, dir)
+}
+
+async fn insert(conn: &mut AnyConnection, name: &str) -> Result<(), DbFailure> {
+    sqlx::query("INSERT INTO key_material (name, ciphertext, created_at) VALUES ($1, $2, 0)")
+        .bind(name.to_owned())
+        .bind(vec![0u8])
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The names in `key_material`, read through the reader pool: only what
+/// was committed.
+async fn committed(storage: &Storage) -> Vec<String> {
+    sqlx::query_scalar("SELECT name FROM key_material WHERE name LIKE 'job-%' ORDER BY name")
+        .fetch_all(storage.reader())
+        .await
+        .expect("read")
+}
+
+/// Holds the writer thread inside a job until released, so that the jobs
+/// submitted meanwhile queue up and run as one batch.
+async fn hold_the_writer(storage: &Storage) -> (Arc<Notify>, tokio::task::JoinHandle<()>) {
+    let release = Arc::new(Notify::new());
+    let (started, mut running) = mpsc::unbounded_channel();
+    let holder = {
+        let (storage, release) = (storage.clone(), release.clone());
+        tokio::spawn(async move {
+            storage
+                .grouped_write(move |_conn| {
+                    let (release, started) = (release.clone(), started.clone());
+                    Box::pin(async move {
+                        let _ = started.send(());
+                        release.notified().await;
+                        Ok(())
+                    })
+                })
+                .await
+                .expect("holder");
+        })
+    };
+    running.recv().await.expect("holder started");
+    (release, holder)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_failing_job_fails_alone_and_leaves_no_write() {
+    let (storage, _dir) = sqlite().await;
+    let (release, holder) = hold_the_writer(&storage).await;
+
+    let retries = Arc::new(AtomicU32::new(0));
+    let mut jobs = Vec::new();
+    for name in ["job-a", "job-b", "job-c", "job-d"] {
+        let (storage, retries) = (storage.clone(), retries.clone());
+        jobs.push(tokio::spawn(async move {
+            storage
+                .grouped_write(move |conn| {
+                    let retries = retries.clone();
+                    Box::pin(async move {
+                        insert(conn, name).await?;
+                        match name {
+                            // Fails after writing: the write must not survive.
+                            "job-b" => Err(DbFailure::Fatal(StorageError::Conflict { what: "b" })),
+                            // Loses a race once, then succeeds when run again.
+                            "job-d" if retries.fetch_add(1, Ordering::SeqCst) < 2 => {
+                                Err(DbFailure::Retry)
+                            }
+                            _ => Ok(name),
+                        }
+                    })
+                })
+                .await
+        }));
+        // Queued in this order behind the held writer.
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    release.notify_one();
+    holder.await.expect("holder");
+
+    let mut answers = Vec::new();
+    for job in jobs {
+        answers.push(job.await.expect("joined"));
+    }
+    assert!(matches!(answers[0], Ok("job-a")));
+    assert!(matches!(
+        answers[1],
+        Err(StorageError::Conflict { what: "b" })
+    ));
+    assert!(matches!(answers[2], Ok("job-c")));
+    assert!(matches!(answers[3], Ok("job-d")));
+    assert_eq!(committed(&storage).await, ["job-a", "job-c", "job-d"]);
+    let stats = storage.group_commit_stats().expect("sqlite groups");
+    // The holder alone, then the four as one batch, rolled back, then the
+    // three that succeed alone.
+    assert_eq!(stats.rollbacks, 1, "{stats:?}");
+    assert_eq!((stats.commits, stats.writes), (4, 4), "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_of_one_batch_see_each_others_writes_and_answer_after_commit() {
+    let (storage, _dir) = sqlite().await;
+    let (release, holder) = hold_the_writer(&storage).await;
+    let mut jobs = Vec::new();
+    for i in 0..10 {
+        let storage = storage.clone();
+        jobs.push(tokio::spawn(async move {
+            let seen = storage
+                .grouped_write(move |conn| {
+                    Box::pin(async move {
+                        let before: i64 = sqlx::query_scalar(
+                            "SELECT COUNT(*) FROM key_material WHERE name LIKE 'job-%'",
+                        )
+                        .fetch_one(&mut *conn)
+                        .await?;
+                        insert(conn, &format!("job-{i:02}")).await?;
+                        Ok(before)
+                    })
+                })
+                .await
+                .expect("job");
+            // Answered only once committed: another connection sees the row.
+            let visible = committed(&storage).await;
+            assert!(visible.contains(&format!("job-{i:02}")), "{visible:?}");
+            seen
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    release.notify_one();
+    holder.await.expect("holder");
+    let mut seen = Vec::new();
+    for job in jobs {
+        seen.push(job.await.expect("joined"));
+    }
+    // One after another, each seeing every earlier write.
+    seen.sort_unstable();
+    assert_eq!(seen, (0..10).collect::<Vec<i64>>());
+    assert_eq!(committed(&storage).await.len(), 10);
+    let stats = storage.group_commit_stats().expect("sqlite groups");
+    // The holder alone, then the ten in one transaction.
+    assert_eq!(
+        (stats.commits, stats.writes, stats.rollbacks),
+        (2, 11, 0),
+        "{stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_closed_storage_answers_unavailable() {
+    let (storage, _dir) = sqlite().await;
+    storage.close().await;
+    let answer = storage
+        .grouped_write(|conn| Box::pin(async move { insert(conn, "job-x").await }))
+        .await;
+    assert!(
+        matches!(answer, Err(StorageError::Unavailable)),
+        "{answer:?}"
+    );
+}
