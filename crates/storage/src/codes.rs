@@ -34,7 +34,8 @@ impl Storage {
     ) -> Result<CodeClaim, StorageError> {
         let hash = self.code_hash(app_id, code).await?;
         let app_id = app_id.to_string();
-        self.grouped_write(move |conn| {
+        // Each statement stands alone: a claim is one insert-or-take-over.
+        self.grouped_statements(move |conn| {
             let (hash, app_id) = (hash.clone(), app_id.clone());
             Box::pin(async move { claim_in_tx(conn, hash, app_id, at).await })
         })

@@ -1,14 +1,13 @@
 //! Group commit for SQLite's one writer connection: the hot writes (refresh
 //! token rotations, logins) queued at the same moment run one after another in
-//! one transaction, on a thread of their own.
+//! one transaction, from one writer task.
 //!
 //! SQLite allows one writer at a time, so those writes were serial anyway; what
 //! made them slow was not SQLite but the hops around it. Every statement is a
 //! round trip to sqlx's connection thread, and every transaction paid for
 //! `BEGIN`, `COMMIT` and a hand-over of the pool's one connection to the next
-//! waiting task, each hop waiting for a busy runtime thread to pick the task
-//! up again. Here the statements of a batch run back to back from a thread
-//! that does nothing else, and `BEGIN`/`COMMIT` are paid once per batch.
+//! waiting task. Here the statements of a batch run back to back from one
+//! task, and `BEGIN`, `COMMIT` and the hand-over are paid once per batch.
 //!
 //! A job runs exactly as it would alone: it sees every earlier job's writes,
 //! as it would have after their commits. When any job of a batch fails, or the
@@ -17,20 +16,18 @@
 //! failure is reported to that job alone and no partial write survives.
 //! Results reach the callers only after the commit that holds their writes.
 
-use std::future::Future;
-use std::pin::Pin;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use sqlx::{Any, AnyConnection, AnyPool, Transaction};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use crate::error::{DbFailure, StorageError};
 use crate::{session_epoch, write_tx};
-
-/// A boxed, sendable future borrowing for `'a`.
-pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// At most this many jobs share a transaction: the first job of a batch
 /// waits for the last, so a batch is kept short.
@@ -70,7 +67,15 @@ impl<T: Send + 'static, F: Work<T>> Job for Pending<T, F> {
     fn run<'c>(&'c mut self, conn: &'c mut AnyConnection) -> BoxFuture<'c, Result<(), DbFailure>> {
         Box::pin(async move {
             self.output = None;
-            let output = (self.work)(conn).await?;
+            // A panicking write must not take the writer task (and with it
+            // every later write) down: it fails alone, like any error.
+            let output = AssertUnwindSafe((self.work)(conn))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
+                    tracing::error!("a write panicked");
+                    Err(DbFailure::Fatal(StorageError::Internal))
+                })?;
             self.output = Some(output);
             Ok(())
         })
@@ -91,7 +96,7 @@ impl<T: Send + 'static, F: Work<T>> Job for Pending<T, F> {
     }
 }
 
-/// The handle the storage keeps: jobs go in, the writer thread runs them.
+/// The handle the storage keeps: jobs go in, the writer task runs them.
 #[derive(Debug)]
 pub(crate) struct GroupCommit {
     jobs: mpsc::UnboundedSender<Box<dyn Job>>,
@@ -131,7 +136,7 @@ impl std::fmt::Debug for dyn Job {
     }
 }
 
-/// What the writer thread needs of the storage: the writer pool, and the
+/// What the writer task needs of the storage: the writer pool, and the
 /// counter of session-changing commits (see `session_epoch`).
 struct Writer {
     pool: AnyPool,
@@ -150,23 +155,19 @@ impl Writer {
 }
 
 impl GroupCommit {
-    /// Starts the writer thread on `pool` (SQLite's one writer connection).
-    /// The thread ends when the handle is dropped and the queue is drained.
-    pub(crate) fn start(pool: AnyPool, session_changes: Arc<AtomicU64>) -> std::io::Result<Self> {
+    /// Starts the writer task on `pool` (SQLite's one writer connection), on
+    /// the current runtime. It ends when the handle is dropped and the
+    /// queue is drained.
+    pub(crate) fn start(pool: AnyPool, session_changes: Arc<AtomicU64>) -> Self {
         let (jobs, queue) = mpsc::unbounded_channel();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
         let counters = Arc::new(Counters::default());
         let writer = Writer {
             pool,
             session_changes,
             counters: counters.clone(),
         };
-        std::thread::Builder::new()
-            .name("sqlite-writer".to_owned())
-            .spawn(move || runtime.block_on(serve(writer, queue)))?;
-        Ok(Self { jobs, counters })
+        tokio::spawn(serve(writer, queue));
+        Self { jobs, counters }
     }
 
     /// What it did so far.

@@ -80,7 +80,7 @@ struct Inner {
     lookup_key: OnceCell<LookupKey>,
     /// Session-changing transactions committed by this process.
     local_session_changes: Arc<std::sync::atomic::AtomicU64>,
-    /// SQLite: the writer thread that runs the hot writes in shared
+    /// SQLite: the writer task that runs the hot writes in shared
     /// transactions. PostgreSQL: none; its pool runs writes side by side.
     group_commit: Option<group_commit::GroupCommit>,
 }
@@ -149,13 +149,10 @@ impl Storage {
         };
         let local_session_changes = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let group_commit = match engine {
-            Engine::Sqlite => Some(
-                group_commit::GroupCommit::start(writer.clone(), local_session_changes.clone())
-                    .map_err(|error| {
-                        tracing::error!(%error, "could not start the SQLite writer thread");
-                        StorageError::Internal
-                    })?,
-            ),
+            Engine::Sqlite => Some(group_commit::GroupCommit::start(
+                writer.clone(),
+                local_session_changes.clone(),
+            )),
             Engine::Postgres => None,
         };
         Ok(Self {
@@ -315,8 +312,8 @@ impl Storage {
 
     /// Runs `work` in a write transaction like `write_tx!`; on SQLite, in a
     /// transaction it shares with the other writes queued at the same moment
-    /// (see `group_commit`). `work` must not capture borrows: it may run
-    /// again, on another thread, after a grouped attempt was rolled back.
+    /// (see `group_commit`). `work` must not capture borrows: it runs in the
+    /// writer task, and again after a grouped attempt was rolled back.
     pub(crate) async fn grouped_write<T: Send + 'static>(
         &self,
         work: impl group_commit::Work<T>,
@@ -324,6 +321,25 @@ impl Storage {
         match &self.inner.group_commit {
             Some(group) => group.submit(work).await,
             None => write_tx!(self, |tx| work(&mut tx).await),
+        }
+    }
+
+    /// Like [`Storage::grouped_write`] on SQLite; on PostgreSQL runs `work` on
+    /// a pool connection outside any transaction, for work whose statements
+    /// each stand alone (saves PostgreSQL the BEGIN and COMMIT round trips).
+    pub(crate) async fn grouped_statements<T: Send + 'static>(
+        &self,
+        work: impl group_commit::Work<T>,
+    ) -> Result<T, StorageError> {
+        match &self.inner.group_commit {
+            Some(group) => group.submit(work).await,
+            None => {
+                let mut conn = self.inner.writer.acquire().await?;
+                work(&mut conn).await.map_err(|failure| match failure {
+                    error::DbFailure::Fatal(error) => error,
+                    error::DbFailure::Retry => StorageError::Unavailable,
+                })
+            }
         }
     }
 

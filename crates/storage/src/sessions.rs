@@ -13,7 +13,7 @@ use crate::db::{
 };
 use crate::error::{DbFailure, StorageError};
 use crate::types::{IssuedSession, NewSession, Rotation, SessionId, SessionRecord};
-use crate::{Storage, audit, session_epoch, write_tx};
+use crate::{Engine, Storage, audit, session_epoch, write_tx};
 
 const SESSION_COLUMNS: &str =
     "s.session_id, s.user_id, s.app_id, s.openid, s.created_at, s.expires_at, s.revoked_at";
@@ -28,30 +28,6 @@ fn session_from_row(row: &sqlx::any::AnyRow) -> Result<SessionRecord, StorageErr
         expires_at: get_time(row, "expires_at")?,
         revoked_at: get_opt_time(row, "revoked_at")?,
     })
-}
-
-/// Issues a refresh token of `generation` for a session.
-async fn issue_refresh_token(
-    conn: &mut AnyConnection,
-    session_id: &SessionId,
-    generation: i64,
-    ttl: Duration,
-    at: SystemTime,
-) -> Result<(SecretString, i64), sqlx::Error> {
-    let token = random_token();
-    let expires_at = millis_after(at, ttl);
-    sqlx::query(
-        "INSERT INTO refresh_tokens (token_hash, session_id, generation, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(token_hash(token.expose_secret()))
-    .bind(session_id.to_string())
-    .bind(generation)
-    .bind(millis(at))
-    .bind(expires_at)
-    .execute(conn)
-    .await?;
-    Ok((token, expires_at))
 }
 
 /// Marks a session revoked (if it is not already) and audits it.
@@ -149,19 +125,9 @@ impl Storage {
         if get_i64(&row, "token_expires_at")? <= now {
             return Ok(Rotation::Invalid);
         }
-        let retired = get_opt_i64(&row, "retired_at")?.is_some();
-        // The conditional update is what decides a race between two holders.
-        let won = !retired
-            && sqlx::query(
-                "UPDATE refresh_tokens SET retired_at = $1 WHERE token_hash = $2 AND retired_at IS NULL",
-            )
-            .bind(now)
-            .bind(hash.to_vec())
-            .execute(&mut *conn)
-            .await?
-            .rows_affected()
-                == 1;
-        if !won {
+        // The row is locked (FOR UPDATE; SQLite's one writer): whether it is
+        // retired decides a race between two holders of the token.
+        if get_opt_i64(&row, "retired_at")?.is_some() {
             revoke_in_tx(
                 conn,
                 &session.session_id,
@@ -176,12 +142,8 @@ impl Storage {
             });
         }
         let generation = get_i64(&row, "generation")? + 1;
-        let (refresh_token, refresh_expires_at) =
-            issue_refresh_token(conn, &session.session_id, generation, refresh_ttl, at).await?;
-        sqlx::query("UPDATE sessions SET expires_at = $1 WHERE session_id = $2")
-            .bind(refresh_expires_at)
-            .bind(session.session_id.to_string())
-            .execute(&mut *conn)
+        let (refresh_token, refresh_expires_at) = self
+            .advance_generation(conn, hash, &session.session_id, generation, refresh_ttl, at)
             .await?;
         Ok(Rotation::Rotated(IssuedSession {
             session: SessionRecord {
@@ -191,6 +153,59 @@ impl Storage {
             refresh_token,
             refresh_expires_at: time(refresh_expires_at),
         }))
+    }
+
+    /// Retires the presented token, issues generation `generation` and slides
+    /// the session's expiry: one round trip (three statements on SQLite, one
+    /// with data-modifying CTEs on PostgreSQL).
+    async fn advance_generation(
+        &self,
+        conn: &mut AnyConnection,
+        presented_hash: &[u8],
+        session_id: &SessionId,
+        generation: i64,
+        ttl: Duration,
+        at: SystemTime,
+    ) -> Result<(SecretString, i64), DbFailure> {
+        let token = random_token();
+        let expires_at = millis_after(at, ttl);
+        let (sql, expected) = match self.engine() {
+            Engine::Sqlite => (
+                "UPDATE refresh_tokens SET retired_at = $1 WHERE token_hash = $2 AND retired_at IS NULL; \
+                 INSERT INTO refresh_tokens (token_hash, session_id, generation, created_at, expires_at) \
+                 VALUES ($3, $4, $5, $1, $6); \
+                 UPDATE sessions SET expires_at = $6 WHERE session_id = $4",
+                3,
+            ),
+            Engine::Postgres => (
+                "WITH retired AS (UPDATE refresh_tokens SET retired_at = $1 \
+                 WHERE token_hash = $2 AND retired_at IS NULL RETURNING session_id), \
+                 issued AS (INSERT INTO refresh_tokens (token_hash, session_id, generation, created_at, expires_at) \
+                 SELECT $3, session_id, $5, $1, $6 FROM retired RETURNING session_id) \
+                 UPDATE sessions SET expires_at = $6 FROM issued \
+                 WHERE sessions.session_id = issued.session_id AND sessions.session_id = $4",
+                1,
+            ),
+        };
+        let changed = sqlx::query(sql)
+            .bind(millis(at))
+            .bind(presented_hash.to_vec())
+            .bind(token_hash(token.expose_secret()))
+            .bind(session_id.to_string())
+            .bind(generation)
+            .bind(expires_at)
+            .execute(conn)
+            .await?
+            .rows_affected();
+        if changed != expected {
+            // Cannot happen while the row is locked; never commit half of it.
+            tracing::warn!(
+                changed,
+                "refresh token rotation changed an unexpected number of rows"
+            );
+            return Err(DbFailure::Retry);
+        }
+        Ok((token, expires_at))
     }
 
     /// A session by id.
@@ -277,27 +292,44 @@ impl Storage {
         let session_id = SessionId::generate();
         let expires_at = millis_after(new.at, new.refresh_ttl);
         // The identity must (still) belong to the user: a merge or a bind
-        // may have moved it since the caller looked.
-        let inserted = sqlx::query(
-            "INSERT INTO sessions (session_id, user_id, app_id, openid, created_at, expires_at) \
+        // may have moved it since the caller looked. The session and its
+        // first refresh token go in one round trip, both or neither.
+        let token = random_token();
+        let (sql, expected) = match self.engine() {
+            Engine::Sqlite => (
+                "INSERT INTO sessions (session_id, user_id, app_id, openid, created_at, expires_at) \
                  SELECT $1, user_id, app_id, openid, $5, $6 FROM identities \
-                 WHERE user_id = $2 AND app_id = $3 AND openid = $4",
-        )
-        .bind(session_id.to_string())
-        .bind(new.user_id.to_string())
-        .bind(new.app_id.to_string())
-        .bind(new.openid.to_string())
-        .bind(millis(new.at))
-        .bind(expires_at)
-        .execute(&mut *conn)
-        .await?;
-        if inserted.rows_affected() == 0 {
+                 WHERE user_id = $2 AND app_id = $3 AND openid = $4; \
+                 INSERT INTO refresh_tokens (token_hash, session_id, generation, created_at, expires_at) \
+                 SELECT $7, session_id, 1, $5, $6 FROM sessions WHERE session_id = $1",
+                2,
+            ),
+            Engine::Postgres => (
+                "WITH opened AS (INSERT INTO sessions (session_id, user_id, app_id, openid, created_at, expires_at) \
+                 SELECT $1, user_id, app_id, openid, $5, $6 FROM identities \
+                 WHERE user_id = $2 AND app_id = $3 AND openid = $4 RETURNING session_id) \
+                 INSERT INTO refresh_tokens (token_hash, session_id, generation, created_at, expires_at) \
+                 SELECT $7, session_id, 1, $5, $6 FROM opened",
+                1,
+            ),
+        };
+        let inserted = sqlx::query(sql)
+            .bind(session_id.to_string())
+            .bind(new.user_id.to_string())
+            .bind(new.app_id.to_string())
+            .bind(new.openid.to_string())
+            .bind(millis(new.at))
+            .bind(expires_at)
+            .bind(token_hash(token.expose_secret()))
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        if inserted != expected {
             return Err(DbFailure::Fatal(StorageError::NotFound {
                 what: "identity",
             }));
         }
-        let (refresh_token, refresh_expires_at) =
-            issue_refresh_token(conn, &session_id, 1, new.refresh_ttl, new.at).await?;
+        let (refresh_token, refresh_expires_at) = (token, expires_at);
         Ok(IssuedSession {
             session: SessionRecord {
                 session_id,

@@ -165,6 +165,32 @@ async fn jobs_of_one_batch_see_each_others_writes_and_answer_after_commit() {
     );
 }
 
+fn a_bug() -> Result<(), DbFailure> {
+    panic!("a bug in a write")
+}
+
+#[tokio::test]
+async fn a_panicking_write_fails_alone_and_the_writer_goes_on() {
+    let (storage, _dir) = sqlite().await;
+    let panicked = storage
+        .grouped_write(|conn| {
+            Box::pin(async move {
+                insert(conn, "job-panic").await?;
+                a_bug()
+            })
+        })
+        .await;
+    assert!(
+        matches!(panicked, Err(StorageError::Internal)),
+        "{panicked:?}"
+    );
+    storage
+        .grouped_write(|conn| Box::pin(async move { insert(conn, "job-after").await }))
+        .await
+        .expect("the writer still runs");
+    assert_eq!(committed(&storage).await, ["job-after"]);
+}
+
 #[tokio::test]
 async fn a_closed_storage_answers_unavailable() {
     let (storage, _dir) = sqlite().await;
