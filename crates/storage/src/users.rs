@@ -13,7 +13,7 @@ use crate::db::{
     corrupt, get_app_id, get_i64, get_openid, get_opt_bytes, get_opt_string, get_opt_unionid,
     get_string, get_time, get_user_id, millis,
 };
-use crate::error::StorageError;
+use crate::error::{DbFailure, StorageError};
 use crate::types::{
     AppKind, LinkedIdentity, Phone, ProfileFields, UserId, UserLookup, UserProfile,
 };
@@ -237,20 +237,27 @@ impl Storage {
         at: SystemTime,
     ) -> Result<(), StorageError> {
         let (sealed, hash) = self.seal_phone(user_id, phone).await?;
-        let done = sqlx::query(
-            "UPDATE users SET phone_ciphertext = $1, phone_hash = $2, phone_updated_at = $3, \
-             updated_at = $3 WHERE user_id = $4",
-        )
-        .bind(sealed)
-        .bind(hash)
-        .bind(millis(at))
-        .bind(user_id.to_string())
-        .execute(self.writer())
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StorageError::NotFound { what: "user" });
-        }
-        Ok(())
+        let user_id = user_id.to_string();
+        self.grouped_statements(move |conn| {
+            let (sealed, hash, user_id) = (sealed.clone(), hash.clone(), user_id.clone());
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE users SET phone_ciphertext = $1, phone_hash = $2, \
+                     phone_updated_at = $3, updated_at = $3 WHERE user_id = $4",
+                )
+                .bind(sealed)
+                .bind(hash)
+                .bind(millis(at))
+                .bind(user_id)
+                .execute(conn)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err(DbFailure::Fatal(StorageError::NotFound { what: "user" }));
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Replaces a user's profile fields.
