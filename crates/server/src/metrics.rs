@@ -152,7 +152,7 @@ impl Metrics {
         );
         registry.register(
             "storage_group_commit_events",
-            "SQLite group commit: commits, writes committed (writes/commits is the mean batch), rollbacks of batches replayed one by one",
+            "SQLite group commit: commits, writes committed (writes/commits is the mean batch), rollbacks of batches replayed one by one, WAL checkpoints off the commit path",
             group_commit.clone(),
         );
         Self {
@@ -235,6 +235,7 @@ impl Metrics {
             ("commit", now.commits, seen.commits),
             ("write", now.writes, seen.writes),
             ("rollback", now.rollbacks, seen.rollbacks),
+            ("checkpoint", now.checkpoints, seen.checkpoints),
         ] {
             self.group_commit
                 .get_or_create(&EventLabels { event })

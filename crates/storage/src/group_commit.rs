@@ -113,6 +113,8 @@ pub struct GroupCommitStats {
     /// Batches rolled back because one of their writes (or the commit)
     /// failed; their writes then ran again one by one.
     pub rollbacks: u64,
+    /// WAL checkpoints run off the commit path (see `checkpoint`).
+    pub checkpoints: u64,
 }
 
 #[derive(Debug, Default)]
@@ -176,6 +178,7 @@ impl GroupCommit {
             commits: self.counters.commits.load(Ordering::Relaxed),
             writes: self.counters.writes.load(Ordering::Relaxed),
             rollbacks: self.counters.rollbacks.load(Ordering::Relaxed),
+            checkpoints: 0,
         }
     }
 

@@ -11,6 +11,7 @@
 
 mod audit;
 mod binding;
+mod checkpoint;
 mod codes;
 mod config;
 mod credentials;
@@ -83,6 +84,8 @@ struct Inner {
     /// SQLite: the writer task that runs the hot writes in shared
     /// transactions. PostgreSQL: none; its pool runs writes side by side.
     group_commit: Option<group_commit::GroupCommit>,
+    /// SQLite on a file: the task that checkpoints the WAL off the commit path.
+    checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 /// Runs `$body` (an expression using the transaction `$tx`) in a write
@@ -136,7 +139,7 @@ impl Storage {
             tracing::error!("storage url must start with sqlite: or postgres:");
             return Err(StorageError::Internal);
         };
-        let (writer, reader) = match engine {
+        let (writer, reader, checkpointer) = match engine {
             Engine::Sqlite => connect_sqlite(config).await?,
             Engine::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -144,7 +147,7 @@ impl Storage {
                     .acquire_timeout(config.acquire_timeout)
                     .connect(&config.url)
                     .await?;
-                (pool.clone(), pool)
+                (pool.clone(), pool, None)
             }
         };
         let local_session_changes = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -164,6 +167,7 @@ impl Storage {
                 lookup_key: OnceCell::new(),
                 local_session_changes,
                 group_commit,
+                checkpointer,
             }),
         })
     }
@@ -285,10 +289,13 @@ impl Storage {
     /// What SQLite's group committer did so far; `None` on PostgreSQL,
     /// which commits each write on its own connection.
     pub fn group_commit_stats(&self) -> Option<GroupCommitStats> {
-        self.inner
-            .group_commit
+        let mut stats = self.inner.group_commit.as_ref()?.stats();
+        stats.checkpoints = self
+            .inner
+            .checkpointer
             .as_ref()
-            .map(group_commit::GroupCommit::stats)
+            .map_or(0, checkpoint::Checkpointer::completed);
+        Some(stats)
     }
 
     pub(crate) fn reader(&self) -> &AnyPool {
@@ -382,7 +389,9 @@ impl Storage {
     }
 }
 
-async fn connect_sqlite(config: &StorageConfig) -> Result<(AnyPool, AnyPool), StorageError> {
+async fn connect_sqlite(
+    config: &StorageConfig,
+) -> Result<(AnyPool, AnyPool, Option<checkpoint::Checkpointer>), StorageError> {
     let url = if config.url.contains('?') {
         config.url.clone()
     } else {
@@ -408,6 +417,13 @@ async fn connect_sqlite(config: &StorageConfig) -> Result<(AnyPool, AnyPool), St
                 sqlx::query("PRAGMA synchronous = NORMAL")
                     .execute(&mut *conn)
                     .await?;
+                // Checkpoints are the checkpointer's job; this is its backstop.
+                sqlx::query(AssertSqlSafe(format!(
+                    "PRAGMA wal_autocheckpoint = {}",
+                    checkpoint::BACKSTOP_PAGES
+                )))
+                .execute(&mut *conn)
+                .await?;
                 sqlx::query("PRAGMA foreign_keys = ON")
                     .execute(&mut *conn)
                     .await?;
@@ -418,8 +434,8 @@ async fn connect_sqlite(config: &StorageConfig) -> Result<(AnyPool, AnyPool), St
         .await?;
     if in_memory {
         // Every connection to `:memory:` opens its own empty database: the
-        // writer's one connection must serve reads too.
-        return Ok((writer.clone(), writer));
+        // writer's one connection must serve reads too (and checkpoint).
+        return Ok((writer.clone(), writer, None));
     }
     let reader = AnyPoolOptions::new()
         .test_before_acquire(false)
@@ -441,7 +457,7 @@ async fn connect_sqlite(config: &StorageConfig) -> Result<(AnyPool, AnyPool), St
         })
         .connect(&url)
         .await?;
-    Ok((writer, reader))
+    Ok((writer, reader, Some(checkpoint::Checkpointer::start(url))))
 }
 
 /// tonic handlers need `Send` futures: this fails to compile if one is not.
@@ -473,6 +489,7 @@ mod futures_are_send {
         assert_send(storage.verify_keys());
         assert_send(storage.ping());
         assert_send(storage.record_login(login));
+        assert_send(storage.record_login_with_session(login, Duration::ZERO, "a"));
         assert_send(storage.profile(lookup));
         assert_send(storage.set_phone(&user, phone, at));
         assert_send(storage.update_profile(&user, &ProfileFields::default(), at));

@@ -203,3 +203,42 @@ async fn a_closed_storage_answers_unavailable() {
         "{answer:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_is_checkpointed_off_the_commit_path() {
+    let (storage, dir) = sqlite().await;
+    for i in 0..50 {
+        storage
+            .grouped_write(move |conn| {
+                Box::pin(async move { insert(conn, &format!("job-{i:02}")).await })
+            })
+            .await
+            .expect("write");
+    }
+    // An immutable connection reads the database file alone, not the WAL:
+    // it sees the rows once a checkpoint copied them there. Fifty small
+    // writes are far below any automatic checkpoint of the writer's own.
+    let file = format!(
+        "sqlite://{}?immutable=1",
+        dir.path().join("group.db").display()
+    );
+    let mut checkpointed = 0;
+    for _ in 0..50 {
+        let mut conn = <AnyConnection as sqlx::Connection>::connect(&file)
+            .await
+            .expect("open the file");
+        checkpointed = sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM key_material WHERE name LIKE 'job-%'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or(0);
+        if checkpointed == 50 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(checkpointed, 50, "rows still only in the WAL");
+    let stats = storage.group_commit_stats().expect("sqlite");
+    assert!(stats.checkpoints >= 1, "{stats:?}");
+}
