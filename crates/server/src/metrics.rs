@@ -231,16 +231,15 @@ impl Metrics {
         let Ok(mut seen) = self.group_commit_seen.lock() else {
             return;
         };
-        for (event, now, before) in [
-            ("commit", now.commits, seen.commits),
-            ("write", now.writes, seen.writes),
-            ("rollback", now.rollbacks, seen.rollbacks),
-            ("checkpoint", now.checkpoints, seen.checkpoints),
-        ] {
-            self.group_commit
-                .get_or_create(&EventLabels { event })
-                .inc_by(now.saturating_sub(before));
-        }
+        advance(
+            &self.group_commit,
+            [
+                ("commit", now.commits, seen.commits),
+                ("write", now.writes, seen.writes),
+                ("rollback", now.rollbacks, seen.rollbacks),
+                ("checkpoint", now.checkpoints, seen.checkpoints),
+            ],
+        );
         *seen = now;
     }
 
@@ -250,21 +249,20 @@ impl Metrics {
         let Ok(mut seen) = self.tokens_seen.lock() else {
             return;
         };
-        for (event, now, before) in [
-            ("fetched", now.fetches, seen.fetches),
-            (
-                "forced_refresh",
-                now.forced_refreshes,
-                seen.forced_refreshes,
-            ),
-            ("rejected", now.rejections, seen.rejections),
-            ("local_hit", now.local_hits, seen.local_hits),
-            ("shared_hit", now.shared_hits, seen.shared_hits),
-        ] {
-            self.tokens
-                .get_or_create(&EventLabels { event })
-                .inc_by(now.saturating_sub(before));
-        }
+        advance(
+            &self.tokens,
+            [
+                ("fetched", now.fetches, seen.fetches),
+                (
+                    "forced_refresh",
+                    now.forced_refreshes,
+                    seen.forced_refreshes,
+                ),
+                ("rejected", now.rejections, seen.rejections),
+                ("local_hit", now.local_hits, seen.local_hits),
+                ("shared_hit", now.shared_hits, seen.shared_hits),
+            ],
+        );
         *seen = now;
     }
 }
@@ -284,6 +282,19 @@ impl CallObserver for Metrics {
                 endpoint: outcome.endpoint,
             })
             .observe(outcome.elapsed.as_secs_f64());
+    }
+}
+
+/// Moves each `(event, now, before)` counter of `family` on by what its
+/// source counted since the last scrape.
+fn advance<const N: usize>(
+    family: &Family<EventLabels, Counter>,
+    moves: [(&'static str, u64, u64); N],
+) {
+    for (event, now, before) in moves {
+        family
+            .get_or_create(&EventLabels { event })
+            .inc_by(now.saturating_sub(before));
     }
 }
 
