@@ -32,12 +32,10 @@ impl Storage {
         code: &str,
         at: SystemTime,
     ) -> Result<CodeClaim, StorageError> {
-        let hash = self.code_hash(app_id, code).await?;
-        let app_id = app_id.to_string();
+        let input = (self.code_hash(app_id, code).await?, app_id.to_string());
         // Each statement stands alone: a claim is one insert-or-take-over.
-        self.grouped_statements(move |conn| {
-            let (hash, app_id) = (hash.clone(), app_id.clone());
-            Box::pin(async move { claim_in_tx(conn, hash, app_id, at).await })
+        self.grouped_statements(input, move |_, conn, (hash, app_id)| {
+            Box::pin(claim_in_tx(conn, hash, app_id, at))
         })
         .await
     }
@@ -77,8 +75,8 @@ impl Storage {
 
 async fn claim_in_tx(
     conn: &mut AnyConnection,
-    hash: Vec<u8>,
-    app_id: String,
+    hash: &[u8],
+    app_id: &str,
     at: SystemTime,
 ) -> Result<CodeClaim, DbFailure> {
     // Insert, or take over an expired record; a live record is left alone
@@ -89,8 +87,8 @@ async fn claim_in_tx(
          claimed_at = excluded.claimed_at, expires_at = excluded.expires_at, ambiguous = 0 \
          WHERE used_codes.expires_at <= excluded.claimed_at RETURNING claimed_at",
     )
-    .bind(hash.clone())
-    .bind(app_id)
+    .bind(hash.to_vec())
+    .bind(app_id.to_owned())
     .bind(millis(at))
     .bind(millis_after(at, CODE_TTL))
     .fetch_optional(&mut *conn)
@@ -99,7 +97,7 @@ async fn claim_in_tx(
         return Ok(CodeClaim::Fresh);
     }
     let row = sqlx::query("SELECT ambiguous FROM used_codes WHERE code_hash = $1")
-        .bind(hash)
+        .bind(hash.to_vec())
         .fetch_optional(&mut *conn)
         .await?;
     let ambiguous = match row {

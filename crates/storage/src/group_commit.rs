@@ -17,31 +17,34 @@
 //! Results reach the callers only after the commit that holds their writes.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use sqlx::{Any, AnyConnection, AnyPool, Transaction};
+use sqlx::AnyConnection;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use crate::error::{DbFailure, StorageError};
-use crate::{session_epoch, write_tx};
+use crate::{Inner, Storage, session_epoch, write_tx};
 
 /// At most this many jobs share a transaction: the first job of a batch
 /// waits for the last, so a batch is kept short.
 const MAX_BATCH: usize = 64;
 
-/// The work of one write: run on the open transaction's connection, as often
-/// as needed (a batch that failed runs it again alone).
-pub(crate) trait Work<T>:
-    for<'c> Fn(&'c mut AnyConnection) -> BoxFuture<'c, Result<T, DbFailure>> + Send + Sync + 'static
+/// The work of one write on `input`: run on the open transaction's
+/// connection, as often as needed (a batch that failed runs it again alone).
+pub(crate) trait Work<I, T>:
+    for<'c> Fn(&'c Storage, &'c mut AnyConnection, &'c I) -> BoxFuture<'c, Result<T, DbFailure>>
+    + Send
+    + Sync
+    + 'static
 {
 }
 
-impl<T, F> Work<T> for F where
-    F: for<'c> Fn(&'c mut AnyConnection) -> BoxFuture<'c, Result<T, DbFailure>>
+impl<I, T, F> Work<I, T> for F where
+    F: for<'c> Fn(&'c Storage, &'c mut AnyConnection, &'c I) -> BoxFuture<'c, Result<T, DbFailure>>
         + Send
         + Sync
         + 'static
@@ -50,33 +53,48 @@ impl<T, F> Work<T> for F where
 
 /// A queued write, its output kept until the commit decides its fate.
 trait Job: Send {
-    fn run<'c>(&'c mut self, conn: &'c mut AnyConnection) -> BoxFuture<'c, Result<(), DbFailure>>;
+    fn run<'c>(
+        &'c mut self,
+        storage: &'c Storage,
+        conn: &'c mut AnyConnection,
+    ) -> BoxFuture<'c, Result<(), DbFailure>>;
     fn span(&self) -> &tracing::Span;
     /// Answers the caller: the kept output, or `failure`.
     fn deliver(self: Box<Self>, failure: Option<StorageError>);
 }
 
-struct Pending<T, F> {
+struct Pending<I, T, F> {
+    input: I,
     work: F,
     output: Option<T>,
     reply: oneshot::Sender<Result<T, StorageError>>,
     span: tracing::Span,
 }
 
-impl<T: Send + 'static, F: Work<T>> Job for Pending<T, F> {
-    fn run<'c>(&'c mut self, conn: &'c mut AnyConnection) -> BoxFuture<'c, Result<(), DbFailure>> {
+impl<I: Send + Sync + 'static, T: Send + 'static, F: Work<I, T>> Job for Pending<I, T, F> {
+    fn run<'c>(
+        &'c mut self,
+        storage: &'c Storage,
+        conn: &'c mut AnyConnection,
+    ) -> BoxFuture<'c, Result<(), DbFailure>> {
+        let Self {
+            input,
+            work,
+            output,
+            ..
+        } = self;
         Box::pin(async move {
-            self.output = None;
+            *output = None;
             // A panicking write must not take the writer task (and with it
             // every later write) down: it fails alone, like any error.
-            let output = AssertUnwindSafe((self.work)(conn))
+            let done = AssertUnwindSafe(work(storage, conn, input))
                 .catch_unwind()
                 .await
                 .unwrap_or_else(|_| {
                     tracing::error!("a write panicked");
                     Err(DbFailure::Fatal(StorageError::Internal))
                 })?;
-            self.output = Some(output);
+            *output = Some(done);
             Ok(())
         })
     }
@@ -138,37 +156,14 @@ impl std::fmt::Debug for dyn Job {
     }
 }
 
-/// What the writer task needs of the storage: the writer pool, and the
-/// counter of session-changing commits (see `session_epoch`).
-struct Writer {
-    pool: AnyPool,
-    session_changes: Arc<AtomicU64>,
-    counters: Arc<Counters>,
-}
-
-impl Writer {
-    async fn begin_write(&self) -> Result<Transaction<'static, Any>, StorageError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
-    }
-
-    fn sessions_changed(&self) {
-        self.session_changes.fetch_add(1, Ordering::AcqRel);
-    }
-}
-
 impl GroupCommit {
-    /// Starts the writer task on `pool` (SQLite's one writer connection), on
-    /// the current runtime. It ends when the handle is dropped and the
-    /// queue is drained.
-    pub(crate) fn start(pool: AnyPool, session_changes: Arc<AtomicU64>) -> Self {
+    /// Starts the writer task for the storage behind `storage`, on the
+    /// current runtime. The task holds the storage only while it runs a
+    /// batch, and ends once the storage is dropped.
+    pub(crate) fn start(storage: Weak<Inner>) -> Self {
         let (jobs, queue) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
-        let writer = Writer {
-            pool,
-            session_changes,
-            counters: counters.clone(),
-        };
-        tokio::spawn(serve(writer, queue));
+        tokio::spawn(serve(storage, queue, counters.clone()));
         Self { jobs, counters }
     }
 
@@ -182,13 +177,15 @@ impl GroupCommit {
         }
     }
 
-    /// Queues `work` and waits for the commit that holds it.
-    pub(crate) async fn submit<T: Send + 'static>(
+    /// Queues `work` on `input` and waits for the commit that holds it.
+    pub(crate) async fn submit<I: Send + Sync + 'static, T: Send + 'static>(
         &self,
-        work: impl Work<T>,
+        input: I,
+        work: impl Work<I, T>,
     ) -> Result<T, StorageError> {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(Pending {
+            input,
             work,
             output: None,
             reply,
@@ -201,18 +198,30 @@ impl GroupCommit {
     }
 }
 
-async fn serve(writer: Writer, mut queue: mpsc::UnboundedReceiver<Box<dyn Job>>) {
+async fn serve(
+    storage: Weak<Inner>,
+    mut queue: mpsc::UnboundedReceiver<Box<dyn Job>>,
+    counters: Arc<Counters>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        if batch.len() == 1 || !run_together(&writer, &mut batch).await {
+        // Gone only when every handle was dropped with writes still queued.
+        let Some(inner) = storage.upgrade() else {
+            for job in batch.drain(..) {
+                job.deliver(Some(StorageError::Unavailable));
+            }
+            continue;
+        };
+        let storage = Storage { inner };
+        if batch.len() == 1 || !run_together(&storage, &counters, &mut batch).await {
             if batch.len() > 1 {
-                writer.counters.rollbacks.fetch_add(1, Ordering::Relaxed);
+                counters.rollbacks.fetch_add(1, Ordering::Relaxed);
             }
             for mut job in batch.drain(..) {
                 let span = job.span().clone();
-                let outcome = run_alone(&writer, job.as_mut()).instrument(span).await;
+                let outcome = run_alone(&storage, job.as_mut()).instrument(span).await;
                 if outcome.is_ok() {
-                    writer.counters.committed(1);
+                    counters.committed(1);
                 }
                 job.deliver(outcome.err());
             }
@@ -222,14 +231,18 @@ async fn serve(writer: Writer, mut queue: mpsc::UnboundedReceiver<Box<dyn Job>>)
 
 /// Runs the batch in one transaction and answers every job; `false` (nothing
 /// answered, nothing written) when a job or the commit failed.
-async fn run_together(writer: &Writer, batch: &mut Vec<Box<dyn Job>>) -> bool {
-    let Ok(mut tx) = writer.begin_write().await else {
+async fn run_together(
+    storage: &Storage,
+    counters: &Counters,
+    batch: &mut Vec<Box<dyn Job>>,
+) -> bool {
+    let Ok(mut tx) = storage.begin_write().await else {
         return false;
     };
     let (ran, sessions_changed) = session_epoch::tracking(async {
         for job in batch.iter_mut() {
             let span = job.span().clone();
-            if let Err(failure) = job.run(&mut tx).instrument(span).await {
+            if let Err(failure) = job.run(storage, &mut tx).instrument(span).await {
                 tracing::debug!(%failure, jobs = batch.len(), "a grouped write failed: each runs alone");
                 return false;
             }
@@ -248,17 +261,17 @@ async fn run_together(writer: &Writer, batch: &mut Vec<Box<dyn Job>>) -> bool {
         return false;
     }
     if sessions_changed {
-        writer.sessions_changed();
+        storage.sessions_changed();
     }
-    writer.counters.committed(batch.len());
+    counters.committed(batch.len());
     for job in batch.drain(..) {
         job.deliver(None);
     }
     true
 }
 
-async fn run_alone(writer: &Writer, job: &mut dyn Job) -> Result<(), StorageError> {
-    write_tx!(writer, |tx| job.run(&mut tx).await)
+async fn run_alone(storage: &Storage, job: &mut dyn Job) -> Result<(), StorageError> {
+    write_tx!(storage, |tx| job.run(storage, &mut tx).await)
 }
 
 #[cfg(test)]

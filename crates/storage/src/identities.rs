@@ -1,7 +1,6 @@
 //! WeChat identities: logins and unionid linking. Merging lives in `merge.rs`,
 //! the encrypted credentials in `credentials.rs`.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use sqlx::{AnyConnection, AssertSqlSafe};
@@ -78,10 +77,8 @@ impl Storage {
     /// # Errors
     /// Database or key errors.
     pub async fn record_login(&self, login: &IdentityLogin) -> Result<LoginOutcome, StorageError> {
-        let (storage, login) = (self.clone(), Arc::new(login.clone()));
-        self.grouped_write(move |conn| {
-            let (storage, login) = (storage.clone(), login.clone());
-            Box::pin(async move { storage.record_login_tx(conn, &login).await })
+        self.grouped_write(login.clone(), |storage, conn, login| {
+            Box::pin(storage.record_login_tx(conn, login))
         })
         .await
     }
@@ -98,18 +95,16 @@ impl Storage {
         refresh_ttl: Duration,
         actor: &str,
     ) -> Result<(LoginOutcome, IssuedSession), StorageError> {
-        let (storage, login) = (self.clone(), Arc::new(login.clone()));
-        let actor: Arc<str> = actor.into();
-        self.grouped_write(move |conn| {
-            let (storage, login, actor) = (storage.clone(), login.clone(), actor.clone());
+        let input = (login.clone(), actor.to_owned());
+        self.grouped_write(input, move |storage, conn, (login, actor)| {
             Box::pin(async move {
-                let outcome = storage.record_login_tx(conn, &login).await?;
+                let outcome = storage.record_login_tx(conn, login).await?;
                 let new = NewSession {
                     user_id: outcome.user_id,
                     app_id: login.app_id.clone(),
                     openid: login.openid.clone(),
                     refresh_ttl,
-                    actor: actor.to_string(),
+                    actor: actor.clone(),
                     at: login.at,
                 };
                 // The user was just resolved (or created) in this transaction.

@@ -71,7 +71,7 @@ pub struct Storage {
 }
 
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct Inner {
     engine: Engine,
     /// SQLite: exactly one connection. PostgreSQL: the one pool.
     writer: AnyPool,
@@ -80,7 +80,7 @@ struct Inner {
     keys: KeyRing,
     lookup_key: OnceCell<LookupKey>,
     /// Session-changing transactions committed by this process.
-    local_session_changes: Arc<std::sync::atomic::AtomicU64>,
+    local_session_changes: std::sync::atomic::AtomicU64,
     /// SQLite: the writer task that runs the hot writes in shared
     /// transactions. PostgreSQL: none; its pool runs writes side by side.
     group_commit: Option<group_commit::GroupCommit>,
@@ -150,23 +150,16 @@ impl Storage {
                 (pool.clone(), pool, None)
             }
         };
-        let local_session_changes = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let group_commit = match engine {
-            Engine::Sqlite => Some(group_commit::GroupCommit::start(
-                writer.clone(),
-                local_session_changes.clone(),
-            )),
-            Engine::Postgres => None,
-        };
         Ok(Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|inner| Inner {
                 engine,
                 writer,
                 reader,
                 keys,
                 lookup_key: OnceCell::new(),
-                local_session_changes,
-                group_commit,
+                local_session_changes: std::sync::atomic::AtomicU64::new(0),
+                group_commit: (engine == Engine::Sqlite)
+                    .then(|| group_commit::GroupCommit::start(inner.clone())),
                 checkpointer,
             }),
         })
@@ -317,37 +310,39 @@ impl Storage {
         Ok(tx)
     }
 
-    /// Runs `work` in a write transaction like `write_tx!`; on SQLite, in a
-    /// transaction it shares with the other writes queued at the same moment
-    /// (see `group_commit`). `work` must not capture borrows: it runs in the
-    /// writer task, and again after a grouped attempt was rolled back.
-    pub(crate) async fn grouped_write<T: Send + 'static>(
+    /// Runs `work` on `input` in a write transaction like `write_tx!`; on
+    /// SQLite, in a transaction it shares with the other writes queued at the
+    /// same moment (see `group_commit`). `work` runs in the writer task, and
+    /// again after a grouped attempt was rolled back.
+    pub(crate) async fn grouped_write<I: Send + Sync + 'static, T: Send + 'static>(
         &self,
-        work: impl group_commit::Work<T>,
+        input: I,
+        work: impl group_commit::Work<I, T>,
     ) -> Result<T, StorageError> {
         match &self.inner.group_commit {
-            Some(group) => group.submit(work).await,
-            None => write_tx!(self, |tx| work(&mut tx).await),
+            Some(group) => group.submit(input, work).await,
+            None => write_tx!(self, |tx| work(self, &mut tx, &input).await),
         }
     }
 
     /// Like [`Storage::grouped_write`] on SQLite; on PostgreSQL runs `work` on
     /// a pool connection outside any transaction, for work whose statements
     /// each stand alone (saves PostgreSQL the BEGIN and COMMIT round trips).
-    pub(crate) async fn grouped_statements<T: Send + 'static>(
+    pub(crate) async fn grouped_statements<I: Send + Sync + 'static, T: Send + 'static>(
         &self,
-        work: impl group_commit::Work<T>,
+        input: I,
+        work: impl group_commit::Work<I, T>,
     ) -> Result<T, StorageError> {
-        match &self.inner.group_commit {
-            Some(group) => group.submit(work).await,
-            None => {
-                let mut conn = self.inner.writer.acquire().await?;
-                work(&mut conn).await.map_err(|failure| match failure {
+        let Some(group) = &self.inner.group_commit else {
+            let mut conn = self.inner.writer.acquire().await?;
+            return work(self, &mut conn, &input)
+                .await
+                .map_err(|failure| match failure {
                     error::DbFailure::Fatal(error) => error,
                     error::DbFailure::Retry => StorageError::Unavailable,
-                })
-            }
-        }
+                });
+        };
+        group.submit(input, work).await
     }
 
     /// The HMAC key for lookup hashes, loaded (or created at first start) once.

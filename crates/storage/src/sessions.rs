@@ -1,6 +1,5 @@
 //! Sessions and their refresh tokens: rotation with reuse detection.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use secrecy::{ExposeSecret, SecretString};
@@ -70,10 +69,8 @@ impl Storage {
     /// `NotFound("user")` when the user does not exist, `NotFound("identity")`
     /// when the identity is not (or no longer) linked to that user.
     pub async fn create_session(&self, new: &NewSession) -> Result<IssuedSession, StorageError> {
-        let (storage, new) = (self.clone(), Arc::new(new.clone()));
-        self.grouped_write(move |conn| {
-            let (storage, new) = (storage.clone(), new.clone());
-            Box::pin(async move { storage.create_session_tx(conn, &new).await })
+        self.grouped_write(new.clone(), |storage, conn, new| {
+            Box::pin(storage.create_session_tx(conn, new))
         })
         .await
     }
@@ -89,11 +86,8 @@ impl Storage {
         refresh_ttl: Duration,
         at: SystemTime,
     ) -> Result<Rotation, StorageError> {
-        let hash = token_hash(presented);
-        let storage = self.clone();
-        self.grouped_write(move |conn| {
-            let (storage, hash) = (storage.clone(), hash.clone());
-            Box::pin(async move { storage.rotate_tx(conn, &hash, refresh_ttl, at).await })
+        self.grouped_write(token_hash(presented), move |storage, conn, hash| {
+            Box::pin(storage.rotate_tx(conn, hash, refresh_ttl, at))
         })
         .await
     }
@@ -329,7 +323,6 @@ impl Storage {
                 what: "identity",
             }));
         }
-        let (refresh_token, refresh_expires_at) = (token, expires_at);
         Ok(IssuedSession {
             session: SessionRecord {
                 session_id,
@@ -340,8 +333,8 @@ impl Storage {
                 expires_at: time(expires_at),
                 revoked_at: None,
             },
-            refresh_token,
-            refresh_expires_at: time(refresh_expires_at),
+            refresh_token: token,
+            refresh_expires_at: time(expires_at),
         })
     }
 }

@@ -237,18 +237,17 @@ impl Storage {
         at: SystemTime,
     ) -> Result<(), StorageError> {
         let (sealed, hash) = self.seal_phone(user_id, phone).await?;
-        let user_id = user_id.to_string();
-        self.grouped_statements(move |conn| {
-            let (sealed, hash, user_id) = (sealed.clone(), hash.clone(), user_id.clone());
+        let input = (sealed, hash, user_id.to_string());
+        self.grouped_statements(input, move |_, conn, (sealed, hash, user_id)| {
             Box::pin(async move {
                 let done = sqlx::query(
                     "UPDATE users SET phone_ciphertext = $1, phone_hash = $2, \
                      phone_updated_at = $3, updated_at = $3 WHERE user_id = $4",
                 )
-                .bind(sealed)
-                .bind(hash)
+                .bind(sealed.clone())
+                .bind(hash.clone())
                 .bind(millis(at))
-                .bind(user_id)
+                .bind(user_id.clone())
                 .execute(conn)
                 .await?;
                 if done.rows_affected() == 0 {

@@ -47,7 +47,7 @@ async fn hold_the_writer(storage: &Storage) -> (Arc<Notify>, tokio::task::JoinHa
         let (storage, release) = (storage.clone(), release.clone());
         tokio::spawn(async move {
             storage
-                .grouped_write(move |_conn| {
+                .grouped_write((), move |_, _conn, ()| {
                     let (release, started) = (release.clone(), started.clone());
                     Box::pin(async move {
                         let _ = started.send(());
@@ -74,7 +74,7 @@ async fn one_failing_job_fails_alone_and_leaves_no_write() {
         let (storage, retries) = (storage.clone(), retries.clone());
         jobs.push(tokio::spawn(async move {
             storage
-                .grouped_write(move |conn| {
+                .grouped_write((), move |_, conn, ()| {
                     let retries = retries.clone();
                     Box::pin(async move {
                         insert(conn, name).await?;
@@ -126,7 +126,7 @@ async fn jobs_of_one_batch_see_each_others_writes_and_answer_after_commit() {
         let storage = storage.clone();
         jobs.push(tokio::spawn(async move {
             let seen = storage
-                .grouped_write(move |conn| {
+                .grouped_write((), move |_, conn, ()| {
                     Box::pin(async move {
                         let before: i64 = sqlx::query_scalar(
                             "SELECT COUNT(*) FROM key_material WHERE name LIKE 'job-%'",
@@ -173,7 +173,7 @@ fn a_bug() -> Result<(), DbFailure> {
 async fn a_panicking_write_fails_alone_and_the_writer_goes_on() {
     let (storage, _dir) = sqlite().await;
     let panicked = storage
-        .grouped_write(|conn| {
+        .grouped_write((), |_, conn, ()| {
             Box::pin(async move {
                 insert(conn, "job-panic").await?;
                 a_bug()
@@ -185,7 +185,9 @@ async fn a_panicking_write_fails_alone_and_the_writer_goes_on() {
         "{panicked:?}"
     );
     storage
-        .grouped_write(|conn| Box::pin(async move { insert(conn, "job-after").await }))
+        .grouped_write((), |_, conn, ()| {
+            Box::pin(async move { insert(conn, "job-after").await })
+        })
         .await
         .expect("the writer still runs");
     assert_eq!(committed(&storage).await, ["job-after"]);
@@ -196,7 +198,9 @@ async fn a_closed_storage_answers_unavailable() {
     let (storage, _dir) = sqlite().await;
     storage.close().await;
     let answer = storage
-        .grouped_write(|conn| Box::pin(async move { insert(conn, "job-x").await }))
+        .grouped_write((), |_, conn, ()| {
+            Box::pin(async move { insert(conn, "job-x").await })
+        })
         .await;
     assert!(
         matches!(answer, Err(StorageError::Unavailable)),
@@ -209,7 +213,7 @@ async fn the_wal_is_checkpointed_off_the_commit_path() {
     let (storage, dir) = sqlite().await;
     for i in 0..50 {
         storage
-            .grouped_write(move |conn| {
+            .grouped_write((), move |_, conn, ()| {
                 Box::pin(async move { insert(conn, &format!("job-{i:02}")).await })
             })
             .await
