@@ -117,6 +117,8 @@ pub struct TestApp {
     pub http_addr: std::net::SocketAddr,
     /// An HTTP client that never follows redirects, so tests see each hop.
     pub http: reqwest::Client,
+    /// The user's browser: never follows redirects, keeps cookies.
+    pub browser: web::Browser,
     channel: Channel,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -293,6 +295,7 @@ pub async fn spawn_with(options: Options) -> Option<TestApp> {
         grpc_addr,
         http_addr,
         http,
+        browser: web::Browser::new(),
         channel,
         stop: Some(stop),
         task: Some(task),

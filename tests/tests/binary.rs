@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use e2e::binary::{Running, free_port, run};
-use e2e::web::{param, redirect_of};
+use e2e::web::{Browser, param, redirect_of};
 use e2e::{ADMIN_KEY, MINI, OFFICIAL, RETURN_TO, in_ci};
 use server::pb::get_profile_request::Lookup;
 use server::pb::identity_service_client::IdentityServiceClient;
@@ -218,13 +218,17 @@ async fn nothing_secret_reaches_the_logs_of_a_full_flow_even_at_trace() {
     // The browser flow, hop by hop, then the ticket and a profile refresh.
     let shim = format!("http://127.0.0.1:{}", setup.http);
     let return_to: String = url::form_urlencoded::byte_serialize(RETURN_TO.as_bytes()).collect();
-    let wechat = redirect_of(&format!(
-        "{shim}/oauth/{OFFICIAL}/authorize?return_to={return_to}&scope=snsapi_userinfo&state=s"
-    ))
+    let browser = Browser::new();
+    let wechat = redirect_of(
+        &browser,
+        &format!(
+            "{shim}/oauth/{OFFICIAL}/authorize?return_to={return_to}&scope=snsapi_userinfo&state=s"
+        ),
+    )
     .await;
-    let callback = redirect_of(wechat.as_str()).await;
+    let callback = redirect_of(&browser, wechat.as_str()).await;
     let oauth_code = param(&callback, "code").unwrap();
-    let landed = redirect_of(callback.as_str()).await;
+    let landed = redirect_of(&browser, callback.as_str()).await;
     let ticket = param(&landed, "ticket").unwrap();
     let web = client
         .web_login(WebLoginRequest {

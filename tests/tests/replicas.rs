@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use e2e::binary::{Running, free_port};
 use e2e::postgres::TestDatabase;
-use e2e::web::{param, redirect_of};
+use e2e::web::{Browser, param, redirect_of};
 use e2e::{ADMIN_KEY, Bearer, MINI, OFFICIAL, RETURN_TO};
 use server::pb::identity_service_client::IdentityServiceClient;
 use server::pb::{GetPhoneNumberRequest, WebLoginRequest};
@@ -224,15 +224,19 @@ async fn replicas_share_tokens_states_and_keys(redis_prefix: Option<&str>) -> bo
 
     // The browser's authorize request reaches replica 0, WeChat's callback replica 1.
     let return_to: String = url::form_urlencoded::byte_serialize(RETURN_TO.as_bytes()).collect();
-    let wechat_page = redirect_of(&format!(
+    let browser = Browser::new();
+    let wechat_page = redirect_of(
+        &browser,
+        &format!(
         "http://127.0.0.1:{}/oauth/{OFFICIAL}/authorize?return_to={return_to}&scope=snsapi_userinfo",
-        replicas[0].http
-    ))
+            replicas[0].http
+        ),
+    )
     .await;
-    let callback = redirect_of(wechat_page.as_str()).await;
+    let callback = redirect_of(&browser, wechat_page.as_str()).await;
     let mut on_replica_1 = callback.clone();
     on_replica_1.set_port(Some(replicas[1].http)).unwrap();
-    let landed = redirect_of(on_replica_1.as_str()).await;
+    let landed = redirect_of(&browser, on_replica_1.as_str()).await;
     let ticket = param(&landed, "ticket").unwrap_or_else(|| panic!("no ticket: {landed}"));
     let login = clients[2]
         .web_login(WebLoginRequest { ticket })

@@ -20,12 +20,15 @@ use crate::auth::CallerAuth;
 use crate::config::{ResolvedConfig, TokenEndpointName};
 use crate::grpc::IdentityGrpc;
 use crate::grpc_server::{GrpcLimits, serve, standard_routes, tls_config};
+use crate::http::limits::{ClientLimiter, OAuthLimits, client_limiter, limit};
+use crate::http::serve::ConnectionLimits;
 use crate::http::{OAuthShim, Readiness, ShimState, oauth_routes, plain_routes};
 use crate::pb;
 use crate::pb::identity_service_server::IdentityServiceServer;
 use crate::service::{Lifetimes, Services};
 use crate::sessions::jwt::{SigningKey, TokenKeys};
 use crate::sessions::verify_cache::VerifyCache;
+use crate::web_binding::WebBinding;
 
 /// The gRPC health name of readiness, beside the overall "": NOT_SERVING while
 /// the database is unreachable and from the first moment of a shutdown.
@@ -73,6 +76,8 @@ pub struct Application {
     health: HealthReporter,
     routes: tonic::service::Routes,
     http: axum::Router,
+    shim_connections: ConnectionLimits,
+    client_limiter: ClientLimiter,
     limits: GrpcLimits,
     tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown_grace: Duration,
@@ -216,6 +221,9 @@ impl Application {
             token_config,
         ));
         let keys = Arc::new(load_signing_keys(&storage, &resolved).await?);
+        let public_base_url = url::Url::parse(&config.server.public_base_url)
+            .map_err(|e| StartError::Other(format!("server.public_base_url: {e}")))?;
+        let web_binding = Arc::new(web_binding(&storage, &public_base_url).await?);
         let services = Arc::new(Services {
             storage: storage.clone(),
             wechat,
@@ -232,6 +240,7 @@ impl Application {
                 config.sessions.verify_cache_entries,
                 config.sessions.revocation_propagation,
             )),
+            web_binding,
         });
 
         let auth = CallerAuth::new(&resolved.callers);
@@ -248,23 +257,36 @@ impl Application {
             .filter_map(|app| app.mp_verify_token.clone())
             .map(|t| (t, ()))
             .collect();
-        let public_base_url = url::Url::parse(&config.server.public_base_url)
-            .map_err(|e| StartError::Other(format!("server.public_base_url: {e}")))?;
         let http = plain_routes(ShimState {
             jwks: keys.jwks().into(),
             mp_verify_tokens: Arc::new(mp_verify_tokens),
             readiness: Arc::new(StorageReadiness(storage)),
         })
         .merge(crate::metrics::routes(crate::metrics::MetricsState {
-            metrics,
+            metrics: metrics.clone(),
             tokens: services.tokens.clone(),
             storage: services.storage.clone(),
-        }))
-        .merge(oauth_routes(OAuthShim {
-            services: services.clone(),
-            public_base_url,
-            request_timeout: config.server.request_timeout,
         }));
+        let oauth_limits = OAuthLimits {
+            per_second: config.server.oauth_rate_limit.per_second,
+            burst: config.server.oauth_rate_limit.burst,
+            max_in_flight: config.server.http_max_in_flight,
+            // The callback answers by its own deadline; this is the backstop.
+            request_timeout: config.server.request_timeout + Duration::from_secs(2),
+            trusted_proxies: resolved.trusted_proxies.clone().into(),
+        };
+        let client_limiter = client_limiter(&oauth_limits).map_err(StartError::Other)?;
+        let oauth = limit(
+            oauth_routes(OAuthShim {
+                services: services.clone(),
+                public_base_url,
+                request_timeout: config.server.request_timeout,
+            }),
+            &oauth_limits,
+            client_limiter.clone(),
+            metrics.clone(),
+        );
+        let http = http.merge(oauth);
 
         Ok(Self {
             grpc_listener: listeners.grpc,
@@ -273,6 +295,11 @@ impl Application {
             health,
             routes,
             http,
+            shim_connections: ConnectionLimits {
+                header_read_timeout: config.server.http_header_read_timeout,
+                max_connections: config.server.http_max_connections,
+            },
+            client_limiter,
             limits: GrpcLimits {
                 request_timeout: config.server.request_timeout,
                 max_in_flight: config.server.max_in_flight,
@@ -331,6 +358,8 @@ impl Application {
             health,
             routes,
             http,
+            shim_connections,
+            client_limiter,
             limits,
             tls,
             shutdown_grace,
@@ -354,11 +383,12 @@ impl Application {
             stopped(stop_rx.clone()),
         ));
         let http = http.layer(axum::middleware::from_fn(crate::http::trace_request));
-        let shim = tokio::spawn(async move {
-            axum::serve(http_listener, http)
-                .with_graceful_shutdown(stopped(stop_rx))
-                .await
-        });
+        let shim = tokio::spawn(crate::http::serve::serve(
+            http_listener,
+            http,
+            shim_connections,
+            stopped(stop_rx),
+        ));
         let monitor = tokio::spawn(monitor_storage(
             services.storage.clone(),
             health.clone(),
@@ -366,6 +396,7 @@ impl Application {
         ));
         let sweeper = tokio::spawn(sweep_expired(services.storage.clone()));
         let epoch = tokio::spawn(services.verify_cache.clone().follow_epoch());
+        let forget = tokio::spawn(forget_idle_clients(client_limiter));
 
         shutdown.await;
         tracing::info!(
@@ -375,6 +406,7 @@ impl Application {
         monitor.abort();
         sweeper.abort();
         epoch.abort();
+        forget.abort();
         for name in ["", SERVICE_NAME] {
             health
                 .set_service_status(name, ServingStatus::NotServing)
@@ -394,6 +426,18 @@ impl Application {
             }
         }
     }
+}
+
+/// The browser-binding keys, derived from the database's lookup key so that
+/// every replica checks the states and cookies another issued.
+async fn web_binding(storage: &Storage, public_base_url: &url::Url) -> Result<WebBinding, StartError> {
+    let state_key = storage.derived_key("web-login/state-mac/v1").await?;
+    let cookie_key = storage.derived_key("web-login/cookie/v1").await?;
+    Ok(WebBinding::new(
+        state_key.expose_secret(),
+        cookie_key.expose_secret(),
+        public_base_url.scheme() == "https",
+    ))
 }
 
 async fn load_signing_keys(
@@ -472,6 +516,16 @@ async fn sweep_expired(storage: Storage) {
             Ok(report) => tracing::debug!(?report, "swept expired rows"),
             Err(error) => tracing::warn!(%error, "sweep failed; will retry"),
         }
+    }
+}
+
+/// Forgets the rate-limit state of clients that have been quiet, so that a
+/// flood from many addresses cannot grow it without bound.
+async fn forget_idle_clients(limiter: ClientLimiter) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        limiter.limiter().retain_recent();
+        limiter.limiter().shrink_to_fit();
     }
 }
 

@@ -124,7 +124,7 @@ session.accessToken and session.refreshToken where <user_id>, <access_token> and
   grpcurl -plaintext -d '{{"access_token":"<access_token>"}}' {grpc} wechat.identity.v1.IdentityService/VerifyToken
 
 Web login (Official Account or website app): open http://{http}/demo/ in a browser, or follow the redirects with curl:
-  TICKET=$(curl -sL -o /dev/null -w '%{{url_effective}}' 'http://{http}/oauth/{oa}/authorize?return_to=http%3A%2F%2F{http}%2Fdemo%2F&scope=snsapi_userinfo' | sed 's/.*ticket=\([^&]*\).*/\1/')
+  TICKET=$(curl -sL -b '' -o /dev/null -w '%{{url_effective}}' 'http://{http}/oauth/{oa}/authorize?return_to=http%3A%2F%2F{http}%2Fdemo%2F&scope=snsapi_userinfo' | sed 's/.*ticket=\([^&]*\).*/\1/')
   grpcurl -plaintext -d "{{\"ticket\":\"$TICKET\"}}" {grpc} wechat.identity.v1.IdentityService/WebLogin
 "#
     )

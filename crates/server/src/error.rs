@@ -106,6 +106,19 @@ pub enum ApiError {
     /// DEADLINE_EXCEEDED `DEADLINE_EXCEEDED`.
     #[error("the deadline ran out inside the service")]
     DeadlineExceeded,
+    /// FAILED_PRECONDITION `LOGIN_SESSION_MISMATCH`, on the HTTP shim only (a
+    /// 400 page): the browser presenting a web login callback holds no login
+    /// cookie for its state (it did not start that login, or the cookie was
+    /// lost). Never a gRPC answer.
+    #[error(
+        "this sign-in was not started in this browser, or the browser lost its sign-in cookie: start signing in again"
+    )]
+    LoginSessionMismatch,
+    /// RESOURCE_EXHAUSTED `TOO_MANY_REQUESTS`, on the HTTP shim only (a 429
+    /// page): this client address sent more sign-in requests than the shim's
+    /// rate limit allows. Never a gRPC answer.
+    #[error("too many sign-in requests from this address: wait a moment and try again")]
+    TooManyRequests,
     /// UNAVAILABLE, no details: the service or its storage is unavailable.
     #[error("the service is temporarily unavailable")]
     Unavailable,
@@ -145,10 +158,11 @@ impl ApiError {
                 Code::NotFound
             }
             IdentityAlreadyBound | ExternalIdTaken => Code::AlreadyExists,
-            NoWebAuthorization | WebAuthorizationExpired | WeChatAppMisconfigured => {
-                Code::FailedPrecondition
-            }
-            WeChatRateLimited => Code::ResourceExhausted,
+            NoWebAuthorization
+            | WebAuthorizationExpired
+            | WeChatAppMisconfigured
+            | LoginSessionMismatch => Code::FailedPrecondition,
+            WeChatRateLimited | TooManyRequests => Code::ResourceExhausted,
             WeChatUnavailable | Unavailable => Code::Unavailable,
             DeadlineExceeded => Code::DeadlineExceeded,
             Internal(_) => Code::Internal,
@@ -181,6 +195,8 @@ impl ApiError {
             WeChatRateLimited => "WECHAT_RATE_LIMITED",
             WeChatUnavailable => "WECHAT_UNAVAILABLE",
             DeadlineExceeded => "DEADLINE_EXCEEDED",
+            LoginSessionMismatch => "LOGIN_SESSION_MISMATCH",
+            TooManyRequests => "TOO_MANY_REQUESTS",
             Unavailable | Internal(_) => return None,
         })
     }

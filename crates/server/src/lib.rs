@@ -23,6 +23,7 @@ pub mod service;
 pub mod sessions;
 pub mod telemetry;
 pub mod validate;
+pub mod web_binding;
 
 /// The generated `wechat.identity.v1` contract: messages, client and server.
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]

@@ -74,6 +74,46 @@ pub enum SessionEvent {
     Reused,
 }
 
+/// What a browser login did, for `wechat_identity_web_login_events_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebLoginEvent {
+    /// `/authorize` sent a browser to WeChat (nothing written).
+    Started,
+    /// A callback's state was forged, tampered with, foreign, expired or used.
+    RefusedState,
+    /// A callback came from a browser without the login's cookie.
+    RefusedBinding,
+    /// The shim's rate limit refused a request from one client address.
+    RateLimited,
+    /// A callback claimed its state (its first database write).
+    Claimed,
+    /// A claimed login completed with a ticket.
+    LoggedIn,
+    /// A claimed login failed after consent.
+    Failed,
+    /// The user declined.
+    Declined,
+    /// WeChat's repeat of a callback was answered from the first.
+    Repeated,
+}
+
+impl WebLoginEvent {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebLoginEvent::Started => "started",
+            WebLoginEvent::RefusedState => "refused_state",
+            WebLoginEvent::RefusedBinding => "refused_binding",
+            WebLoginEvent::RateLimited => "rate_limited",
+            WebLoginEvent::Claimed => "claimed",
+            WebLoginEvent::LoggedIn => "logged_in",
+            WebLoginEvent::Failed => "failed",
+            WebLoginEvent::Declined => "declined",
+            WebLoginEvent::Repeated => "repeated",
+        }
+    }
+}
+
 /// Every metric of one service instance.
 #[derive(Debug)]
 pub struct Metrics {
@@ -87,6 +127,7 @@ pub struct Metrics {
     tokens: Family<EventLabels, Counter>,
     pools: Family<PoolLabels, Gauge>,
     group_commit: Family<EventLabels, Counter>,
+    web_logins: Family<EventLabels, Counter>,
     tokens_seen: Mutex<TokenStats>,
     group_commit_seen: Mutex<storage::GroupCommitStats>,
 }
@@ -110,6 +151,7 @@ impl Metrics {
         let tokens = Family::<EventLabels, Counter>::default();
         let pools = Family::<PoolLabels, Gauge>::default();
         let group_commit = Family::<EventLabels, Counter>::default();
+        let web_logins = Family::<EventLabels, Counter>::default();
         registry.register(
             "rpc_requests",
             "gRPC calls by method and status code",
@@ -155,6 +197,11 @@ impl Metrics {
             "SQLite group commit: commits, writes committed (writes/commits is the mean batch), rollbacks of batches replayed one by one, WAL checkpoints off the commit path",
             group_commit.clone(),
         );
+        registry.register(
+            "web_login_events",
+            "browser logins on the HTTP shim: started, refused_state, refused_binding, rate_limited (nothing written for any of these), claimed, logged_in, failed, declined, repeated",
+            web_logins.clone(),
+        );
         Self {
             registry,
             rpcs,
@@ -166,6 +213,7 @@ impl Metrics {
             tokens,
             pools,
             group_commit,
+            web_logins,
             tokens_seen: Mutex::new(TokenStats::default()),
             group_commit_seen: Mutex::new(storage::GroupCommitStats::default()),
         }
@@ -202,6 +250,15 @@ impl Metrics {
             SessionEvent::Reused => "reused",
         };
         self.sessions.get_or_create(&EventLabels { event }).inc();
+    }
+
+    /// One browser-login event.
+    pub fn web_login(&self, event: WebLoginEvent) {
+        self.web_logins
+            .get_or_create(&EventLabels {
+                event: event.as_str(),
+            })
+            .inc();
     }
 
     /// The text exposition, after bringing the sampled values up to date.

@@ -216,17 +216,6 @@ pub(crate) fn random_token() -> SecretString {
     SecretString::from(URL_SAFE_NO_PAD.encode(bytes))
 }
 
-/// 32 random characters of `[A-Za-z0-9]` (about 190 bits), the only alphabet
-/// WeChat passes through its `state` parameter.
-pub(crate) fn random_alphanumeric(len: usize) -> SecretString {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    let token: String = (0..len)
-        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
-        .collect();
-    SecretString::from(token)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -258,17 +247,5 @@ mod tests {
         let printed = format!("{:?}", ring("k1", &key));
         assert!(printed.contains("k1"));
         assert!(!printed.contains(key.expose_secret()));
-    }
-
-    #[test]
-    fn state_tokens_use_the_alphabet_wechat_allows() {
-        let token = random_alphanumeric(32);
-        assert_eq!(token.expose_secret().len(), 32);
-        assert!(
-            token
-                .expose_secret()
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric())
-        );
     }
 }

@@ -115,7 +115,7 @@ impl Storage {
         .await
     }
 
-    async fn record_login_tx(
+    pub(crate) async fn record_login_tx(
         &self,
         conn: &mut AnyConnection,
         login: &IdentityLogin,

@@ -22,7 +22,6 @@ mod group_commit;
 mod identities;
 mod ids;
 mod merge;
-mod oauth;
 mod redis_cache;
 mod session_epoch;
 mod sessions;
@@ -32,6 +31,7 @@ mod tickets;
 mod token_cache;
 mod types;
 mod users;
+mod web_logins;
 
 pub use config::{Engine, StorageConfig};
 pub use crypto::KeyRing;
@@ -41,11 +41,12 @@ pub use redis_cache::RedisTokenCache;
 pub use token_cache::DbTokenCache;
 pub use types::{
     Account, AppKind, AuditEvent, BindRequest, CodeClaim, IdentityLogin, IdentityRef,
-    ImportedIdentity, IssuedSession, LinkedIdentity, LoginOutcome, MergeRecord, NewOAuthState,
-    NewSession, OAuthStateRecord, ParseError, Phone, ProfileFields, Rotation, SessionId,
-    SessionRecord, SigningKey, StateUse, SweepReport, Ticket, UserId, UserLookup, UserProfile,
-    WebAuthorization, WebTokens,
+    ImportedIdentity, IssuedSession, LinkedIdentity, LoginOutcome, MergeRecord, NewSession,
+    ParseError, Phone, ProfileFields, Rotation, SessionId, SessionRecord, SigningKey, SweepReport,
+    Ticket, UserId, UserLookup, UserProfile, WebAuthorization, WebLoginClaim, WebLoginClaimed,
+    WebLoginOutcome, WebTokens,
 };
+pub use web_logins::{MAX_REPEATS as WEB_LOGIN_MAX_REPEATS, REPEAT_WINDOW as WEB_LOGIN_REPEAT_WINDOW};
 
 use std::sync::Arc;
 
@@ -353,6 +354,25 @@ impl Storage {
             .await
     }
 
+    /// A 32-byte key for `purpose`, derived from the database's random lookup
+    /// key (HMAC-SHA256 with a domain label), so every replica on this
+    /// database derives the same one and none is configured or stored. The
+    /// server seals its browser-login cookies and signs its OAuth states with
+    /// such keys.
+    ///
+    /// # Errors
+    /// As [`Storage::verify_keys`] (the lookup key is loaded once).
+    pub async fn derived_key(
+        &self,
+        purpose: &str,
+    ) -> Result<secrecy::SecretBox<[u8; 32]>, StorageError> {
+        let digest = self.lookup_key().await?.hash("derived_key", &[purpose]);
+        let bytes: [u8; 32] = digest
+            .try_into()
+            .map_err(|_| StorageError::Keys("derived key has the wrong length".to_owned()))?;
+        Ok(secrecy::SecretBox::new(Box::new(bytes)))
+    }
+
     async fn load_or_create_lookup_key(&self) -> Result<LookupKey, StorageError> {
         const AAD: &str = "key_material.ciphertext:lookup_key";
         let fresh = LookupKey::generate();
@@ -471,7 +491,7 @@ mod futures_are_send {
         lookup: &UserLookup,
         identity: &IdentityRef,
         bind: &BindRequest,
-        state: &NewOAuthState,
+        claim: &WebLoginClaim,
         session: &NewSession,
         phone: &Phone,
         tokens: &WebTokens,
@@ -497,10 +517,11 @@ mod futures_are_send {
         assert_send(storage.claim_code(app, "c", at));
         assert_send(storage.mark_code_ambiguous(app, "c"));
         assert_send(storage.release_code(app, "c"));
-        assert_send(storage.create_oauth_state(state));
-        assert_send(storage.consume_oauth_state("s", app, Some("c"), at));
-        assert_send(storage.complete_oauth_state("s", identity, false));
-        assert_send(storage.fail_oauth_state("s", "server_error"));
+        assert_send(storage.claim_web_login(claim));
+        assert_send(storage.complete_web_login("s", at, login));
+        assert_send(storage.fail_web_login("s", at, "server_error", at));
+        assert_send(storage.web_login_rows());
+        assert_send(storage.derived_key("purpose"));
         assert_send(storage.create_ticket(identity, false, at));
         assert_send(storage.consume_ticket("t", at));
         assert_send(storage.create_session(session));

@@ -9,11 +9,16 @@ use crate::error::StorageError;
 use crate::types::SweepReport;
 
 /// Each statement deletes at most `$2` rows expired at `$1`.
-const BATCHES: [(&str, &str); 5] = [
+const BATCHES: [(&str, &str); 6] = [
     (
         "oauth_states",
         "DELETE FROM oauth_states WHERE state_hash IN \
          (SELECT state_hash FROM oauth_states WHERE expires_at <= $1 LIMIT $2)",
+    ),
+    (
+        "web_logins",
+        "DELETE FROM web_logins WHERE state_hash IN \
+         (SELECT state_hash FROM web_logins WHERE expires_at <= $1 LIMIT $2)",
     ),
     (
         "tickets",
@@ -41,9 +46,11 @@ const BATCHES: [(&str, &str); 5] = [
 ];
 
 impl Storage {
-    /// Deletes rows expired at `at`: OAuth states, tickets, used codes, refresh
-    /// tokens, and sessions (after their refresh tokens). Each statement takes
-    /// at most `batch` rows and commits on its own, so requests interleave.
+    /// Deletes rows expired at `at`: OAuth states, browser logins, tickets,
+    /// used codes, refresh tokens, and sessions (after their refresh tokens);
+    /// and forgets the tickets kept for WeChat's repeated callbacks once their
+    /// window is over. Each statement takes at most `batch` rows and commits
+    /// on its own, so requests interleave.
     ///
     /// # Errors
     /// Database errors.
@@ -54,6 +61,20 @@ impl Storage {
     ) -> Result<SweepReport, StorageError> {
         let batch = i64::from(batch.max(1));
         let mut report = SweepReport::default();
+        let window_over = millis(at).saturating_sub(crate::web_logins::repeat_window_millis());
+        loop {
+            let forgotten = sqlx::query(crate::web_logins::FORGET_TICKETS)
+                .bind(window_over)
+                .bind(batch)
+                .execute(self.writer())
+                .await?
+                .rows_affected();
+            report.web_login_tickets += forgotten;
+            if forgotten < batch.unsigned_abs() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
         for (table, statement) in BATCHES {
             loop {
                 let deleted = sqlx::query(statement)
@@ -64,6 +85,7 @@ impl Storage {
                     .rows_affected();
                 match table {
                     "oauth_states" => report.oauth_states += deleted,
+                    "web_logins" => report.web_logins += deleted,
                     "tickets" => report.tickets += deleted,
                     "used_codes" => report.used_codes += deleted,
                     "refresh_tokens" => report.refresh_tokens += deleted,

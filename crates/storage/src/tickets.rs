@@ -3,6 +3,7 @@
 use std::time::{Duration, SystemTime};
 
 use secrecy::{ExposeSecret, SecretString};
+use sqlx::AnyConnection;
 
 use crate::Storage;
 use crate::crypto::{random_token, token_hash};
@@ -25,21 +26,8 @@ impl Storage {
         at: SystemTime,
     ) -> Result<SecretString, StorageError> {
         let ticket = random_token();
-        let inserted = sqlx::query(
-            "INSERT INTO login_tickets (ticket_hash, app_id, openid, created_at, expires_at, is_new_user) \
-             SELECT $1, app_id, openid, $4, $5, $6 FROM identities WHERE app_id = $2 AND openid = $3",
-        )
-        .bind(token_hash(ticket.expose_secret()))
-        .bind(identity.app_id.to_string())
-        .bind(identity.openid.to_string())
-        .bind(millis(at))
-        .bind(millis_after(at, TICKET_TTL))
-        .bind(i64::from(is_new_user))
-        .execute(self.writer())
-        .await?;
-        if inserted.rows_affected() == 0 {
-            return Err(StorageError::NotFound { what: "identity" });
-        }
+        let mut conn = self.writer().acquire().await?;
+        insert_ticket(&mut conn, &ticket, identity, is_new_user, at).await?;
         Ok(ticket)
     }
 
@@ -85,4 +73,33 @@ impl Storage {
             .await?;
         Ok(())
     }
+}
+
+/// Inserts `ticket` (its hash) for `identity`, valid five minutes.
+///
+/// # Errors
+/// `NotFound("identity")` for an unknown identity.
+pub(crate) async fn insert_ticket(
+    conn: &mut AnyConnection,
+    ticket: &SecretString,
+    identity: &IdentityRef,
+    is_new_user: bool,
+    at: SystemTime,
+) -> Result<(), StorageError> {
+    let inserted = sqlx::query(
+        "INSERT INTO login_tickets (ticket_hash, app_id, openid, created_at, expires_at, is_new_user) \
+         SELECT $1, app_id, openid, $4, $5, $6 FROM identities WHERE app_id = $2 AND openid = $3",
+    )
+    .bind(token_hash(ticket.expose_secret()))
+    .bind(identity.app_id.to_string())
+    .bind(identity.openid.to_string())
+    .bind(millis(at))
+    .bind(millis_after(at, TICKET_TTL))
+    .bind(i64::from(is_new_user))
+    .execute(&mut *conn)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Err(StorageError::NotFound { what: "identity" });
+    }
+    Ok(())
 }

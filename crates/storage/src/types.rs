@@ -245,62 +245,62 @@ pub enum CodeClaim {
     LostToFailedAttempt,
 }
 
-/// A new web OAuth state.
-#[derive(Debug, Clone)]
-pub struct NewOAuthState {
-    /// The app the authorization is for.
+/// A callback's claim on its login state, once the state's MAC and the
+/// browser's cookie have been checked.
+#[derive(Clone)]
+pub struct WebLoginClaim {
+    /// The state's id (the authenticated id WeChat carried back).
+    pub state_id: String,
+    /// The app whose callback this is.
     pub app_id: AppId,
-    /// `snsapi_base`, `snsapi_userinfo` or `snsapi_login`.
-    pub scope: String,
-    /// The allowlisted URL to return to.
-    pub return_to: String,
-    /// The caller's own opaque state, passed back.
-    pub caller_state: Option<String>,
+    /// WeChat's code; `None` when the user declined.
+    pub code: Option<String>,
+    /// When the state itself expires.
+    pub state_expires_at: SystemTime,
+    /// How long the claim is held before another callback may take it over
+    /// (longer than the login may take).
+    pub claim_ttl: Duration,
     /// When.
     pub at: SystemTime,
 }
 
-/// What an OAuth state was bound to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OAuthStateRecord {
-    /// The app.
-    pub app_id: AppId,
-    /// The scope.
-    pub scope: String,
-    /// Where to return.
-    pub return_to: String,
-    /// The caller's own state.
-    pub caller_state: Option<String>,
+impl fmt::Debug for WebLoginClaim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebLoginClaim")
+            .field("app_id", &self.app_id)
+            .field("declined", &self.code.is_none())
+            .field("at", &self.at)
+            .finish_non_exhaustive()
+    }
 }
 
-/// The result of presenting an OAuth state in a callback.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StateUse {
-    /// First use: exchange the code.
-    First(OAuthStateRecord),
-    /// WeChat's double redirect: same state and code within 30 s of the first.
-    Repeat {
-        /// The state's binding.
-        record: OAuthStateRecord,
-        /// The identity the first callback logged in.
-        identity: IdentityRef,
-        /// Whether that first login created the user.
-        is_new_user: bool,
+/// What [`crate::Storage::claim_web_login`] decided.
+#[derive(Debug)]
+pub enum WebLoginClaimed {
+    /// This callback holds the claim, taken at `claimed_at`: exchange the
+    /// code and complete (or fail) the login.
+    Claimed {
+        /// The claim's start, which completing it must present.
+        claimed_at: SystemTime,
     },
-    /// The double redirect of a callback in which the user declined.
-    RepeatDeclined(OAuthStateRecord),
-    /// The double redirect of a callback whose login failed after consent.
-    RepeatFailed {
-        /// The state's binding.
-        record: OAuthStateRecord,
-        /// What [`crate::Storage::fail_oauth_state`] recorded: an OAuth error code.
-        failure: String,
-    },
-    /// A double redirect that arrived while the first callback is still
-    /// exchanging the code; ask again shortly.
+    /// The state is consumed: answer with this outcome (the first callback's
+    /// own, or WeChat's repeat of it within its window).
+    Answered(WebLoginOutcome),
+    /// Another callback holds the claim and is still working: ask again shortly.
     Pending,
-    /// Unknown, expired, for another app, or reused otherwise.
-    Invalid,
+    /// Consumed with another code, for another app, repeated too often or too
+    /// late: refuse.
+    Refused,
+}
+
+/// How a consumed login state ended.
+#[derive(Debug)]
+pub enum WebLoginOutcome {
+    /// The login succeeded; its ticket (the same for every repeat).
+    Ticket(SecretString),
+    /// The OAuth error the browser was sent back with (`access_denied`,
+    /// `temporarily_unavailable`, `server_error`, `snapshot_user`).
+    Failed(String),
 }
 
 /// A new session.
@@ -367,8 +367,12 @@ pub enum Rotation {
 /// Rows removed by one sweep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SweepReport {
-    /// Expired OAuth states.
+    /// Expired OAuth states (left by releases before browser binding).
     pub oauth_states: u64,
+    /// Browser logins whose state expired.
+    pub web_logins: u64,
+    /// Tickets kept for WeChat's repeated callbacks, forgotten after the window.
+    pub web_login_tickets: u64,
     /// Expired login tickets.
     pub tickets: u64,
     /// Expired used-code records.

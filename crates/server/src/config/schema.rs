@@ -68,6 +68,42 @@ pub struct ServerConfig {
     pub health_check_interval: Duration,
     /// TLS for the gRPC listener.
     pub tls: Option<TlsConfig>,
+    /// Peers (addresses or CIDR blocks, e.g. `10.0.0.0/8`) whose
+    /// `X-Forwarded-For` names the client, for the shim's rate limit: your
+    /// ingress or load balancer. Default none: the client is the socket's peer.
+    pub trusted_proxies: Vec<String>,
+    /// The shim's rate limit per client address on `/oauth/*`.
+    pub oauth_rate_limit: RateLimitConfig,
+    /// `/oauth/*` requests the shim handles at once; one more is answered 503
+    /// at once. Default 256.
+    pub http_max_in_flight: usize,
+    /// Connections the shim serves at once; more wait in the kernel's
+    /// backlog. Default 1024.
+    pub http_max_connections: usize,
+    /// How long the shim waits for a request's headers (and keeps an idle
+    /// connection); a client that trickles them is cut off. Default 5 s.
+    #[serde(with = "humantime_serde")]
+    pub http_header_read_timeout: Duration,
+}
+
+/// A rate limit per client address: a sustained rate and a burst above it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Requests a second, sustained. Default 50 (carrier-grade NAT puts many
+    /// real users behind one address).
+    pub per_second: u32,
+    /// Requests at once above the sustained rate. Default 200.
+    pub burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            per_second: 50,
+            burst: 200,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -81,6 +117,11 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(20),
             health_check_interval: Duration::from_secs(5),
             tls: None,
+            trusted_proxies: Vec::new(),
+            oauth_rate_limit: RateLimitConfig::default(),
+            http_max_in_flight: 256,
+            http_max_connections: 1024,
+            http_header_read_timeout: Duration::from_secs(5),
         }
     }
 }

@@ -29,6 +29,8 @@ pub struct ResolvedConfig {
     pub grpc_tls: Option<GrpcTls>,
     /// The configured access-token signing key (PEM), checked to be Ed25519.
     pub signing_key: Option<SecretString>,
+    /// `server.trusted_proxies`, parsed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// TLS material for the gRPC listener, read at start.
@@ -111,6 +113,16 @@ impl Config {
         let apps = resolve_apps(&self.apps, env, &mut problems);
         let callers = resolve_callers(&self.callers, env, &mut problems);
         check_server(&self, &mut problems);
+        let trusted_proxies = self
+            .server
+            .trusted_proxies
+            .iter()
+            .filter_map(|entry| {
+                crate::http::limits::parse_trusted_proxy(entry)
+                    .map_err(|e| problems.push(format!("server.trusted_proxies: {e}")))
+                    .ok()
+            })
+            .collect();
         let grpc_tls = self
             .server
             .tls
@@ -203,6 +215,7 @@ impl Config {
             encryption_keys,
             grpc_tls,
             signing_key,
+            trusted_proxies,
         })
     }
 }
@@ -250,10 +263,32 @@ fn check_server(config: &Config, problems: &mut Vec<String>) {
         ));
     }
     match url::Url::parse(&server.public_base_url) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
-        _ => problems.push(
-            "server.public_base_url: an absolute http(s) URL, as browsers reach the shim".into(),
+        Ok(url) if url.scheme() == "https" && url.host().is_some() => {}
+        Ok(url) if url.scheme() == "http" && is_loopback_host(&url) => {}
+        Ok(url) if url.scheme() == "http" && url.host().is_some() => problems.push(
+            "server.public_base_url: https, as browsers reach the shim (plain http only on a loopback \
+             host such as 127.0.0.1 or localhost, for development): the login cookie is Secure"
+                .into(),
         ),
+        _ => problems.push(
+            "server.public_base_url: an absolute https URL, as browsers reach the shim".into(),
+        ),
+    }
+    let limit = server.oauth_rate_limit;
+    if limit.per_second == 0 || limit.burst == 0 {
+        problems.push("server.oauth_rate_limit: per_second and burst must be above zero".into());
+    }
+    if limit.per_second > 1_000_000_000 {
+        problems.push("server.oauth_rate_limit.per_second: at most 1000000000".into());
+    }
+    if server.http_max_in_flight == 0 {
+        problems.push("server.http_max_in_flight: must be above zero".into());
+    }
+    if server.http_max_connections == 0 {
+        problems.push("server.http_max_connections: must be above zero".into());
+    }
+    if server.http_header_read_timeout.is_zero() {
+        problems.push("server.http_header_read_timeout: must be above zero".into());
     }
     if server.max_in_flight == 0 {
         problems.push("server.max_in_flight: must be above zero".into());
@@ -263,6 +298,16 @@ fn check_server(config: &Config, problems: &mut Vec<String>) {
     }
     if server.health_check_interval.is_zero() {
         problems.push("server.health_check_interval: must be above zero".into());
+    }
+}
+
+/// Whether `url` names this machine: `localhost`, 127.0.0.0/8 or `::1`.
+fn is_loopback_host(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
 

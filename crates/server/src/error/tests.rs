@@ -184,3 +184,18 @@ fn http_statuses_follow_the_grpc_mapping() {
     assert_eq!(ApiError::WeChatUnavailable.http_status(), 503);
     assert_eq!(ApiError::internal("x").http_status(), 500);
 }
+
+/// The shim's own refusals: pages with their HTTP status, never gRPC answers,
+/// so they are not in the proto's table.
+#[test]
+fn the_shims_own_refusals_have_their_http_status_and_stay_out_of_the_contract() {
+    let proto = include_str!("../../../../proto/wechat/identity/v1/identity.proto");
+    for (error, status, reason) in [
+        (ApiError::LoginSessionMismatch, 400, "LOGIN_SESSION_MISMATCH"),
+        (ApiError::TooManyRequests, 429, "TOO_MANY_REQUESTS"),
+    ] {
+        assert_eq!(error.http_status(), status);
+        assert_eq!(error.reason(), Some(reason));
+        assert!(!proto.contains(reason), "{reason} is not a gRPC reason");
+    }
+}

@@ -40,15 +40,33 @@ pub fn error_page(error: &ApiError) -> Response {
         ApiError::Internal(_) => "Something went wrong on our side.".to_owned(),
         other => other.to_string(),
     };
-    page(status, "Sign-in failed", &message)
+    let mut response = page(status, "Sign-in failed", &message, error.reason());
+    if let Some(reason) = error.reason()
+        && let Ok(value) = HeaderValue::from_str(&reason.to_ascii_lowercase())
+    {
+        response.headers_mut().insert(ERROR_HEADER, value);
+    }
+    response
 }
 
-/// A page with `status`, a title and one paragraph; both texts are escaped.
-pub fn page(status: StatusCode, title: &str, message: &str) -> Response {
+/// The header naming an error page's reason (lower case), for scripts and tests.
+pub const ERROR_HEADER: &str = "x-wechat-identity-error";
+
+/// A page with `status`, a title, one paragraph and the error's reason (in
+/// lower case, for support requests); every text is escaped.
+pub fn page(status: StatusCode, title: &str, message: &str, reason: Option<&str>) -> Response {
+    let reason = reason
+        .map(|reason| {
+            format!(
+                "<p>Error code: <code>{}</code></p>\n",
+                escape(&reason.to_ascii_lowercase())
+            )
+        })
+        .unwrap_or_default();
     let body = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title}</title></head>\n<body><h1>{title}</h1>\n<p>{message}</p>\n\
+         <title>{title}</title></head>\n<body><h1>{title}</h1>\n<p>{message}</p>\n{reason}\
          <p>Go back to the app and start signing in again.</p></body></html>\n",
         title = escape(title),
         message = escape(message),
@@ -116,6 +134,7 @@ mod tests {
     fn an_error_page_has_its_status_and_no_cache() {
         let response = error_page(&ApiError::field("return_to", "is required"));
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.headers()[ERROR_HEADER], "field_invalid");
         assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
         assert_eq!(response.headers()[header::REFERRER_POLICY], "no-referrer");
     }

@@ -8,7 +8,7 @@ mod login;
 mod sessions;
 mod web_callback;
 
-pub use web_callback::{AuthorizeStart, WebLoginDone, WebOutcome};
+pub use web_callback::{AuthorizeRedirect, CallbackRequest};
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -40,6 +40,8 @@ pub struct Services {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// VerifyToken's memory of signatures and session standings.
     pub verify_cache: Arc<crate::sessions::verify_cache::VerifyCache>,
+    /// The keys that bind a browser login to its browser.
+    pub web_binding: Arc<crate::web_binding::WebBinding>,
 }
 
 /// How long session tokens live.

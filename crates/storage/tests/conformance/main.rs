@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod binding;
-mod codes_states_tickets;
+mod codes_and_tickets;
 mod crypto;
 mod logins;
 mod maintenance;
@@ -10,6 +10,7 @@ mod redis_cache;
 mod sessions;
 mod support;
 mod token_cache;
+mod web_logins;
 
 /// Generates `mod sqlite` and `mod postgres`, each with one `#[tokio::test]`
 /// per listed test, handing it a fresh database of that engine.
@@ -58,12 +59,13 @@ conformance_tests!(
     sessions::concurrent_rotations_of_one_token_have_exactly_one_winner,
     sessions::sessions_expire_and_revoke,
     sessions::every_change_to_a_sessions_standing_moves_the_epoch,
-    codes_states_tickets::a_used_code_is_refused_on_replay,
-    codes_states_tickets::an_oauth_state_is_single_use_and_expires,
-    codes_states_tickets::a_double_callback_with_the_same_code_within_30s_is_a_repeat,
-    codes_states_tickets::a_declined_callback_repeats_as_declined_and_never_as_a_login,
-    codes_states_tickets::a_callback_that_failed_after_consent_repeats_its_failure,
-    codes_states_tickets::a_ticket_is_single_use_and_expires,
+    codes_and_tickets::a_used_code_is_refused_on_replay,
+    codes_and_tickets::a_ticket_is_single_use_and_expires,
+    web_logins::a_claimed_login_completes_with_its_login_and_ticket_together,
+    web_logins::a_repeat_within_the_window_gets_the_same_ticket_three_times_at_most,
+    web_logins::a_repeat_after_the_window_is_refused_and_the_sweep_forgets_the_ticket,
+    web_logins::a_held_claim_makes_others_wait_and_a_dead_one_passes_on,
+    web_logins::declined_and_failed_logins_repeat_their_outcome,
     token_cache::the_token_cache_round_trips_an_encrypted_token,
     token_cache::two_replicas_contend_for_one_lease,
     crypto::values_survive_key_rotation,

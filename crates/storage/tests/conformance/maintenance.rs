@@ -1,5 +1,8 @@
 use secrecy::ExposeSecret;
-use storage::{Account, BindRequest, IdentityRef, NewOAuthState, NewSession, Rotation, UserLookup};
+use storage::{
+    Account, BindRequest, IdentityRef, NewSession, Rotation, UserLookup, WebLoginClaim,
+    WebLoginClaimed,
+};
 
 use crate::support::{TestDb, app, login, new_user, openid, secs, t0};
 
@@ -10,11 +13,13 @@ pub(crate) async fn sweep_removes_expired_rows_only(db: TestDb) {
         app_id: app("wxa"),
         openid: openid("o1"),
     };
-    let state = |at| NewOAuthState {
+    // A browser login claimed at `at`, whose state expires ten minutes later.
+    let web_login = |state: String, at| WebLoginClaim {
+        state_id: state,
         app_id: app("wxa"),
-        scope: "snsapi_base".into(),
-        return_to: "https://example.com".into(),
-        caller_state: None,
+        code: Some("c".into()),
+        state_expires_at: at + secs(600),
+        claim_ttl: secs(15),
         at,
     };
     let session = |at, ttl| NewSession {
@@ -26,8 +31,11 @@ pub(crate) async fn sweep_removes_expired_rows_only(db: TestDb) {
         at,
     };
     // Old rows, expired at t0 + 1 h.
-    for _ in 0..3 {
-        storage.create_oauth_state(&state(t0())).await.unwrap();
+    for n in 0..3 {
+        storage
+            .claim_web_login(&web_login(format!("old-{n}"), t0()))
+            .await
+            .unwrap();
         storage.create_ticket(&identity, false, t0()).await.unwrap();
         storage
             .create_session(&session(t0(), secs(60)))
@@ -37,7 +45,10 @@ pub(crate) async fn sweep_removes_expired_rows_only(db: TestDb) {
     storage.claim_code(&app("wxa"), "old", t0()).await.unwrap();
     // Fresh rows.
     let now = t0() + secs(3600);
-    let live_state = storage.create_oauth_state(&state(now)).await.unwrap();
+    storage
+        .claim_web_login(&web_login("live".into(), now))
+        .await
+        .unwrap();
     let live_ticket = storage.create_ticket(&identity, false, now).await.unwrap();
     let live = storage
         .create_session(&session(now, secs(3600)))
@@ -48,7 +59,7 @@ pub(crate) async fn sweep_removes_expired_rows_only(db: TestDb) {
     let report = storage.sweep_expired(now, 2).await.unwrap();
     assert_eq!(
         (
-            report.oauth_states,
+            report.web_logins,
             report.tickets,
             report.used_codes,
             report.sessions
@@ -61,13 +72,16 @@ pub(crate) async fn sweep_removes_expired_rows_only(db: TestDb) {
         storage::SweepReport::default()
     );
 
-    assert!(matches!(
-        storage
-            .consume_oauth_state(live_state.expose_secret(), &app("wxa"), Some("c"), now)
-            .await
-            .unwrap(),
-        storage::StateUse::First(_)
-    ));
+    assert!(
+        matches!(
+            storage
+                .claim_web_login(&web_login("live".into(), now + secs(1)))
+                .await
+                .unwrap(),
+            WebLoginClaimed::Pending
+        ),
+        "the live claim is still there"
+    );
     assert!(
         storage
             .consume_ticket(live_ticket.expose_secret(), now)
