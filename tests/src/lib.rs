@@ -119,6 +119,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// The user's browser: never follows redirects, keeps cookies.
     pub browser: web::Browser,
+    /// The service's storage, to look at what a request wrote.
+    pub storage: storage::Storage,
     channel: Channel,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -277,6 +279,7 @@ pub async fn spawn_with(options: Options) -> Option<TestApp> {
     )
     .await
     .unwrap();
+    let storage = app.services().storage.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         app.run_until_stopped(async {
@@ -296,6 +299,7 @@ pub async fn spawn_with(options: Options) -> Option<TestApp> {
         http_addr,
         http,
         browser: web::Browser::new(),
+        storage,
         channel,
         stop: Some(stop),
         task: Some(task),

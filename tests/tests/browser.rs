@@ -1,7 +1,9 @@
 //! The web login in a real headless Chromium: the browser opens the shim's
-//! authorize URL, follows WeChat's (the simulator's) consent redirect and the
-//! callback, and lands on a test page at `return_to`, which shows the ticket;
-//! the test then redeems that ticket with WebLogin and BindUser.
+//! authorize URL (which sets the login cookie), follows WeChat's (the
+//! simulator's) consent redirect and the callback (which it passes only with
+//! that cookie), and lands on a test page at `return_to`, which shows the
+//! ticket; the test then redeems that ticket with WebLogin and BindUser. A
+//! second Chromium, replaying the first one's callback URL, gets no ticket.
 //!
 //! Chromium is Debian's `chromium` package, which `.ci/run` installs. Outside
 //! CI the tests skip, saying so, when it is absent.
@@ -13,7 +15,7 @@ use std::time::Duration;
 
 use axum::extract::RawQuery;
 use axum::response::Html;
-use e2e::web::{authorize_url, consent, param};
+use e2e::web::{authorize_url, param};
 use e2e::*;
 use server::pb::bind_user_request::{Account, Proof};
 use server::pb::{BindUserRequest, WebLoginRequest};
@@ -75,11 +77,25 @@ fn chromium() -> Option<PathBuf> {
     None
 }
 
-/// Opens `url` in a fresh headless Chromium and returns the DOM of the page
-/// it ends on, after every redirect.
+/// Opens `url` in a fresh headless Chromium (a browser with no cookies) and
+/// returns the DOM of the page it ends on, after every redirect.
 async fn open_in_browser(chromium: &PathBuf, url: &str) -> String {
+    open_in_browser_logged(chromium, url, None).await
+}
+
+/// [`open_in_browser`], writing Chromium's own log of every request it made
+/// (its NetLog) to `net_log`.
+async fn open_in_browser_logged(
+    chromium: &PathBuf,
+    url: &str,
+    net_log: Option<&std::path::Path>,
+) -> String {
     let profile = tempfile::tempdir().unwrap();
-    let run = tokio::process::Command::new(chromium)
+    let mut command = tokio::process::Command::new(chromium);
+    if let Some(net_log) = net_log {
+        command.arg(format!("--log-net-log={}", net_log.display()));
+    }
+    let run = command
         .args([
             "--headless",
             "--no-sandbox",
@@ -236,37 +252,65 @@ async fn a_browser_that_declines_lands_with_access_denied(backend: Backend) {
     app.stop().await;
 }
 
-async fn a_callback_the_browser_loads_twice_lands_twice_with_working_tickets(backend: Backend) {
+async fn a_second_browser_replaying_the_callback_url_gets_no_ticket(backend: Backend) {
     let Some(chromium) = chromium() else { return };
     let landing = Landing::start().await;
     let Some(app) = spawn_for(&landing, backend).await else {
         return;
     };
     app.sim.set_browser_user("otto");
-    let callback = consent(
-        &app,
+    // The user's browser goes all the way, its login cookie with it.
+    let net_log = tempfile::tempdir().unwrap();
+    let net_log = net_log.path().join("netlog.json");
+    let dom = open_in_browser_logged(
+        &chromium,
         &authorize_url(&app, WEBSITE, &[("return_to", &landing.url)]),
+        Some(&net_log),
     )
     .await;
-    let first = open_in_browser(&chromium, callback.as_str()).await;
-    let second = open_in_browser(&chromium, callback.as_str()).await;
-    let mut client = app.client();
-    for dom in [first, second] {
-        let ticket = shown(&dom, "ticket").unwrap_or_else(|| panic!("no ticket on {dom}"));
-        let login = client
-            .web_login(WebLoginRequest { ticket })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(login.openid, app.sim.openid(WEBSITE, "otto"));
-    }
+    let ticket = shown(&dom, "ticket").unwrap_or_else(|| panic!("no ticket on {dom}"));
+    // The callback URL it went through, as a proxy log or its history would show it.
+    let callback = callback_url_in(&std::fs::read_to_string(&net_log).unwrap(), &app)
+        .unwrap_or_else(|| panic!("no callback URL in Chromium's log"));
+    assert!(param(&Url::parse(&callback).unwrap(), "code").is_some());
+
+    // Another browser replays it.
+    let replayed = open_in_browser(&chromium, &callback).await;
+    assert!(replayed.contains("Sign-in failed"), "{replayed}");
+    assert!(replayed.contains("login_session_mismatch"), "{replayed}");
+    assert_eq!(shown(&replayed, "ticket"), None);
+    assert_eq!(landing.visits().len(), 1, "only the user's browser landed");
+
+    let login = app
+        .client()
+        .web_login(WebLoginRequest { ticket })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(login.openid, app.sim.openid(WEBSITE, "otto"));
     assert_eq!(app.sim.calls(Endpoint::SnsAccessToken), 1);
     app.stop().await;
+}
+
+/// The first URL of the app's callback route in a Chromium NetLog.
+fn callback_url_in(net_log: &str, app: &TestApp) -> Option<String> {
+    let prefix = format!("{}/oauth/", app.http_base());
+    let mut rest = net_log;
+    while let Some(start) = rest.find(&prefix) {
+        let candidate = &rest[start..];
+        let end = candidate.find('"')?;
+        let url = &candidate[..end];
+        if url.contains("/callback?") {
+            return Some(url.to_owned());
+        }
+        rest = &candidate[end..];
+    }
+    None
 }
 
 on_both_backends!(
     a_browser_logs_in_through_wechat_and_lands_with_a_ticket_that_logs_in_and_binds,
     a_browser_is_never_sent_to_a_foreign_return_to_or_past_a_forged_state,
     a_browser_that_declines_lands_with_access_denied,
-    a_callback_the_browser_loads_twice_lands_twice_with_working_tickets,
+    a_second_browser_replaying_the_callback_url_gets_no_ticket,
 );

@@ -1,12 +1,16 @@
 //! Deadlines and load: a caller's deadline bounds the WeChat call and stops
 //! retries, and a few hundred concurrent calls on one replica are served,
-//! not shed.
+//! not shed. The public shim limits each client address on `/oauth/*`
+//! (believing `X-Forwarded-For` only from trusted proxies) and cuts off a
+//! client that trickles its headers.
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
 
+use e2e::web::{authorize_url, get};
 use e2e::*;
 use server::pb::{MiniProgramLoginRequest, VerifyTokenRequest};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tonic::Code;
 use wechat_sim::{Endpoint, Fault};
 
@@ -92,7 +96,141 @@ async fn a_few_hundred_concurrent_calls_are_all_served(backend: Backend) {
     app.stop().await;
 }
 
+/// The shim with a rate limit of 5 requests at once, then 1 a second.
+async fn spawn_limited(backend: Backend, trusted_proxies: &str) -> Option<TestApp> {
+    spawn_with(Options {
+        server_toml: format!(
+            "oauth_rate_limit = {{ per_second = 1, burst = 5 }}\ntrusted_proxies = [{trusted_proxies}]"
+        ),
+        ..Options::on(backend)
+    })
+    .await
+}
+
+/// The status of an authorize request from a client that says it is `forwarded_for`.
+async fn authorize_as(app: &TestApp, forwarded_for: &str) -> u16 {
+    let url = authorize_url(app, OFFICIAL, &[("return_to", RETURN_TO)]);
+    app.http
+        .get(url)
+        .header("x-forwarded-for", forwarded_for)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn the_shim_limits_each_client_address_and_believes_forwarded_for_only_from_its_proxies(
+    backend: Backend,
+) {
+    let Some(app) = spawn_limited(backend, r#""127.0.0.1""#).await else {
+        return;
+    };
+    for _ in 0..5 {
+        assert_eq!(authorize_as(&app, "198.51.100.1").await, 302);
+    }
+    assert_eq!(authorize_as(&app, "198.51.100.1").await, 429);
+    let page = get(
+        &app,
+        &authorize_url(&app, OFFICIAL, &[("return_to", RETURN_TO)]),
+    )
+    .await;
+    assert_eq!(
+        page.status.as_u16(),
+        302,
+        "the proxy's own address is another client"
+    );
+    assert_eq!(
+        authorize_as(&app, "198.51.100.2").await,
+        302,
+        "behind a trusted proxy, each client has its own budget"
+    );
+    assert_eq!(
+        authorize_as(&app, "6.6.6.6, 198.51.100.1").await,
+        429,
+        "what the client wrote left of its address changes nothing"
+    );
+    let health = app
+        .http
+        .get(format!("{}/healthz", app.http_base()))
+        .header("x-forwarded-for", "198.51.100.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200, "only /oauth/* is limited");
+    app.stop().await;
+
+    // Without a trusted proxy, the header is the client's own claim: ignored.
+    let Some(app) = spawn_limited(backend, "").await else {
+        return;
+    };
+    for n in 0..5 {
+        assert_eq!(authorize_as(&app, &format!("203.0.113.{n}")).await, 302);
+    }
+    let refused = app
+        .http
+        .get(authorize_url(&app, OFFICIAL, &[("return_to", RETURN_TO)]))
+        .header("x-forwarded-for", "203.0.113.99")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(
+        refused.headers()["x-wechat-identity-error"],
+        "too_many_requests"
+    );
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("too many sign-in requests")
+    );
+    app.stop().await;
+}
+
+async fn a_client_that_trickles_its_headers_is_cut_off(backend: Backend) {
+    let Some(app) = spawn_with(Options {
+        server_toml: "http_header_read_timeout = \"1s\"".into(),
+        ..Options::on(backend)
+    })
+    .await
+    else {
+        return;
+    };
+    let mut slow = tokio::net::TcpStream::connect(app.http_addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    // The rest of the headers never comes: the shim must close the connection.
+    let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the connection was never closed");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "closed after the header timeout, took {took:?}"
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        !answer.contains("200 OK"),
+        "the trickled request was not served: {answer}"
+    );
+    let ok = app
+        .http
+        .get(format!("{}/healthz", app.http_base()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200, "a prompt client is served");
+    app.stop().await;
+}
+
 on_both_backends!(
+    the_shim_limits_each_client_address_and_believes_forwarded_for_only_from_its_proxies,
+    a_client_that_trickles_its_headers_is_cut_off,
     a_callers_deadline_bounds_the_wechat_call_and_no_retry_starts_after_it,
     a_few_hundred_concurrent_calls_are_all_served,
 );

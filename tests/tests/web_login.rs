@@ -3,7 +3,7 @@
 //! ticket redeemed over gRPC; and everything that must not get that far.
 #![allow(clippy::unwrap_used)]
 
-use e2e::web::{authorize_url, consent, get, land, param, web_login};
+use e2e::web::{Browser, authorize_url, consent, consent_in, get, land, param, web_login};
 use e2e::*;
 use reqwest::StatusCode;
 use server::pb::bind_user_request::{Account, Proof};
@@ -282,7 +282,7 @@ async fn a_declined_consent_goes_back_with_access_denied_and_calls_no_wechat_api
     app.stop().await;
 }
 
-async fn wechats_double_redirect_lands_twice_with_working_tickets_and_one_code_exchange(
+async fn wechats_repeated_callback_gets_the_same_ticket_three_times_at_most_and_one_code_exchange(
     backend: Backend,
 ) {
     let app = spawn!(backend);
@@ -300,31 +300,60 @@ async fn wechats_double_redirect_lands_twice_with_working_tickets_and_one_code_e
         ),
     )
     .await;
-    // Both arrive together, as WeChat's double redirect does.
+    // The first two arrive together, as WeChat's double redirect does.
     let (first, second) = tokio::join!(land(&app, &callback), land(&app, &callback));
     let third = land(&app, &callback).await;
-    let mut client = app.client();
-    let mut users = Vec::new();
-    let mut new_users = 0;
-    for landed in [first, second, third] {
-        assert_eq!(param(&landed, "state").unwrap(), "d");
-        let login = redeem(&mut client, &param(&landed, "ticket").unwrap())
-            .await
-            .unwrap();
-        new_users += usize::from(login.is_new_user);
-        users.push(login.user_id);
-    }
-    users.dedup();
-    assert_eq!(users.len(), 1, "every landing logs in the same user");
-    assert_eq!(
-        new_users, 3,
-        "each ticket says the login created the user, as the first did"
+    let fourth = land(&app, &callback).await;
+    let tickets: Vec<String> = [&first, &second, &third, &fourth]
+        .iter()
+        .map(|landed| {
+            assert_eq!(param(landed, "state").unwrap(), "d");
+            param(landed, "ticket").unwrap()
+        })
+        .collect();
+    assert!(
+        tickets.iter().all(|ticket| *ticket == tickets[0]),
+        "every repeat gets the first callback's ticket: {tickets:?}"
     );
+    let fifth = get(&app, callback.as_str()).await;
+    assert_eq!(
+        fifth.status,
+        StatusCode::BAD_REQUEST,
+        "a fourth repeat is refused: {}",
+        fifth.body
+    );
+    assert!(fifth.location.is_none());
     assert_eq!(
         app.sim.calls(Endpoint::SnsAccessToken),
         1,
         "one code exchange"
     );
+
+    let mut client = app.client();
+    let login = redeem(&mut client, &tickets[0]).await.unwrap();
+    assert!(login.is_new_user);
+    let again = redeem(&mut client, &tickets[0]).await.unwrap_err();
+    assert_eq!(
+        reason(&again).as_deref(),
+        Some("TICKET_INVALID"),
+        "one ticket, one login"
+    );
+
+    let mut another_code = callback.clone();
+    another_code.query_pairs_mut().clear().extend_pairs([
+        (
+            "code",
+            app.sim.mint_oauth_code(OFFICIAL, "dora", "snsapi_userinfo"),
+        ),
+        ("state", param(&callback, "state").unwrap()),
+    ]);
+    let refused = get(&app, another_code.as_str()).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "the same state with another code"
+    );
+    assert_eq!(app.sim.calls(Endpoint::SnsAccessToken), 1);
     app.stop().await;
 }
 
@@ -354,7 +383,9 @@ async fn a_wechat_failure_in_the_callback_goes_back_with_an_error_and_repeats_it
     app.stop().await;
 }
 
-async fn forged_replayed_and_foreign_states_get_a_plain_400_and_write_nothing(backend: Backend) {
+async fn forged_tampered_replayed_and_foreign_states_get_a_plain_400_and_write_nothing(
+    backend: Backend,
+) {
     let app = spawn!(backend);
     let callback = consent(
         &app,
@@ -363,6 +394,19 @@ async fn forged_replayed_and_foreign_states_get_a_plain_400_and_write_nothing(ba
     .await;
     let code = param(&callback, "code").unwrap();
     let state = param(&callback, "state").unwrap();
+    // A state this service issued, for the website app's login in this browser.
+    let website_callback = consent(
+        &app,
+        &authorize_url(&app, WEBSITE, &[("return_to", RETURN_TO)]),
+    )
+    .await;
+    let website_state = param(&website_callback, "state").unwrap();
+    let tampered = {
+        let mut bytes = state.clone().into_bytes();
+        let last = bytes.len() - 1;
+        bytes[last] = if bytes[last] == b'0' { b'1' } else { b'0' };
+        String::from_utf8(bytes).unwrap()
+    };
     let base = app.http_base();
     let forged = app.sim.mint_oauth_code(OFFICIAL, "mallory", "snsapi_base");
     for (what, url) in [
@@ -377,12 +421,20 @@ async fn forged_replayed_and_foreign_states_get_a_plain_400_and_write_nothing(ba
             ),
         ),
         (
+            "tampered state",
+            format!("{base}/oauth/{OFFICIAL}/callback?code={code}&state={tampered}"),
+        ),
+        (
             "malformed state",
             format!("{base}/oauth/{OFFICIAL}/callback?code={forged}&state=%3Cscript%3E"),
         ),
         (
-            "another app's callback",
+            "this app's state at another app's callback",
             format!("{base}/oauth/{WEBSITE}/callback?code={code}&state={state}"),
+        ),
+        (
+            "another app's state at this app's callback",
+            format!("{base}/oauth/{OFFICIAL}/callback?code={code}&state={website_state}"),
         ),
     ] {
         let page = get(&app, &url).await;
@@ -410,8 +462,14 @@ async fn forged_replayed_and_foreign_states_get_a_plain_400_and_write_nothing(ba
         0,
         "no code was exchanged"
     );
+    assert_eq!(
+        app.storage.web_login_rows().await.unwrap(),
+        0,
+        "nothing was written"
+    );
 
     land(&app, &callback).await;
+    assert_eq!(app.storage.web_login_rows().await.unwrap(), 1);
     let replay = get(
         &app,
         &format!("{base}/oauth/{OFFICIAL}/callback?code={forged}&state={state}"),
@@ -422,6 +480,143 @@ async fn forged_replayed_and_foreign_states_get_a_plain_400_and_write_nothing(ba
         StatusCode::BAD_REQUEST,
         "a used state with another code"
     );
+    assert_eq!(app.sim.calls(Endpoint::SnsAccessToken), 1);
+    app.stop().await;
+}
+
+async fn a_callback_from_a_browser_that_did_not_start_the_login_gets_no_ticket(backend: Backend) {
+    let app = spawn!(backend);
+    app.sim.set_browser_user("victor");
+    let victims_callback = consent(
+        &app,
+        &authorize_url(&app, OFFICIAL, &[("return_to", RETURN_TO), ("state", "v")]),
+    )
+    .await;
+
+    // Whoever saw the callback URL (a proxy log, a screenshot, history)
+    // replays it from a browser of their own: with no cookie, and with the
+    // cookie of a login of their own.
+    let attacker = Browser::new();
+    let without_cookie = attacker.get(victims_callback.as_str()).await;
+    app.sim.set_browser_user("mallory");
+    let attackers_callback = consent_in(
+        &attacker,
+        &authorize_url(&app, OFFICIAL, &[("return_to", RETURN_TO)]),
+    )
+    .await;
+    let with_own_cookie = attacker.get(victims_callback.as_str()).await;
+    for (what, page) in [
+        ("without a cookie", &without_cookie),
+        ("with another login's cookie", &with_own_cookie),
+    ] {
+        assert_eq!(
+            page.status,
+            StatusCode::BAD_REQUEST,
+            "{what}: {}",
+            page.body
+        );
+        assert_eq!(page.error(), Some("login_session_mismatch"), "{what}");
+        assert!(page.body.contains("login_session_mismatch"), "{what}");
+        assert!(page.location.is_none(), "{what}");
+    }
+    // Login CSRF: the attacker lures the victim's browser to the attacker's
+    // own callback, to sign the victim in as the attacker.
+    let lured = get(&app, attackers_callback.as_str()).await;
+    assert_eq!(lured.status, StatusCode::BAD_REQUEST, "{}", lured.body);
+    assert_eq!(lured.error(), Some("login_session_mismatch"));
+
+    assert_eq!(
+        app.sim.calls(Endpoint::SnsAccessToken),
+        0,
+        "no code was exchanged"
+    );
+    assert_eq!(
+        app.storage.web_login_rows().await.unwrap(),
+        0,
+        "no state was consumed"
+    );
+    // The victim's own login is untouched.
+    let landed = land(&app, &victims_callback).await;
+    let login = redeem(&mut app.client(), &param(&landed, "ticket").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(login.openid, app.sim.openid(OFFICIAL, "victor"));
+    app.stop().await;
+}
+
+async fn authorize_sets_a_login_cookie_and_writes_nothing(backend: Backend) {
+    let app = spawn!(backend);
+    let authorize = authorize_url(&app, OFFICIAL, &[("return_to", RETURN_TO)]);
+    let to_wechat = get(&app, &authorize).await;
+    assert_eq!(to_wechat.status, StatusCode::FOUND);
+    let set_cookie = to_wechat.headers["set-cookie"].to_str().unwrap();
+    // The shim's base is plain http on loopback here: no `Secure`, no
+    // `__Host-` (over https it is `__Host-wxid-login` with `Secure`).
+    assert!(set_cookie.starts_with("wxid-login="), "{set_cookie}");
+    for attribute in ["; Path=/", "; Max-Age=600", "; HttpOnly", "; SameSite=Lax"] {
+        assert!(set_cookie.contains(attribute), "{attribute}: {set_cookie}");
+    }
+    let state = param(to_wechat.location.as_ref().unwrap(), "state").unwrap();
+    assert!(state.len() <= 128 && state.bytes().all(|b| b.is_ascii_alphanumeric()));
+    assert_eq!(app.storage.web_login_rows().await.unwrap(), 0);
+
+    // With PostgreSQL gone, logins still start and forged callbacks are still
+    // refused: neither touches the database.
+    if app.set_database_reachable(false).await.is_some() {
+        assert_eq!(get(&app, &authorize).await.status, StatusCode::FOUND);
+        let forged = format!(
+            "{}/oauth/{OFFICIAL}/callback?code=abc&state={state}x",
+            app.http_base()
+        );
+        assert_eq!(get(&app, &forged).await.status, StatusCode::BAD_REQUEST);
+        let stranger = Browser::new();
+        let callback = format!(
+            "{}/oauth/{OFFICIAL}/callback?code=abc&state={state}",
+            app.http_base()
+        );
+        assert_eq!(
+            stranger.get(&callback).await.error(),
+            Some("login_session_mismatch")
+        );
+        app.set_database_reachable(true).await;
+    }
+
+    // The callback keeps the cookie: WeChat's repeat arrives with it.
+    let callback = consent(&app, &authorize).await;
+    let back = get(&app, callback.as_str()).await;
+    assert_eq!(back.status, StatusCode::FOUND);
+    assert!(back.headers.get("set-cookie").is_none());
+    assert!(app.browser.cookie("wxid-login").is_some());
+    app.stop().await;
+}
+
+async fn a_repeat_finishes_a_login_whose_first_callback_died_after_claiming_it(backend: Backend) {
+    let app = spawn!(backend);
+    app.sim.set_browser_user("ida");
+    let callback = consent(
+        &app,
+        &authorize_url(&app, OFFICIAL, &[("return_to", RETURN_TO)]),
+    )
+    .await;
+    // A replica claimed the state and died before completing it: its claim
+    // (one second here) runs out, and the repeat takes the login over.
+    let claim = storage::WebLoginClaim {
+        state_id: param(&callback, "state").unwrap(),
+        app_id: wechat_client::AppId::new(OFFICIAL).unwrap(),
+        code: Some(param(&callback, "code").unwrap()),
+        state_expires_at: std::time::SystemTime::now() + std::time::Duration::from_secs(600),
+        claim_ttl: std::time::Duration::from_secs(1),
+        at: std::time::SystemTime::now(),
+    };
+    assert!(matches!(
+        app.storage.claim_web_login(&claim).await.unwrap(),
+        storage::WebLoginClaimed::Claimed { .. }
+    ));
+    let landed = land(&app, &callback).await;
+    let login = redeem(&mut app.client(), &param(&landed, "ticket").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(login.openid, app.sim.openid(OFFICIAL, "ida"));
     assert_eq!(app.sim.calls(Endpoint::SnsAccessToken), 1);
     app.stop().await;
 }
@@ -538,9 +733,12 @@ on_both_backends!(
     a_web_login_joins_the_mini_program_user_of_its_unionid_and_binds_by_ticket,
     a_ticket_refused_by_bind_user_stays_usable_for_a_retry_with_replace_existing,
     a_declined_consent_goes_back_with_access_denied_and_calls_no_wechat_api,
-    wechats_double_redirect_lands_twice_with_working_tickets_and_one_code_exchange,
+    wechats_repeated_callback_gets_the_same_ticket_three_times_at_most_and_one_code_exchange,
     a_wechat_failure_in_the_callback_goes_back_with_an_error_and_repeats_it,
-    forged_replayed_and_foreign_states_get_a_plain_400_and_write_nothing,
+    forged_tampered_replayed_and_foreign_states_get_a_plain_400_and_write_nothing,
+    a_callback_from_a_browser_that_did_not_start_the_login_gets_no_ticket,
+    authorize_sets_a_login_cookie_and_writes_nothing,
+    a_repeat_finishes_a_login_whose_first_callback_died_after_claiming_it,
     authorize_refuses_foreign_return_urls_and_bad_parameters_without_redirecting,
     the_shim_serves_the_verification_file_jwks_and_health,
 );

@@ -430,7 +430,10 @@ impl Application {
 
 /// The browser-binding keys, derived from the database's lookup key so that
 /// every replica checks the states and cookies another issued.
-async fn web_binding(storage: &Storage, public_base_url: &url::Url) -> Result<WebBinding, StartError> {
+async fn web_binding(
+    storage: &Storage,
+    public_base_url: &url::Url,
+) -> Result<WebBinding, StartError> {
     let state_key = storage.derived_key("web-login/state-mac/v1").await?;
     let cookie_key = storage.derived_key("web-login/cookie/v1").await?;
     Ok(WebBinding::new(

@@ -13,6 +13,9 @@
 //! who lures a victim to their own callback URL (login CSRF) cannot give the
 //! victim's browser their cookie.
 //!
+//! One cookie holds the browser's pending logins (the newest three that fit),
+//! so a login started in a second tab does not break the first.
+//!
 //! Both keys are derived from the database's lookup key, so every replica
 //! checks what another issued.
 
@@ -47,6 +50,9 @@ const MAC_HEX: usize = 32;
 pub const STATE_LEN: usize = 1 + ID_HEX + EXPIRY_DIGITS + MAC_HEX;
 /// The most cookies of our name looked at in one request.
 const MAX_CANDIDATES: usize = 4;
+/// Logins one browser may have under way at once (two tabs, a double click):
+/// the cookie keeps the newest ones that fit.
+pub const MAX_PENDING_LOGINS: usize = 3;
 /// The largest sealed cookie value accepted (browsers keep at most 4096
 /// bytes per cookie, name included).
 const MAX_COOKIE_VALUE: usize = 4000;
@@ -144,21 +150,25 @@ impl WebBinding {
     }
 
     /// Starts a login for `app_id`: a fresh state and the cookie sealing the
-    /// login's context under the state's id.
+    /// login's context under the state's id, beside the logins still pending
+    /// in the browser's `cookie_headers`.
     ///
     /// # Errors
-    /// [`BindingError::TooLarge`] when the context exceeds a cookie;
+    /// [`BindingError::TooLarge`] when the context alone exceeds a cookie;
     /// [`BindingError::Random`] when the system has no randomness.
-    pub fn start(
+    pub fn start<'a>(
         &self,
         app_id: &AppId,
         scope: &str,
         return_to: &str,
         caller_state: Option<&str>,
+        cookie_headers: impl IntoIterator<Item = &'a str>,
         now: SystemTime,
     ) -> Result<StartedLogin, BindingError> {
         let mut id = [0u8; ID_HEX / 2];
-        self.random.fill(&mut id).map_err(|_| BindingError::Random)?;
+        self.random
+            .fill(&mut id)
+            .map_err(|_| BindingError::Random)?;
         let id = hex::encode(id);
         let expires_at = unix_secs(now) + LOGIN_TTL.as_secs();
         let context = LoginContext {
@@ -169,7 +179,23 @@ impl WebBinding {
             caller_state: caller_state.map(str::to_owned),
             expires_at,
         };
-        let value = self.seal(&context)?;
+        let mut logins = vec![context];
+        logins.extend(
+            self.pending(cookie_headers)
+                .into_iter()
+                .filter(|pending| pending.expires_at > unix_secs(now))
+                .take(MAX_PENDING_LOGINS - 1),
+        );
+        // The newest first; older ones give way when they do not all fit.
+        let value = loop {
+            match self.seal(&logins) {
+                Ok(value) => break value,
+                Err(BindingError::TooLarge) if logins.len() > 1 => {
+                    logins.pop();
+                }
+                Err(error) => return Err(error),
+            }
+        };
         let mut set_cookie = format!(
             "{}={value}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax",
             self.cookie_name,
@@ -198,10 +224,7 @@ impl WebBinding {
         now: SystemTime,
     ) -> Result<CheckedState, BindingError> {
         let bad = BindingError::BadState;
-        if state.len() != STATE_LEN
-            || !state.starts_with(STATE_VERSION)
-            || !state.is_ascii()
-        {
+        if state.len() != STATE_LEN || !state.starts_with(STATE_VERSION) || !state.is_ascii() {
             return Err(bad);
         }
         let (id, rest) = state[1..].split_at(ID_HEX);
@@ -234,6 +257,14 @@ impl WebBinding {
         state: &CheckedState,
         app_id: &AppId,
     ) -> Result<LoginContext, BindingError> {
+        self.pending(cookie_headers)
+            .into_iter()
+            .find(|context| context.id == state.id && context.app_id == app_id.as_str())
+            .ok_or(BindingError::Mismatch)
+    }
+
+    /// The logins sealed in the request's cookies of our name.
+    fn pending<'a>(&self, cookie_headers: impl IntoIterator<Item = &'a str>) -> Vec<LoginContext> {
         cookie_headers
             .into_iter()
             .flat_map(|header| header.split(';'))
@@ -241,16 +272,16 @@ impl WebBinding {
             .filter(|(name, _)| *name == self.cookie_name)
             .take(MAX_CANDIDATES)
             .filter_map(|(_, value)| self.unseal(value.trim_matches('"')))
-            .find(|context| context.id == state.id && context.app_id == app_id.as_str())
-            .ok_or(BindingError::Mismatch)
+            .flatten()
+            .collect()
     }
 
-    fn seal(&self, context: &LoginContext) -> Result<String, BindingError> {
+    fn seal(&self, logins: &[LoginContext]) -> Result<String, BindingError> {
         let mut nonce = [0u8; NONCE_LEN];
         self.random
             .fill(&mut nonce)
             .map_err(|_| BindingError::Random)?;
-        let mut sealed = serde_json::to_vec(context).map_err(|_| BindingError::TooLarge)?;
+        let mut sealed = serde_json::to_vec(logins).map_err(|_| BindingError::TooLarge)?;
         self.cookie_key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
@@ -267,7 +298,7 @@ impl WebBinding {
         Ok(value)
     }
 
-    fn unseal(&self, value: &str) -> Option<LoginContext> {
+    fn unseal(&self, value: &str) -> Option<Vec<LoginContext>> {
         if value.len() > MAX_COOKIE_VALUE {
             return None;
         }

@@ -46,7 +46,9 @@ pub use types::{
     Ticket, UserId, UserLookup, UserProfile, WebAuthorization, WebLoginClaim, WebLoginClaimed,
     WebLoginOutcome, WebTokens,
 };
-pub use web_logins::{MAX_REPEATS as WEB_LOGIN_MAX_REPEATS, REPEAT_WINDOW as WEB_LOGIN_REPEAT_WINDOW};
+pub use web_logins::{
+    MAX_REPEATS as WEB_LOGIN_MAX_REPEATS, REPEAT_WINDOW as WEB_LOGIN_REPEAT_WINDOW,
+};
 
 use std::sync::Arc;
 

@@ -146,8 +146,7 @@ impl Storage {
         let outcome = match get_opt_string(&row, "outcome")?.as_deref() {
             Some(TICKET) => match get_opt_bytes(&row, "ticket_ciphertext")? {
                 Some(sealed) => WebLoginOutcome::Ticket(
-                    self.keys()
-                        .decrypt_str(&ticket_aad(&state_hash), &sealed)?,
+                    self.keys().decrypt_str(&ticket_aad(&state_hash), &sealed)?,
                 ),
                 // Dropped by the sweep: the window is over.
                 None => return Ok(WebLoginClaimed::Refused),
@@ -213,9 +212,7 @@ impl Storage {
         };
         let ticket = random_token();
         tickets::insert_ticket(conn, &ticket, &identity, outcome.is_new_user, login.at).await?;
-        let sealed = self
-            .keys()
-            .encrypt_str(&ticket_aad(state_hash), &ticket)?;
+        let sealed = self.keys().encrypt_str(&ticket_aad(state_hash), &ticket)?;
         sqlx::query("UPDATE web_logins SET ticket_ciphertext = $1 WHERE state_hash = $2")
             .bind(sealed)
             .bind(state_hash.to_vec())

@@ -191,7 +191,11 @@ fn http_statuses_follow_the_grpc_mapping() {
 fn the_shims_own_refusals_have_their_http_status_and_stay_out_of_the_contract() {
     let proto = include_str!("../../../../proto/wechat/identity/v1/identity.proto");
     for (error, status, reason) in [
-        (ApiError::LoginSessionMismatch, 400, "LOGIN_SESSION_MISMATCH"),
+        (
+            ApiError::LoginSessionMismatch,
+            400,
+            "LOGIN_SESSION_MISMATCH",
+        ),
         (ApiError::TooManyRequests, 429, "TOO_MANY_REQUESTS"),
     ] {
         assert_eq!(error.http_status(), status);

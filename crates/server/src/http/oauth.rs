@@ -23,7 +23,7 @@ use wechat_client::Deadline;
 
 use crate::error::ApiError;
 use crate::http::pages::{error_page, redirect};
-use crate::service::{CallbackRequest, Services};
+use crate::service::{AuthorizeRequestParams, CallbackRequest, Services};
 
 /// What the OAuth routes need.
 #[derive(Debug, Clone)]
@@ -59,18 +59,21 @@ async fn authorize(
     State(shim): State<OAuthShim>,
     Path(app_id): Path<String>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> Response {
     let params = match Params::parse(query.as_deref()) {
         Ok(params) => params,
         Err(error) => return error_page(&error),
     };
-    let started = shim.services.authorize(
-        &app_id,
-        params.get("return_to"),
-        params.get("scope"),
-        params.get("state"),
-        &shim.callback_url(&app_id),
-    );
+    let cookies = cookie_headers(&headers);
+    let started = shim.services.authorize(&AuthorizeRequestParams {
+        app_id: &app_id,
+        return_to: params.get("return_to"),
+        scope: params.get("scope"),
+        caller_state: params.get("state"),
+        callback_url: &shim.callback_url(&app_id),
+        cookies: &cookies,
+    });
     match started {
         Ok(started) => {
             let mut response = redirect(&started.wechat_url);
@@ -100,12 +103,7 @@ async fn callback(
         app_id,
         state: params.get("state").map(str::to_owned),
         code: params.get("code").map(str::to_owned),
-        cookies: headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .map(str::to_owned)
-            .collect(),
+        cookies: cookie_headers(&headers),
         deadline: Deadline::after(shim.request_timeout),
     };
     // The browser may go away (WeChat's double redirect aborts the first
@@ -119,6 +117,16 @@ async fn callback(
         Ok(Err(error)) => error_page(&error),
         Err(error) => error_page(&ApiError::internal(error)),
     }
+}
+
+/// The request's `Cookie` headers.
+fn cookie_headers(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Query parameters, each at most once.

@@ -8,7 +8,7 @@ mod login;
 mod sessions;
 mod web_callback;
 
-pub use web_callback::{AuthorizeRedirect, CallbackRequest};
+pub use web_callback::{AuthorizeRedirect, AuthorizeRequestParams, CallbackRequest};
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

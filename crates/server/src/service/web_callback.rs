@@ -13,9 +13,7 @@
 use std::time::{Duration, SystemTime};
 
 use secrecy::{ExposeSecret, SecretString};
-use storage::{
-    AppKind, IdentityLogin, WebLoginClaim, WebLoginClaimed, WebLoginOutcome, WebTokens,
-};
+use storage::{AppKind, IdentityLogin, WebLoginClaim, WebLoginClaimed, WebLoginOutcome, WebTokens};
 use url::Url;
 use wechat_client::{AuthorizeRequest, Code, Deadline, OAuthScope, OAuthState, WebAppKind};
 
@@ -49,6 +47,23 @@ pub struct AuthorizeRedirect {
     pub set_cookie: String,
 }
 
+/// An authorize request as the shim received it.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthorizeRequestParams<'a> {
+    /// The app in the path.
+    pub app_id: &'a str,
+    /// The `return_to` parameter.
+    pub return_to: Option<&'a str>,
+    /// The `scope` parameter.
+    pub scope: Option<&'a str>,
+    /// The caller's `state` parameter.
+    pub caller_state: Option<&'a str>,
+    /// Where WeChat is to send the browser back.
+    pub callback_url: &'a str,
+    /// The request's `Cookie` headers (logins already pending in the browser).
+    pub cookies: &'a [String],
+}
+
 /// A callback as the shim received it.
 #[derive(Debug)]
 pub struct CallbackRequest {
@@ -75,12 +90,16 @@ impl Services {
     /// `return_to`, `scope` or `state`.
     pub fn authorize(
         &self,
-        app_id: &str,
-        return_to: Option<&str>,
-        scope: Option<&str>,
-        caller_state: Option<&str>,
-        callback_url: &str,
+        request: &AuthorizeRequestParams<'_>,
     ) -> Result<AuthorizeRedirect, ApiError> {
+        let AuthorizeRequestParams {
+            app_id,
+            return_to,
+            scope,
+            caller_state,
+            callback_url,
+            cookies,
+        } = *request;
         if app_id.is_empty() {
             return Err(ApiError::AppNotFound {
                 field: "app_id".into(),
@@ -125,6 +144,7 @@ impl Services {
                 scope.as_str(),
                 return_to.as_str(),
                 caller_state,
+                cookies.iter().map(String::as_str),
                 now(),
             )
             .map_err(|error| match error {
@@ -183,7 +203,11 @@ impl Services {
             })?;
         let context = self
             .web_binding
-            .open(request.cookies.iter().map(String::as_str), &state, &app.app_id)
+            .open(
+                request.cookies.iter().map(String::as_str),
+                &state,
+                &app.app_id,
+            )
             .map_err(|_| {
                 self.metrics.web_login(WebLoginEvent::RefusedBinding);
                 ApiError::LoginSessionMismatch
@@ -252,10 +276,7 @@ impl Services {
                     return Err(invalid_state());
                 }
                 WebLoginClaimed::Pending => {
-                    if deadline
-                        .remaining()
-                        .is_some_and(|left| left <= REPEAT_POLL)
-                    {
+                    if deadline.remaining().is_some_and(|left| left <= REPEAT_POLL) {
                         return Err(ApiError::Unavailable);
                     }
                     tokio::time::sleep(REPEAT_POLL).await;

@@ -17,13 +17,19 @@ fn at(secs: u64) -> SystemTime {
 }
 
 fn start(binding: &WebBinding) -> StartedLogin {
+    start_beside(binding, "", 0)
+}
+
+/// A login started in a browser that sends `cookies`, `secs` into the test.
+fn start_beside(binding: &WebBinding, cookies: &str, secs: u64) -> StartedLogin {
     binding
         .start(
             &app(APP),
             "snsapi_userinfo",
             "https://app.example/cb?x=1",
             Some("caller-state"),
-            at(0),
+            [cookies],
+            at(secs),
         )
         .unwrap()
 }
@@ -71,7 +77,9 @@ fn the_cookie_is_host_only_secure_httponly_lax_and_lives_ten_minutes() {
 fn the_cookie_of_the_login_opens_to_its_context() {
     let binding = binding(true);
     let started = start(&binding);
-    let state = binding.check_state(&app(APP), &started.state, at(1)).unwrap();
+    let state = binding
+        .check_state(&app(APP), &started.state, at(1))
+        .unwrap();
     let header = format!("theme=dark; {}; lang=zh", cookie_pair(&started));
     let context = binding.open([header.as_str()], &state, &app(APP)).unwrap();
     assert_eq!(context.id, state.id);
@@ -135,7 +143,11 @@ fn a_callback_without_the_cookie_of_its_own_state_is_a_mismatch() {
     let tampered = {
         let pair = cookie_pair(&mine);
         let last = pair.chars().last().unwrap();
-        format!("{}{}", &pair[..pair.len() - 1], if last == 'A' { 'B' } else { 'A' })
+        format!(
+            "{}{}",
+            &pair[..pair.len() - 1],
+            if last == 'A' { 'B' } else { 'A' }
+        )
     };
     let plain_name = cookie_pair(&mine).replace("__Host-wxid-login", "wxid-login");
     let other_keys = start(&WebBinding::new(&[7; 32], &[1; 32], true));
@@ -144,7 +156,10 @@ fn a_callback_without_the_cookie_of_its_own_state_is_a_mismatch() {
         ("another login's cookie", cookie_pair(&theirs).to_owned()),
         ("a tampered cookie", tampered),
         ("the cookie under another name", plain_name),
-        ("a cookie sealed with another key", cookie_pair(&other_keys).to_owned()),
+        (
+            "a cookie sealed with another key",
+            cookie_pair(&other_keys).to_owned(),
+        ),
         ("garbage", "__Host-wxid-login=%%%".to_owned()),
     ] {
         assert_eq!(
@@ -163,8 +178,59 @@ fn a_context_too_large_for_a_cookie_is_refused() {
     let huge = format!("https://app.example/cb?{}", "x".repeat(4000));
     assert_eq!(
         binding(true)
-            .start(&app(APP), "snsapi_base", &huge, None, at(0))
+            .start(&app(APP), "snsapi_base", &huge, None, [""], at(0))
             .map(|_| ()),
         Err(BindingError::TooLarge)
     );
+}
+
+#[test]
+fn a_browser_keeps_its_three_newest_pending_logins() {
+    let binding = binding(true);
+    let first = start(&binding);
+    let second = start_beside(&binding, cookie_pair(&first), 1);
+    let third = start_beside(&binding, cookie_pair(&second), 2);
+    let opens = |cookie: &StartedLogin, login: &StartedLogin| {
+        let state = binding.check_state(&app(APP), &login.state, at(3)).unwrap();
+        binding
+            .open([cookie_pair(cookie)], &state, &app(APP))
+            .is_ok()
+    };
+    assert!(opens(&third, &first) && opens(&third, &second) && opens(&third, &third));
+    let fourth = start_beside(&binding, cookie_pair(&third), 3);
+    assert!(!opens(&fourth, &first), "the oldest gives way");
+    assert!(opens(&fourth, &second) && opens(&fourth, &third) && opens(&fourth, &fourth));
+
+    let later = start_beside(&binding, cookie_pair(&fourth), LOGIN_TTL.as_secs() + 2);
+    let state = binding
+        .check_state(&app(APP), &later.state, at(LOGIN_TTL.as_secs() + 3))
+        .unwrap();
+    assert!(
+        binding
+            .open([cookie_pair(&later)], &state, &app(APP))
+            .is_ok()
+    );
+    assert!(
+        binding.pending([cookie_pair(&later)]).len() == 2,
+        "expired logins are dropped from the cookie"
+    );
+}
+
+#[test]
+fn long_pending_logins_give_way_to_a_new_one_that_would_not_fit_beside_them() {
+    let binding = binding(true);
+    let long = format!("https://app.example/cb?{}", "y".repeat(1800));
+    let begin = |cookies: &str| {
+        binding
+            .start(&app(APP), "snsapi_base", &long, None, [cookies], at(0))
+            .unwrap()
+    };
+    let first = begin("");
+    let second = begin(cookie_pair(&first));
+    assert!(
+        second.set_cookie.len() < 4096,
+        "{}",
+        second.set_cookie.len()
+    );
+    assert_eq!(binding.pending([cookie_pair(&second)]).len(), 1);
 }

@@ -113,4 +113,3 @@ pub(crate) async fn a_ticket_is_single_use_and_expires(db: TestDb) {
     };
     assert!(storage.create_ticket(&nobody, false, t0()).await.is_err());
 }
-

@@ -107,15 +107,13 @@ fn limits(per_second: u32, burst: u32, max_in_flight: usize, timeout: Duration) 
 }
 
 fn routes(limits: &OAuthLimits) -> Router {
-    let inner = Router::new()
-        .route("/fast", get(|| async { "ok" }))
-        .route(
-            "/slow",
-            get(|| async {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                "slow"
-            }),
-        );
+    let inner = Router::new().route("/fast", get(|| async { "ok" })).route(
+        "/slow",
+        get(|| async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            "slow"
+        }),
+    );
     limit(
         inner,
         limits,
@@ -143,7 +141,10 @@ fn reason(response: &Response) -> Option<&str> {
 async fn a_client_over_its_rate_gets_a_429_page_and_others_do_not() {
     let router = routes(&limits(1, 3, 100, Duration::from_secs(5)));
     for _ in 0..3 {
-        assert_eq!(call(&router, "/fast", [198, 51, 100, 1]).await.status(), 200);
+        assert_eq!(
+            call(&router, "/fast", [198, 51, 100, 1]).await.status(),
+            200
+        );
     }
     let refused = call(&router, "/fast", [198, 51, 100, 1]).await;
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
@@ -169,7 +170,10 @@ async fn past_max_in_flight_requests_are_shed_at_once() {
     assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(started.elapsed() < Duration::from_millis(400), "not queued");
     assert_eq!(slow.await.unwrap().status(), 200);
-    assert_eq!(call(&router, "/fast", [198, 51, 100, 2]).await.status(), 200);
+    assert_eq!(
+        call(&router, "/fast", [198, 51, 100, 2]).await.status(),
+        200
+    );
 }
 
 #[tokio::test]
