@@ -9,6 +9,7 @@
 //! rot); numbers are never asserted.
 
 mod echo;
+mod flood;
 mod load;
 mod processes;
 mod scenarios;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::flood::{Flood, FloodReport};
 use crate::load::Measured;
 use crate::processes::ServerProcess;
 use crate::scenarios::{Load, Scenario, measure};
@@ -52,7 +54,8 @@ struct Cli {
     #[arg(long, default_value = "0,20")]
     sim_latency_ms: String,
     /// Only these wechat-identity scenarios (comma-separated report names,
-    /// e.g. `VerifyToken,GetProfile`); all when absent.
+    /// e.g. `VerifyToken,GetProfile`, and `flood` for the shim flood); all
+    /// when absent.
     #[arg(long)]
     scenarios: Option<String>,
     /// A very short run of everything, for CI.
@@ -74,6 +77,15 @@ enum Command {
 }
 
 impl Cli {
+    /// Whether `--scenarios` (when given) names the flood.
+    fn wants_flood(&self) -> bool {
+        self.scenarios.as_deref().is_none_or(|names| {
+            names
+                .split(',')
+                .any(|name| name.trim().eq_ignore_ascii_case("flood"))
+        })
+    }
+
     /// Whether `--scenarios` (when given) names `scenario`.
     fn wants(&self, scenario: Scenario) -> bool {
         self.scenarios.as_deref().is_none_or(|names| {
@@ -92,6 +104,64 @@ struct Row {
     measured: Measured,
     /// The same scenario paced at half of `measured`'s throughput.
     half: Measured,
+}
+
+/// gRPC scenarios measured alone and under a flood of the shim, on one server.
+struct FloodRow {
+    database: String,
+    /// (scenario, alone, under the flood).
+    scenarios: Vec<(Scenario, Measured, Measured)>,
+    flood: FloodReport,
+    /// Requests the flood's time allowed at the shim's limit.
+    offered: f64,
+    /// Browser logins claimed or declined: the callback path's writes.
+    callback_writes: f64,
+    /// Logins started by the flood's authorize requests (nothing written).
+    started: f64,
+    /// Rows in `web_logins` afterwards, counted from outside the server.
+    rows: i64,
+}
+
+/// VerifyToken and MiniProgramLogin alone, then with the shim flooded.
+async fn under_flood(
+    database: &str,
+    server: &ServerProcess,
+    load: Load,
+) -> Result<FloodRow, String> {
+    let mut scenarios = Vec::new();
+    let mut report = FloodReport::default();
+    let mut flooded_for = Duration::ZERO;
+    for scenario in [Scenario::VerifyToken, Scenario::MiniProgramLogin] {
+        let alone = measure(scenario, &server.grpc, &server.sim, load).await?;
+        let flood = Flood::start(&server.http)?;
+        let started = std::time::Instant::now();
+        let flooded = measure(scenario, &server.grpc, &server.sim, load).await?;
+        let part = flood.stop().await;
+        flooded_for += started.elapsed();
+        for (status, n) in part.statuses {
+            *report.statuses.entry(status).or_default() += n;
+        }
+        eprintln!(
+            "{} on {database} under a shim flood: {:.0} calls/s (alone {:.0})",
+            scenario.name(),
+            flooded.throughput(),
+            alone.throughput()
+        );
+        scenarios.push((scenario, alone, flooded));
+    }
+    let events = "wechat_identity_web_login_events_total";
+    let callback_writes = processes::counter(&server.http, events, "event=\"claimed\"").await?
+        + processes::counter(&server.http, events, "event=\"declined\"").await?;
+    let started = processes::counter(&server.http, events, "event=\"started\"").await?;
+    Ok(FloodRow {
+        database: database.to_owned(),
+        scenarios,
+        flood: report,
+        offered: flooded_for.as_secs_f64() * f64::from(flood::ADDRESSES * flood::PER_ADDRESS),
+        callback_writes,
+        started,
+        rows: processes::count_rows(&server.database_url, "web_logins").await?,
+    })
 }
 
 /// Measures `scenario` closed-loop, then paced at half the peak it found.
@@ -181,6 +251,7 @@ async fn benchmark(cli: &Cli) -> Result<(), String> {
         half: baseline_half,
     }];
     let mut servers = Vec::new();
+    let mut floods = Vec::new();
     for database in cli
         .databases
         .split(',')
@@ -223,6 +294,9 @@ async fn benchmark(cli: &Cli) -> Result<(), String> {
                     half,
                 });
             }
+            if latency.is_zero() && cli.wants_flood() {
+                floods.push(under_flood(database, &server, load).await?);
+            }
             servers.push((
                 database.to_owned(),
                 latency,
@@ -233,7 +307,8 @@ async fn benchmark(cli: &Cli) -> Result<(), String> {
         }
     }
 
-    let report = render(cli, load, &baseline, &rows, echo_rss, &servers);
+    let mut report = render(cli, load, &baseline, &rows, echo_rss, &servers);
+    render_floods(&mut report, &floods);
     println!("{report}");
     if let Some(path) = &cli.out {
         std::fs::write(path, &report).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -263,6 +338,56 @@ fn ms(duration: Duration) -> String {
 
 fn mib(bytes: Option<u64>) -> String {
     bytes.map_or_else(|| "?".into(), |b| format!("{:.1}", b as f64 / 1_048_576.0))
+}
+
+fn render_floods(out: &mut String, floods: &[FloodRow]) {
+    if floods.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n## Under a flood of the public shim\n\n{} client addresses, each at the shim's default limit ({}/s), send forged callbacks (a well-formed state with a wrong MAC, a random cookie or none) and authorize requests, alternately, while the gRPC scenario runs; the same scenario alone just before, on the same server.\n",
+        flood::ADDRESSES,
+        flood::PER_ADDRESS
+    );
+    let _ = writeln!(
+        out,
+        "| database | scenario | calls/s alone | calls/s under the flood | ratio | p99 ms alone | p99 ms under the flood |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|");
+    for row in floods {
+        for (scenario, alone, flooded) in &row.scenarios {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.0} | {:.0} | {:.2} | {} | {} |",
+                row.database,
+                scenario.name(),
+                alone.throughput(),
+                flooded.throughput(),
+                flooded.throughput() / alone.throughput().max(f64::EPSILON),
+                ms(alone.quantile(0.99)),
+                ms(flooded.quantile(0.99)),
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n| database | flood requests offered | sent | answers | logins started (no write) | callback writes | `web_logins` rows |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---|---:|---:|---:|");
+    for row in floods {
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {} | {} | {:.0} | {:.0} | {} |",
+            row.database,
+            row.offered,
+            row.flood.sent(),
+            row.flood.summary(),
+            row.started,
+            row.callback_writes,
+            row.rows,
+        );
+    }
 }
 
 fn render(

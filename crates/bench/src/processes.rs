@@ -14,6 +14,8 @@ use tokio::process::{Child, Command};
 pub(crate) const CALLER_KEY: &str = "bench-caller-key-000000000000000000000";
 /// The demo mini program the scenarios log in to.
 pub(crate) const MINI: &str = "wxd000000000000001";
+/// The demo Official Account whose browser login the flood aims at.
+pub(crate) const OFFICIAL: &str = "wxd000000000000002";
 
 /// A server process under load.
 #[derive(Debug)]
@@ -21,6 +23,10 @@ pub(crate) struct ServerProcess {
     child: Child,
     /// Its gRPC address, `http://127.0.0.1:PORT`.
     pub(crate) grpc: String,
+    /// Its HTTP shim, `http://127.0.0.1:PORT` (wechat-identity only).
+    pub(crate) http: String,
+    /// Its database URL (wechat-identity only).
+    pub(crate) database_url: String,
     /// The simulator's base URL (wechat-identity only).
     pub(crate) sim: String,
     /// From spawn to the first answer on gRPC.
@@ -90,6 +96,8 @@ impl ServerProcess {
         Ok(Self {
             child,
             grpc: format!("http://127.0.0.1:{port}"),
+            http: String::new(),
+            database_url: String::new(),
             sim: String::new(),
             _simulator: None,
             startup: started.elapsed(),
@@ -137,6 +145,8 @@ impl ServerProcess {
             grpc_listen = "127.0.0.1:{grpc}"
             http_listen = "127.0.0.1:{http}"
             public_base_url = "http://127.0.0.1:{http}"
+            # The flood speaks for many client addresses through X-Forwarded-For.
+            trusted_proxies = ["127.0.0.1"]
             [database]
             url = "{url}"
             [encryption]
@@ -146,6 +156,11 @@ impl ServerProcess {
             app_id = "{MINI}"
             kind = "mini_program"
             secret = {{ value = "demo-mini-program-secret-0001" }}
+            [[apps]]
+            app_id = "{OFFICIAL}"
+            kind = "official_account"
+            secret = {{ value = "demo-official-account-secret-02" }}
+            allowed_return_to = ["https://app.example/cb"]
             [[callers]]
             name = "bench"
             key = {{ value = "{CALLER_KEY}" }}
@@ -172,6 +187,8 @@ impl ServerProcess {
         Ok(Self {
             child,
             grpc: format!("http://127.0.0.1:{grpc}"),
+            http: format!("http://127.0.0.1:{http}"),
+            database_url: url,
             sim,
             _simulator: Some(simulator),
             startup: started.elapsed(),
@@ -200,6 +217,36 @@ impl ServerProcess {
             .await;
         }
     }
+}
+
+/// Rows in `table` of the server's database (a table the browser login
+/// writes), counted from outside the server.
+pub(crate) async fn count_rows(database_url: &str, table: &str) -> Result<i64, String> {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(database_url)
+        .await
+        .map_err(|e| format!("database at {}: {e}", host_of(database_url)))?;
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+        .fetch_one(&mut conn)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The value of the counter `name` with `label` in the server's metrics
+/// (0 when absent).
+pub(crate) async fn counter(http: &str, name: &str, label: &str) -> Result<f64, String> {
+    let text = reqwest::get(format!("{http}/metrics"))
+        .await
+        .map_err(|e| e.to_string())?
+        .text()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(text
+        .lines()
+        .filter(|line| line.starts_with(name) && line.contains(label))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .fold(0.0, |total, value| total + value))
 }
 
 async fn admin(admin_url: &str, statement: &str) -> Result<(), String> {
