@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 pub mod binary;
+pub mod callers;
 pub mod postgres;
 pub mod web;
 

@@ -1,7 +1,8 @@
 //! Caller authentication: internal services present `authorization: Bearer
 //! <key>`; keys are configured per service and kept only as SHA-256, so the
 //! lookup compares hashes, never the keys. The caller's name goes into logs,
-//! traces and the audit trail; its permissions gate the RPCs that need them.
+//! traces and the audit trail; its permissions are checked against the table
+//! in [`crate::permissions`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -21,6 +22,14 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// A caller named `name` holding `permissions`.
+    pub fn new(name: &str, permissions: impl IntoIterator<Item = Permission>) -> Self {
+        Self {
+            name: name.into(),
+            permissions: permissions.into_iter().collect(),
+        }
+    }
+
     /// Fails with `CALLER_NOT_PERMITTED` unless the caller holds `permission`.
     ///
     /// # Errors
@@ -30,11 +39,7 @@ impl Caller {
             return Ok(());
         }
         Err(ApiError::CallerNotPermitted {
-            permission: match permission {
-                Permission::Core => "core",
-                Permission::Import => "import",
-                Permission::Admin => "admin",
-            },
+            permission: permission.as_str(),
         })
     }
 }

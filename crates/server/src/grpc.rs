@@ -1,6 +1,7 @@
 //! `wechat.identity.v1.IdentityService` over tonic: each RPC takes the caller
-//! the interceptor attached and the request's deadline, runs the service, and
-//! turns its [`ApiError`] into a status from the one table.
+//! the interceptor attached and the request's deadline, checks the caller's
+//! permissions against [`crate::permissions`], runs the service, and turns its
+//! [`ApiError`] into a status from the one table.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use crate::deadline::request_deadline;
 use crate::error::ApiError;
 use crate::pb;
 use crate::pb::identity_service_server::IdentityService;
+use crate::permissions::{self, Guarded};
 use crate::service::{Ctx, Services};
 
 /// The gRPC face of [`Services`].
@@ -33,10 +35,33 @@ impl IdentityGrpc {
         }
     }
 
+    /// Serves `request` with `work`, in the contract's order: the caller's
+    /// key (checked by the interceptor), then the permissions the table names
+    /// for the request, and only then `work`, which checks the fields.
+    async fn serve<Req, Res, F, Fut>(
+        &self,
+        request: Request<Req>,
+        work: F,
+    ) -> Result<Response<Res>, Status>
+    where
+        Req: Guarded + Send + 'static,
+        Res: Send + 'static,
+        F: FnOnce(Arc<Services>, Ctx, Req) -> Fut,
+        Fut: std::future::Future<Output = Result<Res, ApiError>> + Send + 'static,
+    {
+        let (call, message) = self.begin(request)?;
+        if let Err(refused) = permissions::check(&call.ctx.caller, &message) {
+            return call.reply(Err(refused));
+        }
+        call.finish(|services, ctx| work(services, ctx, message))
+            .await
+    }
+
     /// Starts serving `request`: its caller (attached by the interceptor), its
     /// deadline, its request id and a span that every log line of the call
     /// carries.
-    fn begin<T>(&self, rpc: &'static str, request: Request<T>) -> Result<(Call, T), Status> {
+    fn begin<T: Guarded>(&self, request: Request<T>) -> Result<(Call, T), Status> {
+        let rpc = T::RPC;
         let deadline = request_deadline(request.metadata(), self.request_timeout);
         let request_id = request_id(request.metadata());
         let caller = request
@@ -131,6 +156,12 @@ impl Call {
         let result = bounded(self.answer, joined)
             .instrument(self.span.clone())
             .await;
+        self.reply(result)
+    }
+
+    /// Answers with `result`: logged in the call's span, counted, and with
+    /// the request id in the metadata.
+    fn reply<T>(&self, result: Result<T, ApiError>) -> Result<Response<T>, Status> {
         let mut answer = self.span.in_scope(|| respond(&self.span, result));
         let code = answer
             .as_ref()
@@ -193,89 +224,99 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::MiniProgramLoginRequest>,
     ) -> Result<Response<pb::MiniProgramLoginResponse>, Status> {
-        let (call, message) = self.begin("MiniProgramLogin", request)?;
-        call.finish(|services, ctx| async move { services.mini_program_login(&ctx, message).await })
-            .await
+        self.serve(request, |services, ctx, message| async move {
+            services.mini_program_login(&ctx, message).await
+        })
+        .await
     }
 
     async fn get_phone_number(
         &self,
         request: Request<pb::GetPhoneNumberRequest>,
     ) -> Result<Response<pb::GetPhoneNumberResponse>, Status> {
-        let (call, message) = self.begin("GetPhoneNumber", request)?;
-        call.finish(|services, ctx| async move { services.phone_number(&ctx, message).await })
-            .await
+        self.serve(request, |services, ctx, message| async move {
+            services.phone_number(&ctx, message).await
+        })
+        .await
     }
 
     async fn bind_user(
         &self,
         request: Request<pb::BindUserRequest>,
     ) -> Result<Response<pb::BindUserResponse>, Status> {
-        let (call, message) = self.begin("BindUser", request)?;
-        call.finish(|services, ctx| async move { services.bind_user(&ctx, message).await })
-            .await
+        self.serve(request, |services, ctx, message| async move {
+            services.bind_user(&ctx, message).await
+        })
+        .await
     }
 
     async fn get_profile(
         &self,
         request: Request<pb::GetProfileRequest>,
     ) -> Result<Response<pb::GetProfileResponse>, Status> {
-        let (call, message) = self.begin("GetProfile", request)?;
-        call.finish(|services, ctx| async move { services.profile(&ctx, message).await })
-            .await
+        self.serve(request, |services, ctx, message| async move {
+            services.profile(&ctx, message).await
+        })
+        .await
     }
 
     async fn refresh_token(
         &self,
         request: Request<pb::RefreshTokenRequest>,
     ) -> Result<Response<pb::RefreshTokenResponse>, Status> {
-        let (call, message) = self.begin("RefreshToken", request)?;
-        call.finish(|services, ctx| async move { services.refresh_token(&ctx, message).await })
-            .await
+        self.serve(request, |services, ctx, message| async move {
+            services.refresh_token(&ctx, message).await
+        })
+        .await
     }
 
     async fn web_login(
         &self,
         request: Request<pb::WebLoginRequest>,
     ) -> Result<Response<pb::WebLoginResponse>, Status> {
-        let (call, message) = self.begin("WebLogin", request)?;
-        call.finish(|services, ctx| async move { services.web_login(&ctx, message).await })
-            .await
+        self.serve(request, |services, ctx, message| async move {
+            services.web_login(&ctx, message).await
+        })
+        .await
     }
 
     async fn verify_token(
         &self,
         request: Request<pb::VerifyTokenRequest>,
     ) -> Result<Response<pb::VerifyTokenResponse>, Status> {
-        let (call, message) = self.begin("VerifyToken", request)?;
-        call.finish(|services, ctx| async move { services.verify_token(&ctx, message).await })
-            .await
+        self.serve(request, |services, ctx, message| async move {
+            services.verify_token(&ctx, message).await
+        })
+        .await
     }
 
     async fn revoke_session(
         &self,
         request: Request<pb::RevokeSessionRequest>,
     ) -> Result<Response<pb::RevokeSessionResponse>, Status> {
-        let (call, message) = self.begin("RevokeSession", request)?;
-        call.finish(|services, ctx| async move { services.revoke_session(&ctx, message).await })
-            .await
+        self.serve(request, |services, ctx, message| async move {
+            services.revoke_session(&ctx, message).await
+        })
+        .await
     }
 
     async fn unbind_user(
         &self,
         request: Request<pb::UnbindUserRequest>,
     ) -> Result<Response<pb::UnbindUserResponse>, Status> {
-        let (call, message) = self.begin("UnbindUser", request)?;
-        call.finish(|services, ctx| async move { services.unbind_user(&ctx, message).await })
-            .await
+        self.serve(request, |services, ctx, message| async move {
+            services.unbind_user(&ctx, message).await
+        })
+        .await
     }
 
     async fn get_app_access_token(
         &self,
         request: Request<pb::GetAppAccessTokenRequest>,
     ) -> Result<Response<pb::GetAppAccessTokenResponse>, Status> {
-        let (call, message) = self.begin("GetAppAccessToken", request)?;
-        call.finish(|services, ctx| async move { services.app_access_token(&ctx, message).await })
-            .await
+        self.serve(request, |services, ctx, message| async move {
+            services.app_access_token(&ctx, message).await
+        })
+        .await
     }
 }

@@ -2,10 +2,11 @@
 //!
 //! [`app::Application`] builds the whole service from a [`config`]: the RPCs
 //! of [`service`] behind their tonic face in [`grpc`] (caller keys from
-//! [`auth`], health, reflection and limits from [`grpc_server`]), the browser's
-//! HTTP shim in [`http`], access tokens in [`sessions`], and one error table in
-//! [`error`]. [`pb`] is the generated contract; `main.rs` is a thin binary over
-//! it, and [`demo`] the zero-config demo.
+//! [`auth`], what each RPC needs from [`permissions`], health, reflection and
+//! limits from [`grpc_server`]), the browser's HTTP shim in [`http`], access
+//! tokens in [`sessions`], and one error table in [`error`]. [`pb`] is the
+//! generated contract; `main.rs` is a thin binary over it, and [`demo`] the
+//! zero-config demo.
 
 pub mod app;
 pub mod apps;
@@ -18,6 +19,7 @@ pub mod grpc;
 pub mod grpc_server;
 pub mod http;
 pub mod metrics;
+pub mod permissions;
 pub mod return_to;
 pub mod service;
 pub mod sessions;

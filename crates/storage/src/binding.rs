@@ -127,12 +127,24 @@ impl Storage {
     /// when the identity is bound elsewhere, `AlreadyExists("external_id")` when
     /// another user holds the external id, both unless `replace_existing`.
     pub async fn bind(&self, request: &BindRequest) -> Result<UserProfile, StorageError> {
-        let user_id = write_tx!(self, |tx| self.bind_tx(&mut tx, request).await)?;
-        // Committed: any connection sees it (WAL readers included).
-        let mut conn = self.reader().acquire().await?;
-        self.load_profile(&mut conn, &user_id)
+        // The answer is read inside the transaction: once the bind commits,
+        // nothing is left that could fail and report it as not done (the
+        // service gives a ticket back after a failed bind).
+        write_tx!(self, |tx| {
+            let user_id = self.bind_tx(&mut tx, request).await?;
+            self.profile_in_tx(&mut tx, &user_id).await
+        })
+    }
+
+    /// The profile of `user_id` as the transaction on `conn` leaves it.
+    async fn profile_in_tx(
+        &self,
+        conn: &mut AnyConnection,
+        user_id: &UserId,
+    ) -> Result<UserProfile, DbFailure> {
+        self.load_profile(conn, user_id)
             .await?
-            .ok_or(StorageError::NotFound { what: "user" })
+            .ok_or(DbFailure::Fatal(StorageError::NotFound { what: "user" }))
     }
 
     async fn bind_tx(
@@ -320,14 +332,12 @@ impl Storage {
         actor: &str,
         at: SystemTime,
     ) -> Result<UserProfile, StorageError> {
-        let user_id = write_tx!(self, |tx| self
-            .unbind_tx(&mut tx, identity, actor, at)
-            .await)?;
-        // Committed: any connection sees it (WAL readers included).
-        let mut conn = self.reader().acquire().await?;
-        self.load_profile(&mut conn, &user_id)
-            .await?
-            .ok_or(StorageError::NotFound { what: "user" })
+        // Read inside the transaction, as for `bind`: a committed unbind is
+        // never answered with an error.
+        write_tx!(self, |tx| {
+            let user_id = self.unbind_tx(&mut tx, identity, actor, at).await?;
+            self.profile_in_tx(&mut tx, &user_id).await
+        })
     }
 
     async fn unbind_tx(

@@ -337,7 +337,8 @@ pub struct CallerConfig {
     pub key: Option<SecretSource>,
     /// Or the hex SHA-256 of its key, so the key itself never reaches this service's config.
     pub key_sha256: Option<String>,
-    /// What it may do. Default: `core`.
+    /// What it may do (`crate::permissions::TABLE` says which RPC needs
+    /// what; no permission implies another). Default: `core`.
     #[serde(default = "default_permissions")]
     pub permissions: Vec<Permission>,
 }
@@ -350,12 +351,25 @@ fn default_permissions() -> Vec<Permission> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Permission {
-    /// Logins, profiles, binding with proof, sessions.
+    /// Every RPC but `GetAppAccessToken`: logins, profiles, binding with
+    /// proof, sessions.
     Core,
-    /// `BindUser` with a bare `identity`: importing without proof.
+    /// `BindUser` with a bare `identity` (importing without proof), together
+    /// with `core`.
     Import,
-    /// `GetAppAccessToken` and other admin calls.
+    /// `GetAppAccessToken`.
     Admin,
+}
+
+impl Permission {
+    /// The name the config and the proto use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::Core => "core",
+            Permission::Import => "import",
+            Permission::Admin => "admin",
+        }
+    }
 }
 
 /// The in-process simulator of the demo.

@@ -12,7 +12,7 @@ use wechat_client::{
 };
 
 use crate::apps::Wanted;
-use crate::config::{AppKindName, Permission};
+use crate::config::{AppKindName, ResolvedApp};
 use crate::error::ApiError;
 use crate::pb;
 use crate::validate;
@@ -43,7 +43,34 @@ fn identity_ref(prefix: &str, identity: &pb::WechatIdentity) -> Result<IdentityR
     })
 }
 
+/// A BindUser proof whose fields are valid and whose app is configured.
+enum BindProof<'a> {
+    Ticket(String),
+    MiniProgramCode {
+        app: &'a ResolvedApp,
+        code: String,
+    },
+    Identity {
+        app: &'a ResolvedApp,
+        identity: IdentityRef,
+    },
+}
+
 impl Services {
+    /// The identity `prefix` names, with its app, checked in the contract's
+    /// order: its fields, then its app (of any kind), before any record is read.
+    fn known_identity(
+        &self,
+        prefix: &str,
+        identity: &pb::WechatIdentity,
+    ) -> Result<(IdentityRef, &ResolvedApp), ApiError> {
+        let checked = identity_ref(prefix, identity)?;
+        let app = self
+            .apps
+            .resolve(&format!("{prefix}.app_id"), &identity.app_id, Wanted::Any)?;
+        Ok((checked, app))
+    }
+
     /// `GetPhoneNumber`.
     ///
     /// # Errors
@@ -112,7 +139,8 @@ impl Services {
         request: pb::BindUserRequest,
     ) -> Result<pb::BindUserResponse, ApiError> {
         use pb::bind_user_request::{Account as AccountField, Proof};
-        // Fields first, in the contract's order; nothing is spent before all are valid.
+        // The contract's order: every field (the account's first), then the
+        // proof's app, then the account's user; only then is the proof spent.
         let account = match &request.account {
             Some(AccountField::UserId(value)) => Account::UserId(parse_user_id("user_id", value)?),
             Some(AccountField::ExternalId(value)) => {
@@ -121,18 +149,30 @@ impl Services {
             }
             None => return Err(validate::oneof_missing("account")),
         };
-        match &request.proof {
-            Some(Proof::Ticket(ticket)) => validate::opaque_token("ticket", ticket)?,
+        let proof = match request.proof {
+            Some(Proof::Ticket(ticket)) => {
+                validate::opaque_token("ticket", &ticket)?;
+                BindProof::Ticket(ticket)
+            }
             Some(Proof::MiniProgramCode(code)) => {
                 validate::app_id("mini_program_code.app_id", &code.app_id, true)?;
                 validate::code("mini_program_code.code", &code.code)?;
+                let app = self.apps.resolve(
+                    "mini_program_code.app_id",
+                    &code.app_id,
+                    Wanted::MiniProgram,
+                )?;
+                BindProof::MiniProgramCode {
+                    app,
+                    code: code.code,
+                }
             }
             Some(Proof::Identity(identity)) => {
-                ctx.caller.require(Permission::Import)?;
-                identity_ref("identity", identity)?;
+                let (identity, app) = self.known_identity("identity", &identity)?;
+                BindProof::Identity { app, identity }
             }
             None => return Err(validate::oneof_missing("proof")),
-        }
+        };
         if let Account::UserId(user_id) = &account {
             self.storage
                 .profile(&UserLookup::UserId(*user_id))
@@ -140,8 +180,8 @@ impl Services {
                 .ok_or(ApiError::UserNotFound)?;
         }
         let mut spent_ticket = None;
-        let (identity, import) = match request.proof {
-            Some(Proof::Ticket(presented)) => {
+        let (identity, import) = match proof {
+            BindProof::Ticket(presented) => {
                 let ticket = self
                     .storage
                     .consume_ticket(&presented, now())
@@ -152,31 +192,19 @@ impl Services {
                 spent_ticket = Some(presented);
                 (ticket.identity, None)
             }
-            Some(Proof::MiniProgramCode(code)) => {
-                let app = self.apps.resolve(
-                    "mini_program_code.app_id",
-                    &code.app_id,
-                    Wanted::MiniProgram,
-                )?;
+            BindProof::MiniProgramCode { app, code } => {
                 let identity = self
-                    .exchange_login_code(ctx, app, &code.code, "mini_program_code.code")
+                    .exchange_login_code(ctx, app, &code, "mini_program_code.code")
                     .await?;
                 (identity, None)
             }
-            Some(Proof::Identity(identity)) => {
-                let app = self
-                    .apps
-                    .resolve("identity.app_id", &identity.app_id, Wanted::Any)?;
-                let identity = identity_ref("identity", &identity)?;
-                (
-                    identity,
-                    Some(ImportedIdentity {
-                        app_kind: stored_kind(app.kind),
-                        unionid: None,
-                    }),
-                )
-            }
-            None => return Err(validate::oneof_missing("proof")),
+            BindProof::Identity { app, identity } => (
+                identity,
+                Some(ImportedIdentity {
+                    app_kind: stored_kind(app.kind),
+                    unionid: None,
+                }),
+            ),
         };
         let bound = self
             .storage
@@ -214,7 +242,7 @@ impl Services {
     /// `UnbindUser`.
     ///
     /// # Errors
-    /// `IDENTITY_NOT_FOUND`.
+    /// `APP_NOT_FOUND`, `IDENTITY_NOT_FOUND`.
     pub async fn unbind_user(
         &self,
         ctx: &Ctx,
@@ -224,7 +252,7 @@ impl Services {
             .identity
             .as_ref()
             .ok_or_else(|| ApiError::field("identity", "is required"))?;
-        let identity = identity_ref("identity", identity)?;
+        let (identity, _) = self.known_identity("identity", identity)?;
         let profile = self
             .storage
             .unbind(&identity, &ctx.caller.name, now())
@@ -257,7 +285,7 @@ impl Services {
                 )
             }
             Some(Lookup::Identity(identity)) => {
-                let identity = identity_ref("identity", identity)?;
+                let (identity, _) = self.known_identity("identity", identity)?;
                 (
                     UserLookup::Identity {
                         app_id: identity.app_id,

@@ -1,6 +1,7 @@
 //! What each RPC does, apart from gRPC plumbing: checks in the contract's
-//! order (caller, permission, fields, app, named records), then WeChat calls
-//! and writes. Every function returns an [`ApiError`] from the one table.
+//! order (fields, app, named records; the caller and its permissions were
+//! checked before, in `grpc.rs`), then WeChat calls and writes. Every
+//! function returns an [`ApiError`] from the one table.
 
 mod account;
 mod convert;

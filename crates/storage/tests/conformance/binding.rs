@@ -1,6 +1,8 @@
 use secrecy::{ExposeSecret, SecretString};
+use sqlx::Connection;
 use storage::{
-    Account, AppKind, BindRequest, IdentityRef, ImportedIdentity, StorageError, UserId, UserLookup,
+    Account, AppKind, BindRequest, Engine, IdentityRef, ImportedIdentity, StorageError, UserId,
+    UserLookup,
 };
 
 use crate::support::{TestDb, app, login, new_user, openid, t0, unionid};
@@ -318,4 +320,107 @@ pub(crate) async fn concurrent_binds_to_one_new_external_id_end_on_one_user(db: 
         .unwrap();
     assert!(bound.iter().all(|user| *user == holder.user_id));
     assert_eq!(holder.identities.len(), 5);
+}
+
+/// Makes every profile read of the user named by the next `kind` audit event
+/// fail (its privileges are no longer JSON), from inside the transaction that
+/// records the event: a read after that transaction's commit fails, while its
+/// own writes all succeed.
+async fn break_profile_reads_after(db: &TestDb, kind: &str) {
+    let mut conn = sqlx::AnyConnection::connect(&db.config.url).await.unwrap();
+    let statements = match db.storage.engine() {
+        Engine::Sqlite => vec![format!(
+            "CREATE TRIGGER break_profile AFTER INSERT ON audit_events WHEN NEW.kind = '{kind}' \
+             BEGIN UPDATE users SET privileges = 'not json' WHERE user_id = NEW.user_id; END"
+        )],
+        Engine::Postgres => vec![
+            "CREATE FUNCTION break_profile() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN UPDATE users SET privileges = 'not json' WHERE user_id = NEW.user_id; \
+             RETURN NEW; END $$"
+                .to_owned(),
+            format!(
+                "CREATE TRIGGER break_profile AFTER INSERT ON audit_events FOR EACH ROW \
+                 WHEN (NEW.kind = '{kind}') EXECUTE FUNCTION break_profile()"
+            ),
+        ],
+    };
+    for statement in statements {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    conn.close().await.unwrap();
+}
+
+async fn audit_kinds(storage: &storage::Storage) -> Vec<String> {
+    storage
+        .audit_events(None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|event| event.kind)
+        .collect()
+}
+
+pub(crate) async fn a_bind_that_answers_an_error_committed_nothing(db: TestDb) {
+    let storage = &db.storage;
+    let alice = new_user(storage, "wxa", "o-alice").await;
+    let mut import = request(identity("wxa", "o-imported"), Account::UserId(alice), false);
+    import.import = Some(ImportedIdentity {
+        app_kind: AppKind::MiniProgram,
+        unionid: None,
+    });
+    break_profile_reads_after(&db, "bind").await;
+
+    let answer = storage.bind(&import).await;
+    let bound = storage
+        .profile(&UserLookup::Identity {
+            app_id: app("wxa"),
+            openid: openid("o-imported"),
+        })
+        .await;
+    match answer {
+        // The service gives a ticket back after an error: the bind must not stand.
+        Err(error) => {
+            assert!(
+                matches!(bound, Ok(None)),
+                "bind answered {error:?} but its identity was committed: {bound:?}"
+            );
+            assert!(!audit_kinds(storage).await.contains(&"bind".to_owned()));
+        }
+        Ok(profile) => assert!(
+            profile
+                .identities
+                .iter()
+                .any(|i| i.openid.as_str() == "o-imported")
+        ),
+    }
+}
+
+pub(crate) async fn an_unbind_that_answers_an_error_committed_nothing(db: TestDb) {
+    let storage = &db.storage;
+    let alice = new_user(storage, "wxa", "o-alice").await;
+    break_profile_reads_after(&db, "unbind").await;
+
+    let answer = storage
+        .unbind(&identity("wxa", "o-alice"), "crm", t0())
+        .await;
+    match answer {
+        // A retry would answer IDENTITY_NOT_FOUND for an unbind that was reported failed.
+        Err(error) => {
+            let still_bound = storage
+                .profile(&UserLookup::Identity {
+                    app_id: app("wxa"),
+                    openid: openid("o-alice"),
+                })
+                .await;
+            assert!(
+                matches!(&still_bound, Ok(Some(profile)) if profile.user_id == alice),
+                "unbind answered {error:?} but its removal was committed"
+            );
+            assert!(!audit_kinds(storage).await.contains(&"unbind".to_owned()));
+        }
+        Ok(profile) => assert!(profile.identities.is_empty()),
+    }
 }

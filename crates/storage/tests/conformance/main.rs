@@ -55,6 +55,8 @@ conformance_tests!(
     binding::unbind_removes_the_identity_and_its_credentials,
     binding::a_duplicate_external_id_is_already_exists,
     binding::concurrent_binds_to_one_new_external_id_end_on_one_user,
+    binding::a_bind_that_answers_an_error_committed_nothing,
+    binding::an_unbind_that_answers_an_error_committed_nothing,
     sessions::rotation_issues_a_new_generation_and_reuse_revokes_the_session,
     sessions::concurrent_rotations_of_one_token_have_exactly_one_winner,
     sessions::sessions_expire_and_revoke,
