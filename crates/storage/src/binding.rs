@@ -136,6 +136,39 @@ impl Storage {
         })
     }
 
+    /// Binds the identity a login ticket names, spending the ticket in the
+    /// same transaction: a ticket is spent only by a bind that commits, so
+    /// after `AlreadyExists` it may be presented again (with
+    /// `replace_existing`). `Ok(None)` when the ticket is unknown, expired or
+    /// spent.
+    ///
+    /// # Errors
+    /// As [`Storage::bind`].
+    pub async fn bind_by_ticket(
+        &self,
+        ticket: &str,
+        account: &Account,
+        replace_existing: bool,
+        actor: &str,
+        at: SystemTime,
+    ) -> Result<Option<UserProfile>, StorageError> {
+        write_tx!(self, |tx| {
+            let Some(spent) = crate::tickets::spend_ticket(&mut tx, ticket, at).await? else {
+                return Ok(None);
+            };
+            let request = BindRequest {
+                identity: spent.identity,
+                import: None,
+                account: account.clone(),
+                replace_existing,
+                actor: actor.to_owned(),
+                at,
+            };
+            let user_id = self.bind_tx(&mut tx, &request).await?;
+            self.profile_in_tx(&mut tx, &user_id).await.map(Some)
+        })
+    }
+
     /// The profile of `user_id` as the transaction on `conn` leaves it.
     async fn profile_in_tx(
         &self,

@@ -42,9 +42,9 @@ pub use token_cache::DbTokenCache;
 pub use types::{
     Account, AppKind, AuditEvent, BindRequest, CodeClaim, IdentityLogin, IdentityRef,
     ImportedIdentity, IssuedSession, LinkedIdentity, LoginOutcome, MergeRecord, NewSession,
-    ParseError, Phone, ProfileFields, Rotation, SessionId, SessionRecord, SigningKey, SweepReport,
-    Ticket, UserId, UserLookup, UserProfile, WebAuthorization, WebLoginClaim, WebLoginClaimed,
-    WebLoginOutcome, WebTokens,
+    ParseError, Phone, ProfileFields, RedeemedTicket, Rotation, SessionId, SessionRecord,
+    SigningKey, SweepReport, Ticket, UserId, UserLookup, UserProfile, WebAuthorization,
+    WebLoginClaim, WebLoginClaimed, WebLoginOutcome, WebTokens,
 };
 pub use web_logins::{
     MAX_REPEATS as WEB_LOGIN_MAX_REPEATS, REPEAT_WINDOW as WEB_LOGIN_REPEAT_WINDOW,
@@ -526,6 +526,8 @@ mod futures_are_send {
         assert_send(storage.derived_key("purpose"));
         assert_send(storage.create_ticket(identity, false, at));
         assert_send(storage.consume_ticket("t", at));
+        assert_send(storage.redeem_ticket("t", Duration::ZERO, "a", at));
+        assert_send(storage.bind_by_ticket("t", &bind.account, false, "a", at));
         assert_send(storage.create_session(session));
         assert_send(storage.rotate_refresh_token("r", Duration::ZERO, at));
         assert_send(storage.session(&SessionId::generate()));

@@ -7,9 +7,11 @@ use sqlx::AnyConnection;
 
 use crate::Storage;
 use crate::crypto::{random_token, token_hash};
-use crate::db::{get_app_id, get_i64, get_openid, millis, millis_after};
+use crate::db::{
+    get_app_id, get_i64, get_openid, get_opt_unionid, get_user_id, millis, millis_after,
+};
 use crate::error::StorageError;
-use crate::types::{IdentityRef, Ticket};
+use crate::types::{IdentityRef, NewSession, RedeemedTicket, Ticket};
 
 const TICKET_TTL: Duration = Duration::from_secs(5 * 60);
 
@@ -41,37 +43,63 @@ impl Storage {
         ticket: &str,
         at: SystemTime,
     ) -> Result<Option<Ticket>, StorageError> {
-        let row = sqlx::query(
-            "UPDATE login_tickets SET used_at = $1 \
-             WHERE ticket_hash = $2 AND used_at IS NULL AND expires_at > $1 \
-             RETURNING app_id, openid, is_new_user",
-        )
-        .bind(millis(at))
-        .bind(token_hash(ticket))
-        .fetch_optional(self.writer())
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(Ticket {
-            identity: IdentityRef {
-                app_id: get_app_id(&row, "app_id")?,
-                openid: get_openid(&row, "openid")?,
-            },
-            is_new_user: get_i64(&row, "is_new_user")? != 0,
-        }))
+        let mut conn = self.writer().acquire().await?;
+        spend_ticket(&mut conn, ticket, at).await
     }
 
-    /// Gives back a ticket that [`Storage::consume_ticket`] took for a call
-    /// that then failed without effect, so that it may be presented again
-    /// while it has not expired.
+    /// Redeems a login ticket and opens a session through its identity, in
+    /// one transaction: a ticket is spent only by a login that committed, and
+    /// a committed login is never reported as failed. `Ok(None)` when the
+    /// ticket is unknown, expired or spent.
     ///
     /// # Errors
-    /// Database errors.
-    pub async fn release_ticket(&self, ticket: &str) -> Result<(), StorageError> {
-        sqlx::query("UPDATE login_tickets SET used_at = NULL WHERE ticket_hash = $1")
-            .bind(token_hash(ticket))
-            .execute(self.writer())
-            .await?;
-        Ok(())
+    /// `NotFound("identity")` when the identity was unbound since the ticket
+    /// was issued (the ticket stays unspent, and useless); database errors.
+    pub async fn redeem_ticket(
+        &self,
+        ticket: &str,
+        refresh_ttl: Duration,
+        actor: &str,
+        at: SystemTime,
+    ) -> Result<Option<RedeemedTicket>, StorageError> {
+        let input = (ticket.to_owned(), actor.to_owned());
+        self.grouped_write(input, move |storage, conn, (ticket, actor)| {
+            Box::pin(async move {
+                let Some(spent) = spend_ticket(conn, ticket, at).await? else {
+                    return Ok(None);
+                };
+                let identity = sqlx::query(
+                    "SELECT user_id, unionid FROM identities WHERE app_id = $1 AND openid = $2",
+                )
+                .bind(spent.identity.app_id.to_string())
+                .bind(spent.identity.openid.to_string())
+                .fetch_optional(&mut *conn)
+                .await?
+                .ok_or(StorageError::NotFound { what: "identity" })?;
+                let user_id = get_user_id(&identity, "user_id")?;
+                let unionid = get_opt_unionid(&identity, "unionid")?;
+                let session = storage
+                    .open_session_tx(
+                        conn,
+                        &NewSession {
+                            user_id,
+                            app_id: spent.identity.app_id.clone(),
+                            openid: spent.identity.openid.clone(),
+                            refresh_ttl,
+                            actor: actor.clone(),
+                            at,
+                        },
+                    )
+                    .await?;
+                Ok(Some(RedeemedTicket {
+                    ticket: spent,
+                    user_id,
+                    unionid,
+                    session,
+                }))
+            })
+        })
+        .await
     }
 }
 
@@ -102,4 +130,33 @@ pub(crate) async fn insert_ticket(
         return Err(StorageError::NotFound { what: "identity" });
     }
     Ok(())
+}
+
+/// Spends `ticket` on `conn` (inside the caller's transaction, when there is
+/// one): the identity it names, or `None` when it is unknown, expired or spent.
+///
+/// # Errors
+/// Database errors.
+pub(crate) async fn spend_ticket(
+    conn: &mut AnyConnection,
+    ticket: &str,
+    at: SystemTime,
+) -> Result<Option<Ticket>, StorageError> {
+    let row = sqlx::query(
+        "UPDATE login_tickets SET used_at = $1 \
+         WHERE ticket_hash = $2 AND used_at IS NULL AND expires_at > $1 \
+         RETURNING app_id, openid, is_new_user",
+    )
+    .bind(millis(at))
+    .bind(token_hash(ticket))
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(Ticket {
+        identity: IdentityRef {
+            app_id: get_app_id(&row, "app_id")?,
+            openid: get_openid(&row, "openid")?,
+        },
+        is_new_user: get_i64(&row, "is_new_user")? != 0,
+    }))
 }

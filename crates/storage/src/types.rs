@@ -27,6 +27,19 @@ pub struct Ticket {
     pub is_new_user: bool,
 }
 
+/// A login ticket redeemed for a session: what WebLogin answers.
+#[derive(Debug)]
+pub struct RedeemedTicket {
+    /// The ticket's identity and whether its login created the user.
+    pub ticket: Ticket,
+    /// The user the identity belongs to now.
+    pub user_id: UserId,
+    /// The identity's unionid, when WeChat gave one.
+    pub unionid: Option<UnionId>,
+    /// The session opened through the identity.
+    pub session: IssuedSession,
+}
+
 /// Profile fields WeChat gives (user info) or the caller sets.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ProfileFields {

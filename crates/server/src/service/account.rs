@@ -179,18 +179,27 @@ impl Services {
                 .await?
                 .ok_or(ApiError::UserNotFound)?;
         }
-        let mut spent_ticket = None;
         let (identity, import) = match proof {
             BindProof::Ticket(presented) => {
-                let ticket = self
+                // Spent in the bind's own transaction: only a bind that
+                // commits spends it, so after ALREADY_EXISTS the caller may
+                // present it again with replace_existing.
+                let profile = self
                     .storage
-                    .consume_ticket(&presented, now())
+                    .bind_by_ticket(
+                        &presented,
+                        &account,
+                        request.replace_existing,
+                        &ctx.caller.name,
+                        now(),
+                    )
                     .await?
                     .ok_or_else(|| ApiError::TicketInvalid {
                         field: "ticket".into(),
                     })?;
-                spent_ticket = Some(presented);
-                (ticket.identity, None)
+                return Ok(pb::BindUserResponse {
+                    profile: Some(convert::profile(profile)),
+                });
             }
             BindProof::MiniProgramCode { app, code } => {
                 let identity = self
@@ -206,7 +215,7 @@ impl Services {
                 }),
             ),
         };
-        let bound = self
+        let profile = self
             .storage
             .bind(&BindRequest {
                 identity,
@@ -216,27 +225,10 @@ impl Services {
                 actor: ctx.caller.name.to_string(),
                 at: now(),
             })
-            .await;
-        let profile = match (bound, spent_ticket) {
-            (Ok(profile), _) => profile,
-            // The contract spends a ticket only on success: after ALREADY_EXISTS
-            // the caller may retry it with replace_existing.
-            (Err(error), Some(ticket)) => {
-                self.give_back_ticket(&ticket).await;
-                return Err(error.into());
-            }
-            (Err(error), None) => return Err(error.into()),
-        };
+            .await?;
         Ok(pb::BindUserResponse {
             profile: Some(convert::profile(profile)),
         })
-    }
-
-    /// Makes a ticket taken by a call that failed usable again.
-    pub(super) async fn give_back_ticket(&self, ticket: &str) {
-        if let Err(error) = self.storage.release_ticket(ticket).await {
-            tracing::warn!(error = %error, "could not give back a ticket after a failed call");
-        }
     }
 
     /// `UnbindUser`.

@@ -1,7 +1,7 @@
 //! Logins: a mini program's `wx.login` code, or a web OAuth ticket.
 
 use secrecy::SecretString;
-use storage::{AppKind, CodeClaim, IdentityLogin, IdentityRef, LoginOutcome, UserLookup};
+use storage::{AppKind, CodeClaim, IdentityLogin, IdentityRef, LoginOutcome};
 use wechat_client::{AppCredentials, Code, Endpoint};
 
 use crate::apps::Wanted;
@@ -43,7 +43,9 @@ impl Services {
         })
     }
 
-    /// `WebLogin`: redeems a ticket from the OAuth callback.
+    /// `WebLogin`: redeems a ticket from the OAuth callback and opens a
+    /// session, in one transaction (a ticket is spent only by a login that
+    /// committed).
     ///
     /// # Errors
     /// `TICKET_INVALID` for an unknown, expired or spent ticket.
@@ -53,50 +55,24 @@ impl Services {
         request: pb::WebLoginRequest,
     ) -> Result<pb::WebLoginResponse, ApiError> {
         validate::opaque_token("ticket", &request.ticket)?;
-        let ticket = self
+        let redeemed = self
             .storage
-            .consume_ticket(&request.ticket, now())
+            .redeem_ticket(
+                &request.ticket,
+                self.lifetimes.refresh,
+                &ctx.caller.name,
+                now(),
+            )
             .await?
             .ok_or_else(|| ApiError::TicketInvalid {
                 field: "ticket".into(),
             })?;
-        let result = self.open_ticket_session(ctx, ticket).await;
-        if matches!(result, Err(ApiError::Unavailable | ApiError::Internal(_))) {
-            // No session was opened: the ticket may be presented again.
-            self.give_back_ticket(&request.ticket).await;
-        }
-        result
-    }
-
-    async fn open_ticket_session(
-        &self,
-        ctx: &Ctx,
-        ticket: storage::Ticket,
-    ) -> Result<pb::WebLoginResponse, ApiError> {
-        let lookup = UserLookup::Identity {
-            app_id: ticket.identity.app_id.clone(),
-            openid: ticket.identity.openid.clone(),
-        };
-        // The identity may have been unbound since the callback.
-        let user = self
-            .storage
-            .profile(&lookup)
-            .await?
-            .ok_or(ApiError::IdentityNotFound)?;
-        let unionid = user
-            .identities
-            .iter()
-            .find(|i| i.app_id == ticket.identity.app_id && i.openid == ticket.identity.openid)
-            .and_then(|i| i.unionid.clone());
-        let session = self
-            .open_session(ctx, &user.user_id, &ticket.identity)
-            .await?;
         Ok(pb::WebLoginResponse {
-            user_id: user.user_id.to_string(),
-            openid: ticket.identity.openid.to_string(),
-            unionid: unionid.map(String::from).unwrap_or_default(),
-            is_new_user: ticket.is_new_user,
-            session: Some(session),
+            user_id: redeemed.user_id.to_string(),
+            openid: redeemed.ticket.identity.openid.to_string(),
+            unionid: redeemed.unionid.map(String::from).unwrap_or_default(),
+            is_new_user: redeemed.ticket.is_new_user,
+            session: Some(self.issued_session(&redeemed.session)),
         })
     }
 

@@ -4,7 +4,7 @@ use std::str::FromStr;
 use std::time::{Duration, UNIX_EPOCH};
 
 use secrecy::ExposeSecret;
-use storage::{IdentityRef, IssuedSession, NewSession, Rotation, SessionId, UserId};
+use storage::{IssuedSession, Rotation, SessionId};
 
 use crate::apps::Wanted;
 use crate::error::ApiError;
@@ -18,27 +18,6 @@ use crate::metrics::SessionEvent;
 use super::{Ctx, Services, now, timestamp};
 
 impl Services {
-    /// Opens a session for `user_id` through `identity`.
-    pub(super) async fn open_session(
-        &self,
-        ctx: &Ctx,
-        user_id: &UserId,
-        identity: &IdentityRef,
-    ) -> Result<pb::Session, ApiError> {
-        let issued = self
-            .storage
-            .create_session(&NewSession {
-                user_id: *user_id,
-                app_id: identity.app_id.clone(),
-                openid: identity.openid.clone(),
-                refresh_ttl: self.lifetimes.refresh,
-                actor: ctx.caller.name.to_string(),
-                at: now(),
-            })
-            .await?;
-        Ok(self.issued_session(&issued))
-    }
-
     /// The answer for a session just opened, counted.
     pub(super) fn issued_session(&self, issued: &IssuedSession) -> pb::Session {
         self.metrics.session(SessionEvent::Issued);

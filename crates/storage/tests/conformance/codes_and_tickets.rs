@@ -1,5 +1,5 @@
 use secrecy::ExposeSecret;
-use storage::{CodeClaim, IdentityRef, Ticket};
+use storage::{Account, CodeClaim, IdentityRef, StorageError, Ticket};
 
 use crate::support::{TestDb, app, new_user, openid, secs, t0};
 
@@ -85,18 +85,6 @@ pub(crate) async fn a_ticket_is_single_use_and_expires(db: TestDb) {
         None,
         "single use"
     );
-    storage
-        .release_ticket(ticket.expose_secret())
-        .await
-        .unwrap();
-    assert!(
-        storage
-            .consume_ticket(ticket.expose_secret(), t0() + secs(12))
-            .await
-            .unwrap()
-            .is_some(),
-        "a released ticket may be used again"
-    );
     let late = storage.create_ticket(&identity, false, t0()).await.unwrap();
     assert_eq!(
         storage
@@ -112,4 +100,99 @@ pub(crate) async fn a_ticket_is_single_use_and_expires(db: TestDb) {
         openid: openid("nobody"),
     };
     assert!(storage.create_ticket(&nobody, false, t0()).await.is_err());
+}
+
+pub(crate) async fn a_ticket_is_spent_only_by_a_bind_that_commits(db: TestDb) {
+    let storage = &db.storage;
+    let holder = new_user(storage, "wxa", "o1").await;
+    let other = new_user(storage, "wxa", "o2").await;
+    let identity = IdentityRef {
+        app_id: app("wxa"),
+        openid: openid("o1"),
+    };
+    let ticket = storage.create_ticket(&identity, false, t0()).await.unwrap();
+    let refused = storage
+        .bind_by_ticket(
+            ticket.expose_secret(),
+            &Account::UserId(other),
+            false,
+            "api",
+            t0(),
+        )
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(StorageError::AlreadyExists { what: "identity" })
+        ),
+        "{refused:?}"
+    );
+    let moved = storage
+        .bind_by_ticket(
+            ticket.expose_secret(),
+            &Account::UserId(other),
+            true,
+            "api",
+            t0() + secs(1),
+        )
+        .await
+        .unwrap()
+        .expect("the refused bind left the ticket unspent");
+    assert_eq!(moved.user_id, other);
+    assert_ne!(moved.user_id, holder);
+    assert!(
+        storage
+            .bind_by_ticket(
+                ticket.expose_secret(),
+                &Account::UserId(other),
+                true,
+                "api",
+                t0() + secs(2),
+            )
+            .await
+            .unwrap()
+            .is_none(),
+        "spent by the bind that committed"
+    );
+}
+
+pub(crate) async fn a_ticket_redeemed_for_a_session_is_spent_with_it(db: TestDb) {
+    let storage = &db.storage;
+    let user = new_user(storage, "wxa", "o1").await;
+    let identity = IdentityRef {
+        app_id: app("wxa"),
+        openid: openid("o1"),
+    };
+    let ticket = storage.create_ticket(&identity, true, t0()).await.unwrap();
+    let redeemed = storage
+        .redeem_ticket(ticket.expose_secret(), secs(3600), "api", t0())
+        .await
+        .unwrap()
+        .expect("a live ticket");
+    assert_eq!(redeemed.user_id, user);
+    assert!(redeemed.ticket.is_new_user);
+    assert_eq!(redeemed.session.session.user_id, user);
+    assert!(
+        storage
+            .session(&redeemed.session.session.session_id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        storage
+            .redeem_ticket(ticket.expose_secret(), secs(3600), "api", t0())
+            .await
+            .unwrap()
+            .is_none(),
+        "single use"
+    );
+
+    // The identity went away after the callback, its tickets with it.
+    let orphan = storage.create_ticket(&identity, false, t0()).await.unwrap();
+    storage.unbind(&identity, "api", t0()).await.unwrap();
+    let gone = storage
+        .redeem_ticket(orphan.expose_secret(), secs(3600), "api", t0())
+        .await;
+    assert!(matches!(gone, Ok(None)), "{gone:?}");
 }

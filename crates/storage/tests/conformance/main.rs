@@ -63,6 +63,8 @@ conformance_tests!(
     sessions::every_change_to_a_sessions_standing_moves_the_epoch,
     codes_and_tickets::a_used_code_is_refused_on_replay,
     codes_and_tickets::a_ticket_is_single_use_and_expires,
+    codes_and_tickets::a_ticket_is_spent_only_by_a_bind_that_commits,
+    codes_and_tickets::a_ticket_redeemed_for_a_session_is_spent_with_it,
     web_logins::a_claimed_login_completes_with_its_login_and_ticket_together,
     web_logins::a_repeat_within_the_window_gets_the_same_ticket_three_times_at_most,
     web_logins::a_repeat_after_the_window_is_refused_and_the_sweep_forgets_the_ticket,
