@@ -1,6 +1,10 @@
 //! RefreshToken rotation and reuse, VerifyToken, RevokeSession.
 #![allow(clippy::unwrap_used)]
 
+use std::collections::HashSet;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use e2e::*;
 use server::pb::{
     MiniProgramLoginRequest, RefreshTokenRequest, RevokeSessionRequest, Session,
@@ -18,6 +22,21 @@ async fn logged_in(app: &TestApp, client: &mut Client) -> (String, Session) {
         .unwrap()
         .into_inner();
     (response.user_id, response.session.unwrap())
+}
+
+async fn refresh(client: &mut Client, refresh_token: &str) -> Result<Session, tonic::Status> {
+    client
+        .refresh_token(RefreshTokenRequest {
+            refresh_token: refresh_token.into(),
+        })
+        .await
+        .map(|response| response.into_inner().session.unwrap())
+}
+
+/// The claims of an access token, read without verifying it.
+fn claims(access_token: &str) -> serde_json::Value {
+    let payload = access_token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
 
 async fn active(client: &mut Client, token: &str) -> bool {
@@ -202,7 +221,40 @@ async fn a_configured_signing_key_signs_instead_of_a_generated_one(backend: Back
     generated.stop().await;
 }
 
+async fn every_access_token_is_unique_even_within_one_second(backend: Backend) {
+    let app = spawn!(backend);
+    let mut client = app.client();
+    let (_, login) = logged_in(&app, &mut client).await;
+    // A login and three refreshes take milliseconds: several share a second,
+    // and with it every other claim.
+    let mut sessions = vec![login];
+    for _ in 0..3 {
+        let previous = &sessions[sessions.len() - 1].refresh_token;
+        let next = refresh(&mut client, previous).await.unwrap();
+        sessions.push(next);
+    }
+    let tokens: HashSet<&str> = sessions.iter().map(|s| s.access_token.as_str()).collect();
+    assert_eq!(tokens.len(), sessions.len(), "no two access tokens alike");
+    let mut jtis = HashSet::new();
+    for session in &sessions {
+        let claims = claims(&session.access_token);
+        let jti = claims["jti"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no jti in {claims}"));
+        let bits = URL_SAFE_NO_PAD.decode(jti).map(|bytes| bytes.len() * 8);
+        assert!(
+            bits.is_ok_and(|bits| bits >= 128),
+            "{jti}: 128+ bits of base64url"
+        );
+        jtis.insert(jti.to_owned());
+        assert!(active(&mut client, &session.access_token).await);
+    }
+    assert_eq!(jtis.len(), sessions.len(), "every jti differs");
+    app.stop().await;
+}
+
 on_both_backends!(
+    every_access_token_is_unique_even_within_one_second,
     a_configured_signing_key_signs_instead_of_a_generated_one,
     verify_token_describes_an_active_token,
     refresh_rotates_and_a_reused_token_revokes_the_session,

@@ -10,7 +10,7 @@ use crate::apps::Wanted;
 use crate::config::Permission;
 use crate::error::ApiError;
 use crate::pb;
-use crate::sessions::jwt::Claims;
+use crate::sessions::jwt::{Claims, new_token_id};
 use crate::sessions::verify_cache::Verdict;
 use crate::validate;
 
@@ -64,6 +64,7 @@ impl Services {
             exp,
             iss: issuer.to_owned(),
             aud: audience.to_owned(),
+            jti: new_token_id(),
         });
         pb::Session {
             access_token,

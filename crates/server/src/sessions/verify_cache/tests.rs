@@ -7,7 +7,7 @@ use storage::{IdentityLogin, KeyRing, NewSession, Storage, StorageConfig};
 use wechat_client::{AppId, OpenId};
 
 use super::*;
-use crate::sessions::jwt::SigningKey;
+use crate::sessions::jwt::{SigningKey, new_token_id};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -88,6 +88,7 @@ impl Fixture {
             exp: now + 600,
             iss: "iss".into(),
             aud: "aud".into(),
+            jti: new_token_id(),
         });
         (issued.session.session_id, token)
     }
