@@ -385,6 +385,23 @@ async fn check_config_lists_every_problem_and_migrate_prepares_the_database() {
         "names the bad lifetime: {output}"
     );
 
+    // A lifetime that works but looks like a mistake: a warning, exit 0.
+    let mut odd = setup.env("info");
+    odd.push(("WECHAT_IDENTITY__SESSIONS__ACCESS_TTL", "2h"));
+    odd.push(("WECHAT_IDENTITY__SESSIONS__REFRESH_TTL", "1h"));
+    let (status, output) = run(
+        &["--config", config, "check-config"],
+        setup.dir.path(),
+        &odd,
+    )
+    .await;
+    assert!(status.success(), "{output}");
+    assert!(
+        output.contains("warning: sessions.access_ttl (2h) is not below refresh_ttl (1h)")
+            && output.contains("1 warning(s)"),
+        "{output}"
+    );
+
     let (status, output) = run(
         &["--config", config, "--bogus"],
         setup.dir.path(),

@@ -159,6 +159,9 @@ impl Application {
         listeners: Listeners,
     ) -> Result<Self, StartError> {
         let config = &resolved.config;
+        for warning in &resolved.warnings {
+            tracing::warn!(%warning, "config looks like a mistake");
+        }
         let tls = resolved
             .grpc_tls
             .as_ref()
