@@ -1,7 +1,8 @@
-//! RefreshToken rotation and reuse, VerifyToken, RevokeSession.
+//! RefreshToken rotation, reuse and max lifetime, VerifyToken, RevokeSession.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -24,6 +25,14 @@ async fn logged_in(app: &TestApp, client: &mut Client) -> (String, Session) {
     (response.user_id, response.session.unwrap())
 }
 
+/// The defaults on `backend`, with `[sessions]` set as `sessions` (TOML lines).
+fn with_sessions(backend: Backend, sessions: &str) -> Options {
+    Options {
+        extra_toml: format!("[sessions]\n{sessions}"),
+        ..Options::on(backend)
+    }
+}
+
 async fn refresh(client: &mut Client, refresh_token: &str) -> Result<Session, tonic::Status> {
     client
         .refresh_token(RefreshTokenRequest {
@@ -37,6 +46,24 @@ async fn refresh(client: &mut Client, refresh_token: &str) -> Result<Session, to
 fn claims(access_token: &str) -> serde_json::Value {
     let payload = access_token.split('.').nth(1).unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+fn time_of(seconds: i64, nanos: i32) -> SystemTime {
+    UNIX_EPOCH
+        + Duration::new(
+            u64::try_from(seconds).unwrap(),
+            u32::try_from(nanos).unwrap(),
+        )
+}
+
+/// When a session's refresh token and access token expire.
+fn expiries(session: &Session) -> (SystemTime, SystemTime) {
+    let refresh = session.refresh_token_expires_at.unwrap();
+    let access = session.access_token_expires_at.unwrap();
+    (
+        time_of(refresh.seconds, refresh.nanos),
+        time_of(access.seconds, access.nanos),
+    )
 }
 
 async fn active(client: &mut Client, token: &str) -> bool {
@@ -253,8 +280,68 @@ async fn every_access_token_is_unique_even_within_one_second(backend: Backend) {
     app.stop().await;
 }
 
+async fn a_session_ends_at_its_max_lifetime(backend: Backend) {
+    // Durations of seconds are fine (access_ttl = refresh_ttl only warns).
+    let Some(app) = spawn_with(with_sessions(
+        backend,
+        "access_ttl = \"2s\"\nrefresh_ttl = \"2s\"\nmax_lifetime = \"3s\"",
+    ))
+    .await
+    else {
+        return;
+    };
+    let mut client = app.client();
+    let (_, login) = logged_in(&app, &mut client).await;
+    let ends_by = SystemTime::now() + Duration::from_secs(3);
+    let within = |session: &Session| {
+        let (refresh_expires, access_expires) = expiries(session);
+        assert!(
+            refresh_expires <= ends_by,
+            "{refresh_expires:?} > {ends_by:?}"
+        );
+        assert!(
+            access_expires <= ends_by,
+            "{access_expires:?} > {ends_by:?}"
+        );
+    };
+    within(&login);
+    let early = refresh(&mut client, &login.refresh_token).await.unwrap();
+    within(&early);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let late = refresh(&mut client, &early.refresh_token).await.unwrap();
+    within(&late);
+    assert!(
+        expiries(&late).0 < SystemTime::now() + Duration::from_secs(2),
+        "cut to the session's end, short of a full refresh_ttl"
+    );
+
+    tokio::time::sleep(
+        ends_by
+            .duration_since(SystemTime::now())
+            .unwrap_or_default(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let ended = refresh(&mut client, &late.refresh_token).await.unwrap_err();
+    assert_eq!(
+        (ended.code(), reason(&ended).as_deref()),
+        (Code::Unauthenticated, Some("SESSION_EXPIRED"))
+    );
+    let retired = refresh(&mut client, &login.refresh_token)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        reason(&retired).as_deref(),
+        Some("SESSION_EXPIRED"),
+        "an ended session is not revoked for reuse"
+    );
+    assert!(!active(&mut client, &late.access_token).await);
+    app.stop().await;
+}
+
 on_both_backends!(
     every_access_token_is_unique_even_within_one_second,
+    a_session_ends_at_its_max_lifetime,
     a_configured_signing_key_signs_instead_of_a_generated_one,
     verify_token_describes_an_active_token,
     refresh_rotates_and_a_reused_token_revokes_the_session,

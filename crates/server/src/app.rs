@@ -227,7 +227,10 @@ impl Application {
             keys: keys.clone(),
             lifetimes: Lifetimes {
                 access: config.sessions.access_ttl,
-                refresh: config.sessions.refresh_ttl,
+                session: storage::SessionLifetimes {
+                    refresh_ttl: config.sessions.refresh_ttl,
+                    max_lifetime: config.sessions.max_lifetime,
+                },
             },
             metrics: metrics.clone(),
             verify_cache: Arc::new(VerifyCache::new(

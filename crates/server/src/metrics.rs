@@ -1,7 +1,7 @@
 //! Prometheus metrics, served at `GET /metrics` on the HTTP shim's port:
 //! RPCs by method and code with latency, WeChat calls by endpoint and errcode
 //! with latency, app-token fetches, refreshes and cache hits, sessions issued,
-//! refreshed and reused, and the database pools. Labels are names and codes,
+//! refreshed, reused and expired, and the database pools. Labels are names and codes,
 //! never ids or secrets.
 
 use std::sync::{Arc, Mutex};
@@ -72,6 +72,8 @@ pub enum SessionEvent {
     Refreshed,
     /// A retired refresh token was presented: the session was revoked.
     Reused,
+    /// RefreshToken found the session past its maximum lifetime.
+    Expired,
 }
 
 /// Every metric of one service instance.
@@ -132,7 +134,7 @@ impl Metrics {
         );
         registry.register(
             "sessions",
-            "sessions issued, refreshed, and revoked for refresh-token reuse",
+            "sessions issued, refreshed, revoked for refresh-token reuse (reused), and refused past their max lifetime (expired)",
             sessions.clone(),
         );
         registry.register(
@@ -200,6 +202,7 @@ impl Metrics {
             SessionEvent::Issued => "issued",
             SessionEvent::Refreshed => "refreshed",
             SessionEvent::Reused => "reused",
+            SessionEvent::Expired => "expired",
         };
         self.sessions.get_or_create(&EventLabels { event }).inc();
     }

@@ -43,8 +43,8 @@ pub use types::{
     Account, AppKind, AuditEvent, BindRequest, CodeClaim, IdentityLogin, IdentityRef,
     ImportedIdentity, IssuedSession, LinkedIdentity, LoginOutcome, MergeRecord, NewOAuthState,
     NewSession, OAuthStateRecord, ParseError, Phone, ProfileFields, Rotation, SessionId,
-    SessionRecord, SigningKey, StateUse, SweepReport, Ticket, UserId, UserLookup, UserProfile,
-    WebAuthorization, WebTokens,
+    SessionLifetimes, SessionRecord, SigningKey, StateUse, SweepReport, Ticket, UserId, UserLookup,
+    UserProfile, WebAuthorization, WebTokens,
 };
 
 use std::sync::Arc;
@@ -484,7 +484,11 @@ mod futures_are_send {
         assert_send(storage.verify_keys());
         assert_send(storage.ping());
         assert_send(storage.record_login(login));
-        assert_send(storage.record_login_with_session(login, Duration::ZERO, "a"));
+        let lifetimes = SessionLifetimes {
+            refresh_ttl: Duration::ZERO,
+            max_lifetime: Duration::ZERO,
+        };
+        assert_send(storage.record_login_with_session(login, lifetimes, "a"));
         assert_send(storage.profile(lookup));
         assert_send(storage.set_phone(&user, phone, at));
         assert_send(storage.update_profile(&user, &ProfileFields::default(), at));
@@ -504,7 +508,7 @@ mod futures_are_send {
         assert_send(storage.create_ticket(identity, false, at));
         assert_send(storage.consume_ticket("t", at));
         assert_send(storage.create_session(session));
-        assert_send(storage.rotate_refresh_token("r", Duration::ZERO, at));
+        assert_send(storage.rotate_refresh_token("r", lifetimes, at));
         assert_send(storage.session(&SessionId::generate()));
         assert_send(storage.revoke_session(&SessionId::generate(), "r", "a", at));
         assert_send(storage.revoke_by_refresh_token("r", "r", "a", at));

@@ -1,6 +1,6 @@
 //! Sessions and their refresh tokens: rotation with reuse detection.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{AnyConnection, AssertSqlSafe};
@@ -11,11 +11,25 @@ use crate::db::{
     get_time, get_user_id, millis, millis_after, time,
 };
 use crate::error::{DbFailure, StorageError};
-use crate::types::{IssuedSession, NewSession, Rotation, SessionId, SessionRecord};
+use crate::types::{
+    IssuedSession, NewSession, Rotation, SessionId, SessionLifetimes, SessionRecord,
+};
 use crate::{Engine, Storage, audit, session_epoch, write_tx};
 
 const SESSION_COLUMNS: &str =
     "s.session_id, s.user_id, s.app_id, s.openid, s.created_at, s.expires_at, s.revoked_at";
+
+/// The answer of a rotation: `session` slid to `expires_at`, with its new token.
+fn issued(session: SessionRecord, refresh_token: SecretString, expires_at: i64) -> IssuedSession {
+    IssuedSession {
+        session: SessionRecord {
+            expires_at: time(expires_at),
+            ..session
+        },
+        refresh_token,
+        refresh_expires_at: time(expires_at),
+    }
+}
 
 fn session_from_row(row: &sqlx::any::AnyRow) -> Result<SessionRecord, StorageError> {
     Ok(SessionRecord {
@@ -77,17 +91,19 @@ impl Storage {
 
     /// Exchanges a refresh token for the next generation. Presenting a retired
     /// generation revokes the session: someone holds a copy of an old token.
+    /// No refresh token expires after `created_at + lifetimes.max_lifetime`;
+    /// past it the session answers [`Rotation::Expired`].
     ///
     /// # Errors
     /// Database errors; every kind of bad token is `Ok(Rotation::Invalid)`.
     pub async fn rotate_refresh_token(
         &self,
         presented: &str,
-        refresh_ttl: Duration,
+        lifetimes: SessionLifetimes,
         at: SystemTime,
     ) -> Result<Rotation, StorageError> {
         self.grouped_write(token_hash(presented), move |storage, conn, hash| {
-            Box::pin(storage.rotate_tx(conn, hash, refresh_ttl, at))
+            Box::pin(storage.rotate_tx(conn, hash, lifetimes, at))
         })
         .await
     }
@@ -96,7 +112,7 @@ impl Storage {
         &self,
         conn: &mut AnyConnection,
         hash: &[u8],
-        refresh_ttl: Duration,
+        lifetimes: SessionLifetimes,
         at: SystemTime,
     ) -> Result<Rotation, DbFailure> {
         let row = sqlx::query(AssertSqlSafe(format!(
@@ -113,56 +129,67 @@ impl Storage {
         };
         let session = session_from_row(&row)?;
         let now = millis(at);
-        if session.revoked_at.is_some() || millis(session.expires_at) <= now {
+        if session.revoked_at.is_some() {
             return Ok(Rotation::Invalid);
         }
-        if get_i64(&row, "token_expires_at")? <= now {
-            return Ok(Rotation::Invalid);
-        }
-        // The row is locked (FOR UPDATE; SQLite's one writer): whether it is
-        // retired decides a race between two holders of the token.
-        if get_opt_i64(&row, "retired_at")?.is_some() {
-            revoke_in_tx(
-                conn,
-                &session.session_id,
-                "refresh_token_reuse",
-                "refresh",
-                at,
-            )
-            .await?;
-            tracing::warn!(session_id = %session.session_id, "retired refresh token presented: session revoked");
-            return Ok(Rotation::Reused {
+        let ends_at = millis_after(session.created_at, lifetimes.max_lifetime);
+        if now >= ends_at {
+            return Ok(Rotation::Expired {
                 session_id: session.session_id,
             });
         }
-        let generation = get_i64(&row, "generation")? + 1;
-        let (refresh_token, refresh_expires_at) = self
-            .advance_generation(conn, hash, &session.session_id, generation, refresh_ttl, at)
-            .await?;
-        Ok(Rotation::Rotated(IssuedSession {
-            session: SessionRecord {
-                expires_at: time(refresh_expires_at),
-                ..session
-            },
-            refresh_token,
-            refresh_expires_at: time(refresh_expires_at),
-        }))
+        if millis(session.expires_at) <= now || get_i64(&row, "token_expires_at")? <= now {
+            return Ok(Rotation::Invalid);
+        }
+        let generation = get_i64(&row, "generation")?;
+        let expires_at = millis_after(at, lifetimes.refresh_ttl).min(ends_at);
+        // The row is locked (FOR UPDATE; SQLite's one writer): whether it is
+        // retired decides a race between two holders of the token.
+        if get_opt_i64(&row, "retired_at")?.is_none() {
+            let refresh_token = self
+                .advance_generation(
+                    conn,
+                    hash,
+                    &session.session_id,
+                    generation + 1,
+                    expires_at,
+                    at,
+                )
+                .await?;
+            return Ok(Rotation::Rotated(issued(
+                session,
+                refresh_token,
+                expires_at,
+            )));
+        }
+        revoke_in_tx(
+            conn,
+            &session.session_id,
+            "refresh_token_reuse",
+            "refresh",
+            at,
+        )
+        .await?;
+        tracing::warn!(session_id = %session.session_id, "retired refresh token presented: session revoked");
+        Ok(Rotation::Reused {
+            session_id: session.session_id,
+        })
     }
 
-    /// Retires the presented token, issues generation `generation` and slides
-    /// the session's expiry: one round trip (three statements on SQLite, one
-    /// with data-modifying CTEs on PostgreSQL).
+    /// Retires the token `retiring_hash`, issues generation `generation`
+    /// expiring at `expires_at`, and moves the session's expiry there: one
+    /// round trip (three statements on SQLite, one with data-modifying CTEs
+    /// on PostgreSQL).
     async fn advance_generation(
         &self,
         conn: &mut AnyConnection,
-        presented_hash: &[u8],
+        retiring_hash: &[u8],
         session_id: &SessionId,
         generation: i64,
-        ttl: Duration,
+        expires_at: i64,
         at: SystemTime,
-    ) -> Result<(SecretString, i64), DbFailure> {
+    ) -> Result<SecretString, DbFailure> {
         let token = random_token();
-        let expires_at = millis_after(at, ttl);
         let (sql, expected) = match self.engine() {
             Engine::Sqlite => (
                 "UPDATE refresh_tokens SET retired_at = $1 WHERE token_hash = $2 AND retired_at IS NULL; \
@@ -183,7 +210,7 @@ impl Storage {
         };
         let changed = sqlx::query(sql)
             .bind(millis(at))
-            .bind(presented_hash.to_vec())
+            .bind(retiring_hash.to_vec())
             .bind(token_hash(token.expose_secret()))
             .bind(session_id.to_string())
             .bind(generation)
@@ -199,7 +226,7 @@ impl Storage {
             );
             return Err(DbFailure::Retry);
         }
-        Ok((token, expires_at))
+        Ok(token)
     }
 
     /// A session by id.
@@ -284,7 +311,8 @@ impl Storage {
         new: &NewSession,
     ) -> Result<IssuedSession, DbFailure> {
         let session_id = SessionId::generate();
-        let expires_at = millis_after(new.at, new.refresh_ttl);
+        let expires_at = millis_after(new.at, new.lifetimes.refresh_ttl)
+            .min(millis_after(new.at, new.lifetimes.max_lifetime));
         // The identity must (still) belong to the user: a merge or a bind
         // may have moved it since the caller looked. The session and its
         // first refresh token go in one round trip, both or neither.

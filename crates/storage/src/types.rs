@@ -303,6 +303,18 @@ pub enum StateUse {
     Invalid,
 }
 
+/// How long a session and its refresh tokens live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLifetimes {
+    /// Lifetime of each refresh token from its issue; each rotation slides
+    /// the session's end by this much.
+    pub refresh_ttl: Duration,
+    /// The longest a session lives from its creation, however often it is
+    /// refreshed: no refresh token expires later than `created_at +
+    /// max_lifetime`, and past it a rotation answers [`Rotation::Expired`].
+    pub max_lifetime: Duration,
+}
+
 /// A new session.
 #[derive(Debug, Clone)]
 pub struct NewSession {
@@ -312,8 +324,8 @@ pub struct NewSession {
     pub app_id: AppId,
     /// The identity's openid.
     pub openid: OpenId,
-    /// Lifetime of the refresh token (and of the session, sliding).
-    pub refresh_ttl: Duration,
+    /// How long the session and its first refresh token live.
+    pub lifetimes: SessionLifetimes,
     /// The calling service.
     pub actor: String,
     /// When.
@@ -358,6 +370,12 @@ pub enum Rotation {
     /// A retired generation was presented: the session is revoked.
     Reused {
         /// The revoked session.
+        session_id: SessionId,
+    },
+    /// The session has reached [`SessionLifetimes::max_lifetime`]: it ends,
+    /// whatever token of it was presented.
+    Expired {
+        /// The session that ended.
         session_id: SessionId,
     },
     /// Unknown, expired, or the session is revoked.

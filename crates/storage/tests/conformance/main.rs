@@ -58,6 +58,7 @@ conformance_tests!(
     sessions::concurrent_rotations_of_one_token_have_exactly_one_winner,
     sessions::sessions_expire_and_revoke,
     sessions::every_change_to_a_sessions_standing_moves_the_epoch,
+    sessions::no_refresh_token_outlives_the_sessions_max_lifetime,
     codes_states_tickets::a_used_code_is_refused_on_replay,
     codes_states_tickets::an_oauth_state_is_single_use_and_expires,
     codes_states_tickets::a_double_callback_with_the_same_code_within_30s_is_a_repeat,

@@ -1,14 +1,14 @@
 use secrecy::ExposeSecret;
-use storage::{NewSession, Rotation, SessionId, StorageError, UserId};
+use storage::{NewSession, Rotation, SessionId, SessionLifetimes, StorageError, UserId};
 
-use crate::support::{TestDb, app, new_user, openid, secs, t0};
+use crate::support::{TestDb, app, lifetimes, new_user, openid, secs, t0};
 
 fn new_session(user_id: UserId) -> NewSession {
     NewSession {
         user_id,
         app_id: app("wxa"),
         openid: openid("o1"),
-        refresh_ttl: secs(3600),
+        lifetimes: lifetimes(secs(3600)),
         actor: "api".into(),
         at: t0(),
     }
@@ -22,7 +22,7 @@ pub(crate) async fn rotation_issues_a_new_generation_and_reuse_revokes_the_sessi
     assert_eq!(first.len(), 43, "URL-safe base64 of 32 bytes, no padding");
 
     let Rotation::Rotated(next) = storage
-        .rotate_refresh_token(&first, secs(3600), t0() + secs(600))
+        .rotate_refresh_token(&first, lifetimes(secs(3600)), t0() + secs(600))
         .await
         .unwrap()
     else {
@@ -37,7 +37,7 @@ pub(crate) async fn rotation_issues_a_new_generation_and_reuse_revokes_the_sessi
     assert_ne!(next.refresh_token.expose_secret(), first);
 
     let reuse = storage
-        .rotate_refresh_token(&first, secs(3600), t0() + secs(700))
+        .rotate_refresh_token(&first, lifetimes(secs(3600)), t0() + secs(700))
         .await
         .unwrap();
     assert!(
@@ -53,7 +53,7 @@ pub(crate) async fn rotation_issues_a_new_generation_and_reuse_revokes_the_sessi
     let after = storage
         .rotate_refresh_token(
             next.refresh_token.expose_secret(),
-            secs(3600),
+            lifetimes(secs(3600)),
             t0() + secs(800),
         )
         .await
@@ -61,7 +61,7 @@ pub(crate) async fn rotation_issues_a_new_generation_and_reuse_revokes_the_sessi
     assert!(matches!(after, Rotation::Invalid));
     assert!(matches!(
         storage
-            .rotate_refresh_token("unknown", secs(1), t0())
+            .rotate_refresh_token("unknown", lifetimes(secs(1)), t0())
             .await
             .unwrap(),
         Rotation::Invalid
@@ -78,7 +78,7 @@ pub(crate) async fn concurrent_rotations_of_one_token_have_exactly_one_winner(db
         let token = token.clone();
         tokio::spawn(async move {
             storage
-                .rotate_refresh_token(&token, secs(3600), t0() + secs(1))
+                .rotate_refresh_token(&token, lifetimes(secs(3600)), t0() + secs(1))
                 .await
         })
     });
@@ -111,7 +111,7 @@ pub(crate) async fn sessions_expire_and_revoke(db: TestDb) {
     let issued = storage.create_session(&new_session(user)).await.unwrap();
     let token = issued.refresh_token.expose_secret().to_owned();
     let late = storage
-        .rotate_refresh_token(&token, secs(3600), t0() + secs(3600))
+        .rotate_refresh_token(&token, lifetimes(secs(3600)), t0() + secs(3600))
         .await
         .unwrap();
     assert!(matches!(late, Rotation::Invalid), "expired");
@@ -138,7 +138,7 @@ pub(crate) async fn sessions_expire_and_revoke(db: TestDb) {
     let token = second.refresh_token.expose_secret();
     assert!(matches!(
         storage
-            .rotate_refresh_token(token, secs(60), t0())
+            .rotate_refresh_token(token, lifetimes(secs(60)), t0())
             .await
             .unwrap(),
         Rotation::Invalid
@@ -200,7 +200,7 @@ pub(crate) async fn every_change_to_a_sessions_standing_moves_the_epoch(db: Test
     let issued = storage.create_session(&new_session(user)).await.unwrap();
     let first = issued.refresh_token.expose_secret().to_owned();
     let Rotation::Rotated(next) = storage
-        .rotate_refresh_token(&first, secs(3600), t0() + secs(1))
+        .rotate_refresh_token(&first, lifetimes(secs(3600)), t0() + secs(1))
         .await
         .unwrap()
     else {
@@ -210,7 +210,7 @@ pub(crate) async fn every_change_to_a_sessions_standing_moves_the_epoch(db: Test
 
     // Reuse revokes: one move, on this replica and in the database.
     storage
-        .rotate_refresh_token(&first, secs(3600), t0() + secs(2))
+        .rotate_refresh_token(&first, lifetimes(secs(3600)), t0() + secs(2))
         .await
         .unwrap();
     assert_eq!(epochs(storage).await, moved(1));
@@ -296,4 +296,86 @@ pub(crate) async fn every_change_to_a_sessions_standing_moves_the_epoch(db: Test
         .unwrap();
     assert!(outcome.merged.is_some());
     assert_eq!(epochs(storage).await, (start + 6, local + 5));
+}
+
+pub(crate) async fn no_refresh_token_outlives_the_sessions_max_lifetime(db: TestDb) {
+    let storage = &db.storage;
+    let user = new_user(storage, "wxa", "o1").await;
+    let capped = SessionLifetimes {
+        refresh_ttl: secs(3600),
+        max_lifetime: secs(5000),
+    };
+    let issued = storage
+        .create_session(&NewSession {
+            lifetimes: capped,
+            ..new_session(user)
+        })
+        .await
+        .unwrap();
+    let session_id = issued.session.session_id;
+    let ends_at = t0() + secs(5000);
+    assert_eq!(issued.refresh_expires_at, t0() + secs(3600));
+    let mut token = issued.refresh_token.expose_secret().to_owned();
+    for at in [3000, 4000, 4990] {
+        let Rotation::Rotated(next) = storage
+            .rotate_refresh_token(&token, capped, t0() + secs(at))
+            .await
+            .unwrap()
+        else {
+            panic!("expected a rotation at {at}");
+        };
+        assert_eq!(next.refresh_expires_at, ends_at, "capped at {at}");
+        assert_eq!(next.session.expires_at, ends_at);
+        assert_eq!(next.session.created_at, t0());
+        token = next.refresh_token.expose_secret().to_owned();
+    }
+    let expired = storage
+        .rotate_refresh_token(&token, capped, ends_at)
+        .await
+        .unwrap();
+    assert!(
+        matches!(expired, Rotation::Expired { session_id: s } if s == session_id),
+        "{expired:?}"
+    );
+
+    // The first refresh token of a session obeys the cap too, and a retired
+    // token of a session past it does not revoke.
+    let short = SessionLifetimes {
+        max_lifetime: secs(60),
+        ..capped
+    };
+    let issued = storage
+        .create_session(&NewSession {
+            lifetimes: short,
+            ..new_session(user)
+        })
+        .await
+        .unwrap();
+    assert_eq!(issued.refresh_expires_at, t0() + secs(60));
+    let (_, login) = storage
+        .record_login_with_session(
+            &crate::support::login("wxa", "o1", None, t0()),
+            short,
+            "api",
+        )
+        .await
+        .unwrap();
+    assert_eq!(login.refresh_expires_at, t0() + secs(60));
+    let first = issued.refresh_token.expose_secret().to_owned();
+    let rotation = storage
+        .rotate_refresh_token(&first, short, t0() + secs(55))
+        .await
+        .unwrap();
+    assert!(matches!(rotation, Rotation::Rotated(_)));
+    let retried = storage
+        .rotate_refresh_token(&first, short, t0() + secs(60))
+        .await
+        .unwrap();
+    assert!(matches!(retried, Rotation::Expired { .. }), "{retried:?}");
+    let stored = storage
+        .session(&issued.session.session_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.revoked_at, None, "an ended session is not revoked");
 }

@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use secrecy::SecretString;
-use storage::{IdentityLogin, KeyRing, NewSession, Storage, StorageConfig};
+use storage::{IdentityLogin, KeyRing, NewSession, SessionLifetimes, Storage, StorageConfig};
 use wechat_client::{AppId, OpenId};
 
 use super::*;
@@ -69,7 +69,10 @@ impl Fixture {
                 user_id,
                 app_id: app.clone(),
                 openid: openid.clone(),
-                refresh_ttl: 2 * HOUR,
+                lifetimes: SessionLifetimes {
+                    refresh_ttl: 2 * HOUR,
+                    max_lifetime: 2 * HOUR,
+                },
                 actor: "test".into(),
                 at: SystemTime::now(),
             })
