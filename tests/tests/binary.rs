@@ -198,6 +198,17 @@ async fn nothing_secret_reaches_the_logs_of_a_full_flow_even_at_trace() {
         .into_inner()
         .session
         .unwrap();
+    // Presented again within the reuse grace (a lost answer), then once
+    // more, two generations back: a grace use, then reuse.
+    let graced = client
+        .refresh_token(RefreshTokenRequest {
+            refresh_token: session.refresh_token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap();
     let reused = client
         .refresh_token(RefreshTokenRequest {
             refresh_token: session.refresh_token.clone(),
@@ -283,6 +294,8 @@ async fn nothing_secret_reaches_the_logs_of_a_full_flow_even_at_trace() {
         ("a rotated access token", &rotated.access_token),
         ("a refresh token", &session.refresh_token),
         ("a rotated refresh token", &rotated.refresh_token),
+        ("a refresh token of a grace use", &graced.refresh_token),
+        ("an access token of a grace use", &graced.access_token),
         ("a web session's refresh token", &web_session.refresh_token),
         ("the web login ticket", &ticket),
         ("the wx.login code", &login_code),

@@ -1,4 +1,5 @@
-//! RefreshToken rotation, reuse and max lifetime, VerifyToken, RevokeSession.
+//! RefreshToken rotation, reuse, grace and max lifetime, VerifyToken,
+//! RevokeSession.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashSet;
@@ -109,7 +110,12 @@ async fn verify_token_describes_an_active_token(backend: Backend) {
 }
 
 async fn refresh_rotates_and_a_reused_token_revokes_the_session(backend: Backend) {
-    let app = spawn!(backend);
+    // Without a reuse grace, as before there was one: the very next
+    // presentation of a rotated token revokes.
+    let Some(app) = spawn_with(with_sessions(backend, r#"refresh_reuse_grace = "0s""#)).await
+    else {
+        return;
+    };
     let mut client = app.client();
     let (_, first) = logged_in(&app, &mut client).await;
     let second = client
@@ -280,6 +286,79 @@ async fn every_access_token_is_unique_even_within_one_second(backend: Backend) {
     app.stop().await;
 }
 
+async fn a_refresh_retried_within_the_grace_keeps_the_session(backend: Backend) {
+    // The default grace: 10 s.
+    let app = spawn!(backend);
+    let mut client = app.client();
+    let (_, login) = logged_in(&app, &mut client).await;
+    // The answer to this refresh is lost on the way back...
+    let lost = refresh(&mut client, &login.refresh_token).await.unwrap();
+    // ...so the client presents the same refresh token again.
+    let retried = refresh(&mut client, &login.refresh_token).await.unwrap();
+    assert_eq!(retried.session_id, login.session_id, "the same session");
+    assert_ne!(retried.refresh_token, lost.refresh_token);
+    assert_ne!(retried.access_token, lost.access_token);
+    assert!(active(&mut client, &retried.access_token).await);
+    let next = refresh(&mut client, &retried.refresh_token).await.unwrap();
+    assert_eq!(next.session_id, login.session_id);
+    assert!(
+        active(&mut client, &next.access_token).await,
+        "the session stands"
+    );
+
+    let events = app.audit_details("refresh_grace").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["session_id"], login.session_id.as_str());
+    let details = events[0].to_string();
+    for token in [
+        &login.refresh_token,
+        &lost.refresh_token,
+        &retried.refresh_token,
+    ] {
+        assert!(!details.contains(token.as_str()), "no token in {details}");
+    }
+
+    // The lost answer's token was retired by the grace use: whoever
+    // presents it now holds a copy, and the session ends.
+    let copied = refresh(&mut client, &lost.refresh_token).await.unwrap_err();
+    assert_eq!(reason(&copied).as_deref(), Some("REFRESH_TOKEN_REUSED"));
+    assert!(!active(&mut client, &next.access_token).await);
+    app.stop().await;
+}
+
+async fn reuse_after_the_grace_or_of_an_older_token_revokes_the_session(backend: Backend) {
+    let Some(app) = spawn_with(with_sessions(backend, r#"refresh_reuse_grace = "1s""#)).await
+    else {
+        return;
+    };
+    let mut client = app.client();
+
+    // Two generations back, within the grace.
+    let (_, first) = logged_in(&app, &mut client).await;
+    let second = refresh(&mut client, &first.refresh_token).await.unwrap();
+    let third = refresh(&mut client, &second.refresh_token).await.unwrap();
+    let old = refresh(&mut client, &first.refresh_token)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (old.code(), reason(&old).as_deref()),
+        (Code::Unauthenticated, Some("REFRESH_TOKEN_REUSED"))
+    );
+    assert!(!active(&mut client, &third.access_token).await);
+
+    // The previous token, after the grace.
+    let (_, first) = logged_in(&app, &mut client).await;
+    let second = refresh(&mut client, &first.refresh_token).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let late = refresh(&mut client, &first.refresh_token)
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&late).as_deref(), Some("REFRESH_TOKEN_REUSED"));
+    assert!(!active(&mut client, &second.access_token).await);
+    assert!(app.audit_details("refresh_grace").await.is_empty());
+    app.stop().await;
+}
+
 async fn a_session_ends_at_its_max_lifetime(backend: Backend) {
     // Durations of seconds are fine (access_ttl = refresh_ttl only warns).
     let Some(app) = spawn_with(with_sessions(
@@ -341,6 +420,8 @@ async fn a_session_ends_at_its_max_lifetime(backend: Backend) {
 
 on_both_backends!(
     every_access_token_is_unique_even_within_one_second,
+    a_refresh_retried_within_the_grace_keeps_the_session,
+    reuse_after_the_grace_or_of_an_older_token_revokes_the_session,
     a_session_ends_at_its_max_lifetime,
     a_configured_signing_key_signs_instead_of_a_generated_one,
     verify_token_describes_an_active_token,

@@ -230,6 +230,7 @@ impl Application {
                 session: storage::SessionLifetimes {
                     refresh_ttl: config.sessions.refresh_ttl,
                     max_lifetime: config.sessions.max_lifetime,
+                    reuse_grace: config.sessions.refresh_reuse_grace,
                 },
             },
             metrics: metrics.clone(),

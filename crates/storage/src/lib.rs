@@ -487,6 +487,7 @@ mod futures_are_send {
         let lifetimes = SessionLifetimes {
             refresh_ttl: Duration::ZERO,
             max_lifetime: Duration::ZERO,
+            reuse_grace: Duration::ZERO,
         };
         assert_send(storage.record_login_with_session(login, lifetimes, "a"));
         assert_send(storage.profile(lookup));

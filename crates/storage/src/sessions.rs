@@ -7,7 +7,7 @@ use sqlx::{AnyConnection, AssertSqlSafe};
 
 use crate::crypto::{random_token, token_hash};
 use crate::db::{
-    for_update, get_app_id, get_i64, get_openid, get_opt_i64, get_opt_time, get_session_id,
+    get_app_id, get_bytes, get_i64, get_openid, get_opt_i64, get_opt_time, get_session_id,
     get_time, get_user_id, millis, millis_after, time,
 };
 use crate::error::{DbFailure, StorageError};
@@ -18,6 +18,15 @@ use crate::{Engine, Storage, audit, session_epoch, write_tx};
 
 const SESSION_COLUMNS: &str =
     "s.session_id, s.user_id, s.app_id, s.openid, s.created_at, s.expires_at, s.revoked_at";
+
+/// ` FOR UPDATE OF s` (the sessions row of a join) on PostgreSQL; nothing on
+/// SQLite, whose one writer serialises write transactions.
+fn lock_session_row(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Sqlite => "",
+        Engine::Postgres => " FOR UPDATE OF s",
+    }
+}
 
 /// The answer of a rotation: `session` slid to `expires_at`, with its new token.
 fn issued(session: SessionRecord, refresh_token: SecretString, expires_at: i64) -> IssuedSession {
@@ -90,9 +99,12 @@ impl Storage {
     }
 
     /// Exchanges a refresh token for the next generation. Presenting a retired
-    /// generation revokes the session: someone holds a copy of an old token.
-    /// No refresh token expires after `created_at + lifetimes.max_lifetime`;
-    /// past it the session answers [`Rotation::Expired`].
+    /// generation revokes the session (someone holds a copy of an old token),
+    /// except for the generation just before the live one within
+    /// `lifetimes.reuse_grace` of its rotation, which gets
+    /// [`Rotation::Grace`]. No refresh token expires after `created_at +
+    /// lifetimes.max_lifetime`; past it the session answers
+    /// [`Rotation::Expired`].
     ///
     /// # Errors
     /// Database errors; every kind of bad token is `Ok(Rotation::Invalid)`.
@@ -115,11 +127,17 @@ impl Storage {
         lifetimes: SessionLifetimes,
         at: SystemTime,
     ) -> Result<Rotation, DbFailure> {
+        // Only the session row is locked: every rotation of a session takes
+        // that one lock first, so they run one at a time and never deadlock.
+        // After a wait PostgreSQL re-reads the locked row only, so the token
+        // columns may be stale; the one that can change, `retired_at`, only
+        // goes from unset to set, and every write below is guarded by it and
+        // checked, so a stale read runs the transaction again.
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT r.generation, r.expires_at AS token_expires_at, r.retired_at, {SESSION_COLUMNS} \
              FROM refresh_tokens r JOIN sessions s ON s.session_id = r.session_id \
              WHERE r.token_hash = $1{}",
-            for_update(self.engine())
+            lock_session_row(self.engine())
         )))
         .bind(hash.to_vec())
         .fetch_optional(&mut *conn)
@@ -143,9 +161,7 @@ impl Storage {
         }
         let generation = get_i64(&row, "generation")?;
         let expires_at = millis_after(at, lifetimes.refresh_ttl).min(ends_at);
-        // The row is locked (FOR UPDATE; SQLite's one writer): whether it is
-        // retired decides a race between two holders of the token.
-        if get_opt_i64(&row, "retired_at")?.is_none() {
+        let Some(retired_at) = get_opt_i64(&row, "retired_at")? else {
             let refresh_token = self
                 .advance_generation(
                     conn,
@@ -161,6 +177,17 @@ impl Storage {
                 refresh_token,
                 expires_at,
             )));
+        };
+        // A zero grace is none at all (the comparison alone would let a
+        // token retired this very millisecond through).
+        let grace = i64::try_from(lifetimes.reuse_grace.as_millis()).unwrap_or(i64::MAX);
+        if grace > 0
+            && now.saturating_sub(retired_at) <= grace
+            && let Some(refresh_token) = self
+                .grace_tx(conn, &session, generation, expires_at, at)
+                .await?
+        {
+            return Ok(Rotation::Grace(issued(session, refresh_token, expires_at)));
         }
         revoke_in_tx(
             conn,
@@ -176,10 +203,64 @@ impl Storage {
         })
     }
 
+    /// Generation `presented` was retired within the grace: when generation
+    /// `presented + 1` is still the session's live one (its answer was most
+    /// likely lost), retires it and issues `presented + 2`, so the session
+    /// keeps exactly one live token. `None` when a later rotation happened:
+    /// the presented token is then older than the previous generation.
+    async fn grace_tx(
+        &self,
+        conn: &mut AnyConnection,
+        session: &SessionRecord,
+        presented: i64,
+        expires_at: i64,
+        at: SystemTime,
+    ) -> Result<Option<SecretString>, DbFailure> {
+        let live = sqlx::query(
+            "SELECT token_hash FROM refresh_tokens \
+             WHERE session_id = $1 AND generation = $2 AND retired_at IS NULL",
+        )
+        .bind(session.session_id.to_string())
+        .bind(presented + 1)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(live) = live else {
+            return Ok(None);
+        };
+        let live_hash = get_bytes(&live, "token_hash")?;
+        let refresh_token = self
+            .advance_generation(
+                conn,
+                &live_hash,
+                &session.session_id,
+                presented + 2,
+                expires_at,
+                at,
+            )
+            .await?;
+        audit::record(
+            conn,
+            at,
+            "refresh",
+            "refresh_grace",
+            Some(&session.user_id),
+            None,
+            serde_json::json!({
+                "session_id": session.session_id.to_string(),
+                "presented_generation": presented,
+                "issued_generation": presented + 2,
+            }),
+        )
+        .await?;
+        tracing::info!(session_id = %session.session_id, "previous refresh token presented within the reuse grace: reissued");
+        Ok(Some(refresh_token))
+    }
+
     /// Retires the token `retiring_hash`, issues generation `generation`
     /// expiring at `expires_at`, and moves the session's expiry there: one
     /// round trip (three statements on SQLite, one with data-modifying CTEs
-    /// on PostgreSQL).
+    /// on PostgreSQL). A token already retired changes nothing and runs the
+    /// transaction again.
     async fn advance_generation(
         &self,
         conn: &mut AnyConnection,
@@ -219,8 +300,9 @@ impl Storage {
             .await?
             .rows_affected();
         if changed != expected {
-            // Cannot happen while the row is locked; never commit half of it.
-            tracing::warn!(
+            // A stale read of the token (see `rotate_tx`): never commit half
+            // of it, run it again on fresh rows.
+            tracing::debug!(
                 changed,
                 "refresh token rotation changed an unexpected number of rows"
             );

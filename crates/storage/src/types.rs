@@ -313,6 +313,10 @@ pub struct SessionLifetimes {
     /// refreshed: no refresh token expires later than `created_at +
     /// max_lifetime`, and past it a rotation answers [`Rotation::Expired`].
     pub max_lifetime: Duration,
+    /// For how long after a rotation the token it retired may be presented
+    /// again without revoking the session (its answer may have been lost):
+    /// see [`Rotation::Grace`]. Zero: never. Only rotations read it.
+    pub reuse_grace: Duration,
 }
 
 /// A new session.
@@ -367,7 +371,14 @@ pub struct IssuedSession {
 pub enum Rotation {
     /// A new generation was issued for the same session.
     Rotated(IssuedSession),
-    /// A retired generation was presented: the session is revoked.
+    /// The generation just before the session's live one was presented
+    /// within [`SessionLifetimes::reuse_grace`] of the rotation that retired
+    /// it: most likely that rotation's answer was lost. The live generation
+    /// (which nobody should hold) was retired and a new one issued for the
+    /// same session, and a `refresh_grace` audit event recorded.
+    Grace(IssuedSession),
+    /// A retired generation was presented (an older one, or after the
+    /// grace): the session is revoked.
     Reused {
         /// The revoked session.
         session_id: SessionId,
@@ -419,7 +430,7 @@ pub struct AuditEvent {
     pub at: SystemTime,
     /// The calling service.
     pub actor: String,
-    /// `bind`, `unbind`, `merge`, `merge_refused` or `revoke`.
+    /// `bind`, `unbind`, `merge`, `merge_refused`, `revoke` or `refresh_grace`.
     pub kind: String,
     /// The user concerned.
     pub user_id: Option<UserId>,

@@ -47,7 +47,7 @@ pub struct Services {
 pub struct Lifetimes {
     /// Access token (JWT), never beyond the session's end.
     pub access: Duration,
-    /// Refresh tokens and the session's longest life.
+    /// Refresh tokens, the session's longest life and the reuse grace.
     pub session: storage::SessionLifetimes,
 }
 

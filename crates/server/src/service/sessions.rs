@@ -84,8 +84,8 @@ impl Services {
         }
     }
 
-    /// `RefreshToken`: rotation with reuse detection, and the session's
-    /// maximum lifetime.
+    /// `RefreshToken`: rotation with reuse detection, a grace for a lost
+    /// answer, and the session's maximum lifetime.
     ///
     /// # Errors
     /// `REFRESH_TOKEN_INVALID`, `REFRESH_TOKEN_REUSED` (the session is
@@ -102,6 +102,7 @@ impl Services {
             .await?
         {
             Rotation::Rotated(issued) => (issued, SessionEvent::Refreshed),
+            Rotation::Grace(issued) => (issued, SessionEvent::Grace),
             Rotation::Reused { session_id } => {
                 self.metrics.session(SessionEvent::Reused);
                 tracing::warn!(%session_id, "retired refresh token presented: session revoked");

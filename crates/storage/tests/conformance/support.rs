@@ -168,11 +168,13 @@ pub(crate) fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-/// Refresh tokens living `refresh_ttl`, sessions up to 90 days.
+/// Refresh tokens living `refresh_ttl`, sessions up to 90 days, and no reuse
+/// grace: a retired token presented again revokes its session at once.
 pub(crate) fn lifetimes(refresh_ttl: Duration) -> SessionLifetimes {
     SessionLifetimes {
         refresh_ttl,
         max_lifetime: secs(90 * 86_400),
+        reuse_grace: Duration::ZERO,
     }
 }
 

@@ -72,6 +72,7 @@ impl Fixture {
                 lifetimes: SessionLifetimes {
                     refresh_ttl: 2 * HOUR,
                     max_lifetime: 2 * HOUR,
+                    reuse_grace: Duration::ZERO,
                 },
                 actor: "test".into(),
                 at: SystemTime::now(),
