@@ -2,8 +2,7 @@
 //! RPCs by method and code with latency, WeChat calls by endpoint and errcode
 //! with latency, app-token fetches, refreshes and cache hits, sessions issued,
 //! refreshed, reused, refreshed within the reuse grace and expired, and the
-//! database pools. Labels are names and codes,
-//! never ids or secrets.
+//! database pools. Labels are names and codes, never ids or secrets.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
