@@ -123,6 +123,7 @@ pub struct TestApp {
     /// The service's storage, to look at what a request wrote.
     pub storage: storage::Storage,
     channel: Channel,
+    database_url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     _data: tempfile::TempDir,
@@ -154,6 +155,28 @@ impl TestApp {
     /// The shim's base URL, `http://127.0.0.1:PORT`.
     pub fn http_base(&self) -> String {
         format!("http://{}", self.http_addr)
+    }
+
+    /// The `details` of the audit trail's events of `kind`, oldest first,
+    /// read from the database as an operator would.
+    pub async fn audit_details(&self, kind: &str) -> Vec<serde_json::Value> {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.database_url)
+            .await
+            .unwrap();
+        let details: Vec<String> = sqlx::query_scalar(
+            "SELECT details FROM audit_events WHERE kind = $1 ORDER BY at, event_id",
+        )
+        .bind(kind.to_owned())
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        let _ = conn.close().await;
+        details
+            .iter()
+            .map(|text| serde_json::from_str(text).unwrap())
+            .collect()
     }
 
     /// Takes the PostgreSQL database away (`false`) or brings it back; `None`
@@ -302,6 +325,7 @@ pub async fn spawn_with(options: Options) -> Option<TestApp> {
         browser: web::Browser::new(),
         storage,
         channel,
+        database_url,
         stop: Some(stop),
         task: Some(task),
         _data: data,

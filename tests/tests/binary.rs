@@ -198,6 +198,17 @@ async fn nothing_secret_reaches_the_logs_of_a_full_flow_even_at_trace() {
         .into_inner()
         .session
         .unwrap();
+    // Presented again within the reuse grace (a lost answer), then once
+    // more, two generations back: a grace use, then reuse.
+    let graced = client
+        .refresh_token(RefreshTokenRequest {
+            refresh_token: session.refresh_token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap();
     let reused = client
         .refresh_token(RefreshTokenRequest {
             refresh_token: session.refresh_token.clone(),
@@ -287,6 +298,8 @@ async fn nothing_secret_reaches_the_logs_of_a_full_flow_even_at_trace() {
         ("a rotated access token", &rotated.access_token),
         ("a refresh token", &session.refresh_token),
         ("a rotated refresh token", &rotated.refresh_token),
+        ("a refresh token of a grace use", &graced.refresh_token),
+        ("an access token of a grace use", &graced.access_token),
         ("a web session's refresh token", &web_session.refresh_token),
         ("the web login ticket", &ticket),
         ("the wx.login code", &login_code),
@@ -387,6 +400,23 @@ async fn check_config_lists_every_problem_and_migrate_prepares_the_database() {
     assert!(
         output.contains("access_ttl"),
         "names the bad lifetime: {output}"
+    );
+
+    // A lifetime that works but looks like a mistake: a warning, exit 0.
+    let mut odd = setup.env("info");
+    odd.push(("WECHAT_IDENTITY__SESSIONS__ACCESS_TTL", "2h"));
+    odd.push(("WECHAT_IDENTITY__SESSIONS__REFRESH_TTL", "1h"));
+    let (status, output) = run(
+        &["--config", config, "check-config"],
+        setup.dir.path(),
+        &odd,
+    )
+    .await;
+    assert!(status.success(), "{output}");
+    assert!(
+        output.contains("warning: sessions.access_ttl (2h) is not below refresh_ttl (1h)")
+            && output.contains("1 warning(s)"),
+        "{output}"
     );
 
     let (status, output) = run(

@@ -1,6 +1,7 @@
 //! `/metrics` after traffic: RPCs by method and code, WeChat calls by endpoint
-//! and errcode, app-token fetches and hits, sessions issued, refreshed and
-//! reused, database pools; in Prometheus' text format, with no secret in it.
+//! and errcode, app-token fetches and hits, sessions issued, refreshed,
+//! refreshed within the reuse grace and reused, database pools; in
+//! Prometheus' text format, with no secret in it.
 #![allow(clippy::unwrap_used)]
 
 use e2e::*;
@@ -59,6 +60,14 @@ async fn metrics_count_rpcs_wechat_calls_tokens_and_sessions(backend: Backend) {
             .unwrap();
     }
     let refresh = login.session.unwrap().refresh_token;
+    // Rotated; presented again within the reuse grace; then once more, two
+    // generations back.
+    client
+        .refresh_token(RefreshTokenRequest {
+            refresh_token: refresh.clone(),
+        })
+        .await
+        .unwrap();
     client
         .refresh_token(RefreshTokenRequest {
             refresh_token: refresh.clone(),
@@ -144,6 +153,10 @@ async fn metrics_count_rpcs_wechat_calls_tokens_and_sessions(backend: Backend) {
     );
     assert_eq!(
         sample(&text, &format!(r#"{sessions}{{event="refreshed"}}"#)),
+        1.0
+    );
+    assert_eq!(
+        sample(&text, &format!(r#"{sessions}{{event="grace"}}"#)),
         1.0
     );
     assert_eq!(

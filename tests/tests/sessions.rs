@@ -1,6 +1,12 @@
-//! RefreshToken rotation and reuse, VerifyToken, RevokeSession.
+//! RefreshToken rotation, reuse, grace and max lifetime, VerifyToken,
+//! RevokeSession.
 #![allow(clippy::unwrap_used)]
 
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use e2e::*;
 use server::pb::{
     MiniProgramLoginRequest, RefreshTokenRequest, RevokeSessionRequest, Session,
@@ -18,6 +24,47 @@ async fn logged_in(app: &TestApp, client: &mut Client) -> (String, Session) {
         .unwrap()
         .into_inner();
     (response.user_id, response.session.unwrap())
+}
+
+/// The defaults on `backend`, with `[sessions]` set as `sessions` (TOML lines).
+fn with_sessions(backend: Backend, sessions: &str) -> Options {
+    Options {
+        extra_toml: format!("[sessions]\n{sessions}"),
+        ..Options::on(backend)
+    }
+}
+
+async fn refresh(client: &mut Client, refresh_token: &str) -> Result<Session, tonic::Status> {
+    client
+        .refresh_token(RefreshTokenRequest {
+            refresh_token: refresh_token.into(),
+        })
+        .await
+        .map(|response| response.into_inner().session.unwrap())
+}
+
+/// The claims of an access token, read without verifying it.
+fn claims(access_token: &str) -> serde_json::Value {
+    let payload = access_token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+fn time_of(seconds: i64, nanos: i32) -> SystemTime {
+    UNIX_EPOCH
+        + Duration::new(
+            u64::try_from(seconds).unwrap(),
+            u32::try_from(nanos).unwrap(),
+        )
+}
+
+/// When a session's refresh token and access token expire.
+fn expiries(session: &Session) -> (SystemTime, SystemTime) {
+    let refresh = session.refresh_token_expires_at.unwrap();
+    let access = session.access_token_expires_at.unwrap();
+    (
+        time_of(refresh.seconds, refresh.nanos),
+        time_of(access.seconds, access.nanos),
+    )
 }
 
 async fn active(client: &mut Client, token: &str) -> bool {
@@ -63,7 +110,12 @@ async fn verify_token_describes_an_active_token(backend: Backend) {
 }
 
 async fn refresh_rotates_and_a_reused_token_revokes_the_session(backend: Backend) {
-    let app = spawn!(backend);
+    // Without a reuse grace, as before there was one: the very next
+    // presentation of a rotated token revokes.
+    let Some(app) = spawn_with(with_sessions(backend, r#"refresh_reuse_grace = "0s""#)).await
+    else {
+        return;
+    };
     let mut client = app.client();
     let (_, first) = logged_in(&app, &mut client).await;
     let second = client
@@ -202,7 +254,175 @@ async fn a_configured_signing_key_signs_instead_of_a_generated_one(backend: Back
     generated.stop().await;
 }
 
+async fn every_access_token_is_unique_even_within_one_second(backend: Backend) {
+    let app = spawn!(backend);
+    let mut client = app.client();
+    let (_, login) = logged_in(&app, &mut client).await;
+    // A login and three refreshes take milliseconds: several share a second,
+    // and with it every other claim.
+    let mut sessions = vec![login];
+    for _ in 0..3 {
+        let previous = &sessions[sessions.len() - 1].refresh_token;
+        let next = refresh(&mut client, previous).await.unwrap();
+        sessions.push(next);
+    }
+    let tokens: HashSet<&str> = sessions.iter().map(|s| s.access_token.as_str()).collect();
+    assert_eq!(tokens.len(), sessions.len(), "no two access tokens alike");
+    let mut jtis = HashSet::new();
+    for session in &sessions {
+        let claims = claims(&session.access_token);
+        let jti = claims["jti"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no jti in {claims}"));
+        let bits = URL_SAFE_NO_PAD.decode(jti).map(|bytes| bytes.len() * 8);
+        assert!(
+            bits.is_ok_and(|bits| bits >= 128),
+            "{jti}: 128+ bits of base64url"
+        );
+        jtis.insert(jti.to_owned());
+        assert!(active(&mut client, &session.access_token).await);
+    }
+    assert_eq!(jtis.len(), sessions.len(), "every jti differs");
+    app.stop().await;
+}
+
+async fn a_refresh_retried_within_the_grace_keeps_the_session(backend: Backend) {
+    // The default grace: 10 s.
+    let app = spawn!(backend);
+    let mut client = app.client();
+    let (_, login) = logged_in(&app, &mut client).await;
+    // The answer to this refresh is lost on the way back...
+    let lost = refresh(&mut client, &login.refresh_token).await.unwrap();
+    // ...so the client presents the same refresh token again.
+    let retried = refresh(&mut client, &login.refresh_token).await.unwrap();
+    assert_eq!(retried.session_id, login.session_id, "the same session");
+    assert_ne!(retried.refresh_token, lost.refresh_token);
+    assert_ne!(retried.access_token, lost.access_token);
+    assert!(active(&mut client, &retried.access_token).await);
+    let next = refresh(&mut client, &retried.refresh_token).await.unwrap();
+    assert_eq!(next.session_id, login.session_id);
+    assert!(
+        active(&mut client, &next.access_token).await,
+        "the session stands"
+    );
+
+    let events = app.audit_details("refresh_grace").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["session_id"], login.session_id.as_str());
+    let details = events[0].to_string();
+    for token in [
+        &login.refresh_token,
+        &lost.refresh_token,
+        &retried.refresh_token,
+    ] {
+        assert!(!details.contains(token.as_str()), "no token in {details}");
+    }
+
+    // The lost answer's token was retired by the grace use: whoever
+    // presents it now holds a copy, and the session ends.
+    let copied = refresh(&mut client, &lost.refresh_token).await.unwrap_err();
+    assert_eq!(reason(&copied).as_deref(), Some("REFRESH_TOKEN_REUSED"));
+    assert!(!active(&mut client, &next.access_token).await);
+    app.stop().await;
+}
+
+async fn reuse_after_the_grace_or_of_an_older_token_revokes_the_session(backend: Backend) {
+    let Some(app) = spawn_with(with_sessions(backend, r#"refresh_reuse_grace = "1s""#)).await
+    else {
+        return;
+    };
+    let mut client = app.client();
+
+    // Two generations back, within the grace.
+    let (_, first) = logged_in(&app, &mut client).await;
+    let second = refresh(&mut client, &first.refresh_token).await.unwrap();
+    let third = refresh(&mut client, &second.refresh_token).await.unwrap();
+    let old = refresh(&mut client, &first.refresh_token)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (old.code(), reason(&old).as_deref()),
+        (Code::Unauthenticated, Some("REFRESH_TOKEN_REUSED"))
+    );
+    assert!(!active(&mut client, &third.access_token).await);
+
+    // The previous token, after the grace.
+    let (_, first) = logged_in(&app, &mut client).await;
+    let second = refresh(&mut client, &first.refresh_token).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let late = refresh(&mut client, &first.refresh_token)
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&late).as_deref(), Some("REFRESH_TOKEN_REUSED"));
+    assert!(!active(&mut client, &second.access_token).await);
+    assert!(app.audit_details("refresh_grace").await.is_empty());
+    app.stop().await;
+}
+
+async fn a_session_ends_at_its_max_lifetime(backend: Backend) {
+    // Durations of seconds are fine (access_ttl = refresh_ttl only warns).
+    let Some(app) = spawn_with(with_sessions(
+        backend,
+        "access_ttl = \"2s\"\nrefresh_ttl = \"2s\"\nmax_lifetime = \"3s\"",
+    ))
+    .await
+    else {
+        return;
+    };
+    let mut client = app.client();
+    let (_, login) = logged_in(&app, &mut client).await;
+    let ends_by = SystemTime::now() + Duration::from_secs(3);
+    let within = |session: &Session| {
+        let (refresh_expires, access_expires) = expiries(session);
+        assert!(
+            refresh_expires <= ends_by,
+            "{refresh_expires:?} > {ends_by:?}"
+        );
+        assert!(
+            access_expires <= ends_by,
+            "{access_expires:?} > {ends_by:?}"
+        );
+    };
+    within(&login);
+    let early = refresh(&mut client, &login.refresh_token).await.unwrap();
+    within(&early);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let late = refresh(&mut client, &early.refresh_token).await.unwrap();
+    within(&late);
+    assert!(
+        expiries(&late).0 < SystemTime::now() + Duration::from_secs(2),
+        "cut to the session's end, short of a full refresh_ttl"
+    );
+
+    tokio::time::sleep(
+        ends_by
+            .duration_since(SystemTime::now())
+            .unwrap_or_default(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let ended = refresh(&mut client, &late.refresh_token).await.unwrap_err();
+    assert_eq!(
+        (ended.code(), reason(&ended).as_deref()),
+        (Code::Unauthenticated, Some("SESSION_EXPIRED"))
+    );
+    let retired = refresh(&mut client, &login.refresh_token)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        reason(&retired).as_deref(),
+        Some("SESSION_EXPIRED"),
+        "an ended session is not revoked for reuse"
+    );
+    assert!(!active(&mut client, &late.access_token).await);
+    app.stop().await;
+}
+
 on_both_backends!(
+    every_access_token_is_unique_even_within_one_second,
+    a_refresh_retried_within_the_grace_keeps_the_session,
+    reuse_after_the_grace_or_of_an_older_token_revokes_the_session,
+    a_session_ends_at_its_max_lifetime,
     a_configured_signing_key_signs_instead_of_a_generated_one,
     verify_token_describes_an_active_token,
     refresh_rotates_and_a_reused_token_revokes_the_session,

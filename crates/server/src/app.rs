@@ -164,6 +164,9 @@ impl Application {
         listeners: Listeners,
     ) -> Result<Self, StartError> {
         let config = &resolved.config;
+        for warning in &resolved.warnings {
+            tracing::warn!(%warning, "config looks like a mistake");
+        }
         let tls = resolved
             .grpc_tls
             .as_ref()
@@ -232,7 +235,11 @@ impl Application {
             keys: keys.clone(),
             lifetimes: Lifetimes {
                 access: config.sessions.access_ttl,
-                refresh: config.sessions.refresh_ttl,
+                session: storage::SessionLifetimes {
+                    refresh_ttl: config.sessions.refresh_ttl,
+                    max_lifetime: config.sessions.max_lifetime,
+                    reuse_grace: config.sessions.refresh_reuse_grace,
+                },
             },
             metrics: metrics.clone(),
             verify_cache: Arc::new(VerifyCache::new(

@@ -56,6 +56,9 @@ pub enum ApiError {
     /// UNAUTHENTICATED `REFRESH_TOKEN_REUSED`; the session is revoked.
     #[error("the refresh token was already used; the session is revoked: log in again")]
     RefreshTokenReused,
+    /// UNAUTHENTICATED `SESSION_EXPIRED`: the session reached its maximum lifetime.
+    #[error("the session has reached its maximum lifetime: log in again")]
+    SessionExpired,
     /// PERMISSION_DENIED `CALLER_NOT_PERMITTED`.
     #[error("this caller lacks the `{permission}` permission")]
     CallerNotPermitted {
@@ -150,7 +153,7 @@ impl ApiError {
             | WeChatCodeInvalid { .. }
             | WeChatCodeUsed { .. }
             | TicketInvalid { .. } => Code::InvalidArgument,
-            UnauthenticatedCaller | RefreshTokenInvalid | RefreshTokenReused => {
+            UnauthenticatedCaller | RefreshTokenInvalid | RefreshTokenReused | SessionExpired => {
                 Code::Unauthenticated
             }
             CallerNotPermitted { .. } | WeChatUserBlocked => Code::PermissionDenied,
@@ -181,6 +184,7 @@ impl ApiError {
             UnauthenticatedCaller => "UNAUTHENTICATED_CALLER",
             RefreshTokenInvalid => "REFRESH_TOKEN_INVALID",
             RefreshTokenReused => "REFRESH_TOKEN_REUSED",
+            SessionExpired => "SESSION_EXPIRED",
             CallerNotPermitted { .. } => "CALLER_NOT_PERMITTED",
             WeChatUserBlocked => "WECHAT_USER_BLOCKED",
             AppNotFound { .. } => "APP_NOT_FOUND",

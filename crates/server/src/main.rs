@@ -87,10 +87,14 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
             Command::CheckConfig => {
+                for warning in &resolved.warnings {
+                    eprintln!("wechat-identity: warning: {warning}");
+                }
                 println!(
-                    "config ok: {} app(s), {} caller(s), database {}",
+                    "config ok: {} app(s), {} caller(s), {} warning(s), database {}",
                     resolved.apps.len(),
                     resolved.callers.len(),
+                    resolved.warnings.len(),
                     resolved.database_for_display()
                 );
                 Ok(())

@@ -1,8 +1,8 @@
 //! Prometheus metrics, served at `GET /metrics` on the HTTP shim's port:
 //! RPCs by method and code with latency, WeChat calls by endpoint and errcode
 //! with latency, app-token fetches, refreshes and cache hits, sessions issued,
-//! refreshed and reused, and the database pools. Labels are names and codes,
-//! never ids or secrets.
+//! refreshed, reused, refreshed within the reuse grace and expired, and the
+//! database pools. Labels are names and codes, never ids or secrets.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -72,6 +72,11 @@ pub enum SessionEvent {
     Refreshed,
     /// A retired refresh token was presented: the session was revoked.
     Reused,
+    /// The previous refresh token came back within the reuse grace (a lost
+    /// answer): the session got a new pair instead of being revoked.
+    Grace,
+    /// RefreshToken found the session past its maximum lifetime.
+    Expired,
 }
 
 /// What a browser login did, for `wechat_identity_web_login_events_total`.
@@ -174,7 +179,7 @@ impl Metrics {
         );
         registry.register(
             "sessions",
-            "sessions issued, refreshed, and revoked for refresh-token reuse",
+            "sessions issued, refreshed, revoked for refresh-token reuse (reused), refreshed within the reuse grace (grace), and refused past their max lifetime (expired)",
             sessions.clone(),
         );
         registry.register(
@@ -248,6 +253,8 @@ impl Metrics {
             SessionEvent::Issued => "issued",
             SessionEvent::Refreshed => "refreshed",
             SessionEvent::Reused => "reused",
+            SessionEvent::Grace => "grace",
+            SessionEvent::Expired => "expired",
         };
         self.sessions.get_or_create(&EventLabels { event }).inc();
     }

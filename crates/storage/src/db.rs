@@ -53,6 +53,10 @@ pub(crate) fn get_opt_string(row: &AnyRow, column: &str) -> Result<Option<String
     Ok(row.try_get::<Option<String>, _>(column)?)
 }
 
+pub(crate) fn get_bytes(row: &AnyRow, column: &str) -> Result<Vec<u8>, StorageError> {
+    Ok(row.try_get::<Vec<u8>, _>(column)?)
+}
+
 pub(crate) fn get_opt_bytes(row: &AnyRow, column: &str) -> Result<Option<Vec<u8>>, StorageError> {
     Ok(row.try_get::<Option<Vec<u8>>, _>(column)?)
 }

@@ -1,7 +1,7 @@
 //! WeChat identities: logins and unionid linking. Merging lives in `merge.rs`,
 //! the encrypted credentials in `credentials.rs`.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use sqlx::{AnyConnection, AssertSqlSafe};
 use wechat_client::{AppId, OpenId, UnionId};
@@ -9,7 +9,9 @@ use wechat_client::{AppId, OpenId, UnionId};
 use crate::Storage;
 use crate::db::{for_update, get_opt_unionid, get_user_id, millis};
 use crate::error::{DbFailure, StorageError};
-use crate::types::{IdentityLogin, IssuedSession, LoginOutcome, NewSession, UserId};
+use crate::types::{
+    IdentityLogin, IssuedSession, LoginOutcome, NewSession, SessionLifetimes, UserId,
+};
 use crate::users::{insert_user, write_profile};
 
 /// The columns of a new identity row.
@@ -92,7 +94,7 @@ impl Storage {
     pub async fn record_login_with_session(
         &self,
         login: &IdentityLogin,
-        refresh_ttl: Duration,
+        lifetimes: SessionLifetimes,
         actor: &str,
     ) -> Result<(LoginOutcome, IssuedSession), StorageError> {
         let input = (login.clone(), actor.to_owned());
@@ -103,7 +105,7 @@ impl Storage {
                     user_id: outcome.user_id,
                     app_id: login.app_id.clone(),
                     openid: login.openid.clone(),
-                    refresh_ttl,
+                    lifetimes,
                     actor: actor.clone(),
                     at: login.at,
                 };

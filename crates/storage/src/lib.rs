@@ -42,9 +42,9 @@ pub use token_cache::DbTokenCache;
 pub use types::{
     Account, AppKind, AuditEvent, BindRequest, CodeClaim, IdentityLogin, IdentityRef,
     ImportedIdentity, IssuedSession, LinkedIdentity, LoginOutcome, MergeRecord, NewSession,
-    ParseError, Phone, ProfileFields, RedeemedTicket, Rotation, SessionId, SessionRecord,
-    SigningKey, SweepReport, Ticket, UserId, UserLookup, UserProfile, WebAuthorization,
-    WebLoginClaim, WebLoginClaimed, WebLoginOutcome, WebTokens,
+    ParseError, Phone, ProfileFields, RedeemedTicket, Rotation, SessionId, SessionLifetimes,
+    SessionRecord, SigningKey, SweepReport, Ticket, UserId, UserLookup, UserProfile,
+    WebAuthorization, WebLoginClaim, WebLoginClaimed, WebLoginOutcome, WebTokens,
 };
 pub use web_logins::{
     MAX_REPEATS as WEB_LOGIN_MAX_REPEATS, REPEAT_WINDOW as WEB_LOGIN_REPEAT_WINDOW,
@@ -506,7 +506,12 @@ mod futures_are_send {
         assert_send(storage.verify_keys());
         assert_send(storage.ping());
         assert_send(storage.record_login(login));
-        assert_send(storage.record_login_with_session(login, Duration::ZERO, "a"));
+        let lifetimes = SessionLifetimes {
+            refresh_ttl: Duration::ZERO,
+            max_lifetime: Duration::ZERO,
+            reuse_grace: Duration::ZERO,
+        };
+        assert_send(storage.record_login_with_session(login, lifetimes, "a"));
         assert_send(storage.profile(lookup));
         assert_send(storage.set_phone(&user, phone, at));
         assert_send(storage.update_profile(&user, &ProfileFields::default(), at));
@@ -526,10 +531,10 @@ mod futures_are_send {
         assert_send(storage.derived_key("purpose"));
         assert_send(storage.create_ticket(identity, false, at));
         assert_send(storage.consume_ticket("t", at));
-        assert_send(storage.redeem_ticket("t", Duration::ZERO, "a", at));
+        assert_send(storage.redeem_ticket("t", lifetimes, "a", at));
         assert_send(storage.bind_by_ticket("t", &bind.account, false, "a", at));
         assert_send(storage.create_session(session));
-        assert_send(storage.rotate_refresh_token("r", Duration::ZERO, at));
+        assert_send(storage.rotate_refresh_token("r", lifetimes, at));
         assert_send(storage.session(&SessionId::generate()));
         assert_send(storage.revoke_session(&SessionId::generate(), "r", "a", at));
         assert_send(storage.revoke_by_refresh_token("r", "r", "a", at));

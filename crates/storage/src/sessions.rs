@@ -1,21 +1,44 @@
 //! Sessions and their refresh tokens: rotation with reuse detection.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{AnyConnection, AssertSqlSafe};
 
 use crate::crypto::{random_token, token_hash};
 use crate::db::{
-    for_update, get_app_id, get_i64, get_openid, get_opt_i64, get_opt_time, get_session_id,
+    get_app_id, get_bytes, get_i64, get_openid, get_opt_i64, get_opt_time, get_session_id,
     get_time, get_user_id, millis, millis_after, time,
 };
 use crate::error::{DbFailure, StorageError};
-use crate::types::{IssuedSession, NewSession, Rotation, SessionId, SessionRecord};
+use crate::types::{
+    IssuedSession, NewSession, Rotation, SessionId, SessionLifetimes, SessionRecord,
+};
 use crate::{Engine, Storage, audit, session_epoch, write_tx};
 
 const SESSION_COLUMNS: &str =
     "s.session_id, s.user_id, s.app_id, s.openid, s.created_at, s.expires_at, s.revoked_at";
+
+/// ` FOR UPDATE OF s` (the sessions row of a join) on PostgreSQL; nothing on
+/// SQLite, whose one writer serialises write transactions.
+fn lock_session_row(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Sqlite => "",
+        Engine::Postgres => " FOR UPDATE OF s",
+    }
+}
+
+/// The answer of a rotation: `session` slid to `expires_at`, with its new token.
+fn issued(session: SessionRecord, refresh_token: SecretString, expires_at: i64) -> IssuedSession {
+    IssuedSession {
+        session: SessionRecord {
+            expires_at: time(expires_at),
+            ..session
+        },
+        refresh_token,
+        refresh_expires_at: time(expires_at),
+    }
+}
 
 fn session_from_row(row: &sqlx::any::AnyRow) -> Result<SessionRecord, StorageError> {
     Ok(SessionRecord {
@@ -76,18 +99,23 @@ impl Storage {
     }
 
     /// Exchanges a refresh token for the next generation. Presenting a retired
-    /// generation revokes the session: someone holds a copy of an old token.
+    /// generation revokes the session (someone holds a copy of an old token),
+    /// except for the generation just before the live one within
+    /// `lifetimes.reuse_grace` of its rotation, which gets
+    /// [`Rotation::Grace`]. No refresh token expires after `created_at +
+    /// lifetimes.max_lifetime`; past it the session answers
+    /// [`Rotation::Expired`].
     ///
     /// # Errors
     /// Database errors; every kind of bad token is `Ok(Rotation::Invalid)`.
     pub async fn rotate_refresh_token(
         &self,
         presented: &str,
-        refresh_ttl: Duration,
+        lifetimes: SessionLifetimes,
         at: SystemTime,
     ) -> Result<Rotation, StorageError> {
         self.grouped_write(token_hash(presented), move |storage, conn, hash| {
-            Box::pin(storage.rotate_tx(conn, hash, refresh_ttl, at))
+            Box::pin(storage.rotate_tx(conn, hash, lifetimes, at))
         })
         .await
     }
@@ -96,14 +124,20 @@ impl Storage {
         &self,
         conn: &mut AnyConnection,
         hash: &[u8],
-        refresh_ttl: Duration,
+        lifetimes: SessionLifetimes,
         at: SystemTime,
     ) -> Result<Rotation, DbFailure> {
+        // Only the session row is locked: every rotation of a session takes
+        // that one lock first, so they run one at a time and never deadlock.
+        // After a wait PostgreSQL re-reads the locked row only, so the token
+        // columns may be stale; the one that can change, `retired_at`, only
+        // goes from unset to set, and every write below is guarded by it and
+        // checked, so a stale read runs the transaction again.
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT r.generation, r.expires_at AS token_expires_at, r.retired_at, {SESSION_COLUMNS} \
              FROM refresh_tokens r JOIN sessions s ON s.session_id = r.session_id \
              WHERE r.token_hash = $1{}",
-            for_update(self.engine())
+            lock_session_row(self.engine())
         )))
         .bind(hash.to_vec())
         .fetch_optional(&mut *conn)
@@ -113,56 +147,130 @@ impl Storage {
         };
         let session = session_from_row(&row)?;
         let now = millis(at);
-        if session.revoked_at.is_some() || millis(session.expires_at) <= now {
+        if session.revoked_at.is_some() {
             return Ok(Rotation::Invalid);
         }
-        if get_i64(&row, "token_expires_at")? <= now {
-            return Ok(Rotation::Invalid);
-        }
-        // The row is locked (FOR UPDATE; SQLite's one writer): whether it is
-        // retired decides a race between two holders of the token.
-        if get_opt_i64(&row, "retired_at")?.is_some() {
-            revoke_in_tx(
-                conn,
-                &session.session_id,
-                "refresh_token_reuse",
-                "refresh",
-                at,
-            )
-            .await?;
-            tracing::warn!(session_id = %session.session_id, "retired refresh token presented: session revoked");
-            return Ok(Rotation::Reused {
+        let ends_at = millis_after(session.created_at, lifetimes.max_lifetime);
+        if now >= ends_at {
+            return Ok(Rotation::Expired {
                 session_id: session.session_id,
             });
         }
-        let generation = get_i64(&row, "generation")? + 1;
-        let (refresh_token, refresh_expires_at) = self
-            .advance_generation(conn, hash, &session.session_id, generation, refresh_ttl, at)
-            .await?;
-        Ok(Rotation::Rotated(IssuedSession {
-            session: SessionRecord {
-                expires_at: time(refresh_expires_at),
-                ..session
-            },
-            refresh_token,
-            refresh_expires_at: time(refresh_expires_at),
-        }))
+        if millis(session.expires_at) <= now || get_i64(&row, "token_expires_at")? <= now {
+            return Ok(Rotation::Invalid);
+        }
+        let generation = get_i64(&row, "generation")?;
+        let expires_at = millis_after(at, lifetimes.refresh_ttl).min(ends_at);
+        let Some(retired_at) = get_opt_i64(&row, "retired_at")? else {
+            let refresh_token = self
+                .advance_generation(
+                    conn,
+                    hash,
+                    &session.session_id,
+                    generation + 1,
+                    expires_at,
+                    at,
+                )
+                .await?;
+            return Ok(Rotation::Rotated(issued(
+                session,
+                refresh_token,
+                expires_at,
+            )));
+        };
+        // A zero grace is none at all (the comparison alone would let a
+        // token retired this very millisecond through).
+        let grace = i64::try_from(lifetimes.reuse_grace.as_millis()).unwrap_or(i64::MAX);
+        if grace > 0
+            && now.saturating_sub(retired_at) <= grace
+            && let Some(refresh_token) = self
+                .grace_tx(conn, &session, generation, expires_at, at)
+                .await?
+        {
+            return Ok(Rotation::Grace(issued(session, refresh_token, expires_at)));
+        }
+        revoke_in_tx(
+            conn,
+            &session.session_id,
+            "refresh_token_reuse",
+            "refresh",
+            at,
+        )
+        .await?;
+        tracing::warn!(session_id = %session.session_id, "retired refresh token presented: session revoked");
+        Ok(Rotation::Reused {
+            session_id: session.session_id,
+        })
     }
 
-    /// Retires the presented token, issues generation `generation` and slides
-    /// the session's expiry: one round trip (three statements on SQLite, one
-    /// with data-modifying CTEs on PostgreSQL).
+    /// Generation `presented` was retired within the grace: when generation
+    /// `presented + 1` is still the session's live one (its answer was most
+    /// likely lost), retires it and issues `presented + 2`, so the session
+    /// keeps exactly one live token. `None` when a later rotation happened:
+    /// the presented token is then older than the previous generation.
+    async fn grace_tx(
+        &self,
+        conn: &mut AnyConnection,
+        session: &SessionRecord,
+        presented: i64,
+        expires_at: i64,
+        at: SystemTime,
+    ) -> Result<Option<SecretString>, DbFailure> {
+        let live = sqlx::query(
+            "SELECT token_hash FROM refresh_tokens \
+             WHERE session_id = $1 AND generation = $2 AND retired_at IS NULL",
+        )
+        .bind(session.session_id.to_string())
+        .bind(presented + 1)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(live) = live else {
+            return Ok(None);
+        };
+        let live_hash = get_bytes(&live, "token_hash")?;
+        let refresh_token = self
+            .advance_generation(
+                conn,
+                &live_hash,
+                &session.session_id,
+                presented + 2,
+                expires_at,
+                at,
+            )
+            .await?;
+        audit::record(
+            conn,
+            at,
+            "refresh",
+            "refresh_grace",
+            Some(&session.user_id),
+            None,
+            serde_json::json!({
+                "session_id": session.session_id.to_string(),
+                "presented_generation": presented,
+                "issued_generation": presented + 2,
+            }),
+        )
+        .await?;
+        tracing::info!(session_id = %session.session_id, "previous refresh token presented within the reuse grace: reissued");
+        Ok(Some(refresh_token))
+    }
+
+    /// Retires the token `retiring_hash`, issues generation `generation`
+    /// expiring at `expires_at`, and moves the session's expiry there: one
+    /// round trip (three statements on SQLite, one with data-modifying CTEs
+    /// on PostgreSQL). A token already retired changes nothing and runs the
+    /// transaction again.
     async fn advance_generation(
         &self,
         conn: &mut AnyConnection,
-        presented_hash: &[u8],
+        retiring_hash: &[u8],
         session_id: &SessionId,
         generation: i64,
-        ttl: Duration,
+        expires_at: i64,
         at: SystemTime,
-    ) -> Result<(SecretString, i64), DbFailure> {
+    ) -> Result<SecretString, DbFailure> {
         let token = random_token();
-        let expires_at = millis_after(at, ttl);
         let (sql, expected) = match self.engine() {
             Engine::Sqlite => (
                 "UPDATE refresh_tokens SET retired_at = $1 WHERE token_hash = $2 AND retired_at IS NULL; \
@@ -183,7 +291,7 @@ impl Storage {
         };
         let changed = sqlx::query(sql)
             .bind(millis(at))
-            .bind(presented_hash.to_vec())
+            .bind(retiring_hash.to_vec())
             .bind(token_hash(token.expose_secret()))
             .bind(session_id.to_string())
             .bind(generation)
@@ -192,14 +300,15 @@ impl Storage {
             .await?
             .rows_affected();
         if changed != expected {
-            // Cannot happen while the row is locked; never commit half of it.
-            tracing::warn!(
+            // A stale read of the token (see `rotate_tx`): never commit half
+            // of it, run it again on fresh rows.
+            tracing::debug!(
                 changed,
                 "refresh token rotation changed an unexpected number of rows"
             );
             return Err(DbFailure::Retry);
         }
-        Ok((token, expires_at))
+        Ok(token)
     }
 
     /// A session by id.
@@ -284,7 +393,8 @@ impl Storage {
         new: &NewSession,
     ) -> Result<IssuedSession, DbFailure> {
         let session_id = SessionId::generate();
-        let expires_at = millis_after(new.at, new.refresh_ttl);
+        let expires_at = millis_after(new.at, new.lifetimes.refresh_ttl)
+            .min(millis_after(new.at, new.lifetimes.max_lifetime));
         // The identity must (still) belong to the user: a merge or a bind
         // may have moved it since the caller looked. The session and its
         // first refresh token go in one round trip, both or neither.

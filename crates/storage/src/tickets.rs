@@ -11,7 +11,7 @@ use crate::db::{
     get_app_id, get_i64, get_openid, get_opt_unionid, get_user_id, millis, millis_after,
 };
 use crate::error::StorageError;
-use crate::types::{IdentityRef, NewSession, RedeemedTicket, Ticket};
+use crate::types::{IdentityRef, NewSession, RedeemedTicket, SessionLifetimes, Ticket};
 
 const TICKET_TTL: Duration = Duration::from_secs(5 * 60);
 
@@ -58,7 +58,7 @@ impl Storage {
     pub async fn redeem_ticket(
         &self,
         ticket: &str,
-        refresh_ttl: Duration,
+        lifetimes: SessionLifetimes,
         actor: &str,
         at: SystemTime,
     ) -> Result<Option<RedeemedTicket>, StorageError> {
@@ -85,7 +85,7 @@ impl Storage {
                             user_id,
                             app_id: spent.identity.app_id.clone(),
                             openid: spent.identity.openid.clone(),
-                            refresh_ttl,
+                            lifetimes,
                             actor: actor.clone(),
                             at,
                         },

@@ -316,6 +316,22 @@ pub enum WebLoginOutcome {
     Failed(String),
 }
 
+/// How long a session and its refresh tokens live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLifetimes {
+    /// Lifetime of each refresh token from its issue; each rotation slides
+    /// the session's end by this much.
+    pub refresh_ttl: Duration,
+    /// The longest a session lives from its creation, however often it is
+    /// refreshed: no refresh token expires later than `created_at +
+    /// max_lifetime`, and past it a rotation answers [`Rotation::Expired`].
+    pub max_lifetime: Duration,
+    /// For how long after a rotation the token it retired may be presented
+    /// again without revoking the session (its answer may have been lost):
+    /// see [`Rotation::Grace`]. Zero: never. Only rotations read it.
+    pub reuse_grace: Duration,
+}
+
 /// A new session.
 #[derive(Debug, Clone)]
 pub struct NewSession {
@@ -325,8 +341,8 @@ pub struct NewSession {
     pub app_id: AppId,
     /// The identity's openid.
     pub openid: OpenId,
-    /// Lifetime of the refresh token (and of the session, sliding).
-    pub refresh_ttl: Duration,
+    /// How long the session and its first refresh token live.
+    pub lifetimes: SessionLifetimes,
     /// The calling service.
     pub actor: String,
     /// When.
@@ -368,9 +384,22 @@ pub struct IssuedSession {
 pub enum Rotation {
     /// A new generation was issued for the same session.
     Rotated(IssuedSession),
-    /// A retired generation was presented: the session is revoked.
+    /// The generation just before the session's live one was presented
+    /// within [`SessionLifetimes::reuse_grace`] of the rotation that retired
+    /// it: most likely that rotation's answer was lost. The live generation
+    /// (which nobody should hold) was retired and a new one issued for the
+    /// same session, and a `refresh_grace` audit event recorded.
+    Grace(IssuedSession),
+    /// A retired generation was presented (an older one, or after the
+    /// grace): the session is revoked.
     Reused {
         /// The revoked session.
+        session_id: SessionId,
+    },
+    /// The session has reached [`SessionLifetimes::max_lifetime`]: it ends,
+    /// whatever token of it was presented.
+    Expired {
+        /// The session that ended.
         session_id: SessionId,
     },
     /// Unknown, expired, or the session is revoked.
@@ -418,7 +447,7 @@ pub struct AuditEvent {
     pub at: SystemTime,
     /// The calling service.
     pub actor: String,
-    /// `bind`, `unbind`, `merge`, `merge_refused` or `revoke`.
+    /// `bind`, `unbind`, `merge`, `merge_refused`, `revoke` or `refresh_grace`.
     pub kind: String,
     /// The user concerned.
     pub user_id: Option<UserId>,

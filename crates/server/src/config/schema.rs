@@ -217,12 +217,26 @@ pub struct SessionConfig {
     pub issuer: String,
     /// JWT `aud`. Default `wechat-identity`.
     pub audience: String,
-    /// Access token lifetime. Default 2 h.
+    /// Access token lifetime, never beyond the session's end. At least 1 s.
+    /// Default 2 h.
     #[serde(with = "humantime_serde")]
     pub access_ttl: Duration,
-    /// Refresh token lifetime, renewed by each rotation. Default 30 days.
+    /// Refresh token lifetime, renewed by each rotation up to
+    /// `max_lifetime`. At least 1 s. Default 30 days.
     #[serde(with = "humantime_serde")]
     pub refresh_ttl: Duration,
+    /// The longest a session lives from its login, however often it is
+    /// refreshed; then RefreshToken answers SESSION_EXPIRED. At least 1 s.
+    /// Default 90 days.
+    #[serde(with = "humantime_serde")]
+    pub max_lifetime: Duration,
+    /// For how long after a rotation the refresh token it retired still
+    /// yields a new pair for the same session instead of revoking it (the
+    /// client lost the answer, e.g. on a dropped connection). Only the
+    /// previous token qualifies; afterwards, or for an older token, reuse
+    /// revokes the session. `0s` turns it off; else at least 1 s. Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub refresh_reuse_grace: Duration,
     /// The Ed25519 key that signs access tokens, as PEM (`openssl genpkey
     /// -algorithm ed25519`), from env or a file. Unset (the default): a key is
     /// generated once and kept, encrypted, in the database for every replica.
@@ -246,6 +260,8 @@ impl Default for SessionConfig {
             audience: "wechat-identity".into(),
             access_ttl: Duration::from_secs(2 * 3600),
             refresh_ttl: Duration::from_secs(30 * 86_400),
+            max_lifetime: Duration::from_secs(90 * 86_400),
+            refresh_reuse_grace: Duration::from_secs(10),
             signing_key: None,
             revocation_propagation: Duration::from_secs(1),
             verify_cache_entries: 10_000,

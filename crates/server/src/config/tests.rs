@@ -251,3 +251,71 @@ fn the_database_url_is_printed_without_an_inline_password() {
         "postgres://app@db/identity?sslmode=require&password=***"
     );
 }
+
+/// A minimal valid config with `[sessions]` set to `sessions` (TOML lines).
+fn with_sessions(sessions: &str) -> Result<ResolvedConfig, ConfigError> {
+    let text = format!(
+        "[encryption]\ncurrent_key_id = \"k\"\nkeys = [{{ id = \"k\", key = {{ value = \"{KEY}\" }} }}]\n\
+         [sessions]\n{sessions}\n"
+    );
+    Config::parse(&text, &[]).expect("parses").resolve(&[])
+}
+
+#[test]
+fn session_lifetimes_default_to_90_days_and_a_10_second_grace() {
+    let resolved = with_sessions("").expect("valid");
+    let sessions = &resolved.config.sessions;
+    assert_eq!(sessions.max_lifetime, Duration::from_secs(90 * 86_400));
+    assert_eq!(sessions.refresh_reuse_grace, Duration::from_secs(10));
+    assert!(resolved.warnings.is_empty(), "{:?}", resolved.warnings);
+}
+
+#[test]
+fn every_session_duration_takes_any_value_from_one_second() {
+    let resolved = with_sessions(
+        "access_ttl = \"1s\"\nrefresh_ttl = \"1s\"\nmax_lifetime = \"1s\"\nrefresh_reuse_grace = \"1s\"",
+    )
+    .expect("one second is short but allowed");
+    assert_eq!(
+        resolved.config.sessions.max_lifetime,
+        Duration::from_secs(1)
+    );
+    let off = with_sessions("refresh_reuse_grace = \"0s\"").expect("no grace is allowed");
+    assert!(off.config.sessions.refresh_reuse_grace.is_zero());
+}
+
+#[test]
+fn a_zero_session_lifetime_is_refused_naming_the_field() {
+    for field in ["access_ttl", "refresh_ttl", "max_lifetime"] {
+        for value in ["0s", "500ms"] {
+            let error =
+                with_sessions(&format!("{field} = \"{value}\"")).expect_err("below a second");
+            let text = error.to_string();
+            assert!(text.contains(&format!("sessions.{field}")), "{text}");
+        }
+    }
+    let error = with_sessions("refresh_reuse_grace = \"500ms\"").expect_err("half a second");
+    assert!(
+        error.to_string().contains("sessions.refresh_reuse_grace"),
+        "{error}"
+    );
+}
+
+#[test]
+fn lifetimes_that_look_like_mistakes_are_warnings_not_errors() {
+    let resolved = with_sessions(
+        "access_ttl = \"1day\"\nrefresh_ttl = \"1h\"\nmax_lifetime = \"30min\"\nrefresh_reuse_grace = \"5min\"",
+    )
+    .expect("works, if oddly");
+    let warnings = resolved.warnings.join("\n");
+    for expected in [
+        "sessions.access_ttl (1day) is not below refresh_ttl (1h)",
+        "sessions.refresh_ttl (1h) is above max_lifetime (30m)",
+        "sessions.refresh_reuse_grace (5m) is above 1 minute",
+    ] {
+        assert!(
+            warnings.contains(expected),
+            "missing {expected:?} in:\n{warnings}"
+        );
+    }
+}

@@ -31,6 +31,9 @@ pub struct ResolvedConfig {
     pub signing_key: Option<SecretString>,
     /// `server.trusted_proxies`, parsed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Values that work but look like mistakes, each with its place and why:
+    /// `check-config` prints them, `serve` logs them.
+    pub warnings: Vec<String>,
 }
 
 /// TLS material for the gRPC listener, read at start.
@@ -171,11 +174,8 @@ impl Config {
             Some(url)
         });
         let encryption_keys = resolve_keys(&self, env, &mut problems);
-        if self.sessions.access_ttl.is_zero()
-            || self.sessions.access_ttl >= self.sessions.refresh_ttl
-        {
-            problems.push("sessions: access_ttl must be above zero and below refresh_ttl".into());
-        }
+        let mut warnings = Vec::new();
+        check_session_lifetimes(&self.sessions, &mut problems, &mut warnings);
         if self.sessions.revocation_propagation > Duration::from_secs(60) {
             problems.push(
                 "sessions.revocation_propagation: at most 60s (a revoked session must stop verifying soon)"
@@ -216,7 +216,59 @@ impl Config {
             grpc_tls,
             signing_key,
             trusted_proxies,
+            warnings,
         })
+    }
+}
+
+/// Every session duration takes any value from 1 s, so tests can use short
+/// ones; zero (or less than a second: JWT times are whole seconds) is an
+/// error. Combinations that work but look like mistakes are warnings.
+fn check_session_lifetimes(
+    sessions: &super::SessionConfig,
+    problems: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) {
+    const SECOND: Duration = Duration::from_secs(1);
+    let shown = |duration: Duration| humantime_serde::re::humantime::format_duration(duration);
+    for (field, value) in [
+        ("access_ttl", sessions.access_ttl),
+        ("refresh_ttl", sessions.refresh_ttl),
+        ("max_lifetime", sessions.max_lifetime),
+    ] {
+        if value < SECOND {
+            problems.push(format!(
+                "sessions.{field}: at least 1s (token times are whole seconds)"
+            ));
+        }
+    }
+    let grace = sessions.refresh_reuse_grace;
+    if !grace.is_zero() && grace < SECOND {
+        problems.push("sessions.refresh_reuse_grace: 0s (no grace) or at least 1s".into());
+    }
+    if sessions.access_ttl >= sessions.refresh_ttl {
+        warnings.push(format!(
+            "sessions.access_ttl ({}) is not below refresh_ttl ({}): a client that refreshes when \
+             its access token expires finds its refresh token expired as well",
+            shown(sessions.access_ttl),
+            shown(sessions.refresh_ttl)
+        ));
+    }
+    if sessions.refresh_ttl > sessions.max_lifetime {
+        warnings.push(format!(
+            "sessions.refresh_ttl ({}) is above max_lifetime ({}): no refresh token outlives its \
+             session, so sessions end at max_lifetime",
+            shown(sessions.refresh_ttl),
+            shown(sessions.max_lifetime)
+        ));
+    }
+    if grace > Duration::from_secs(60) {
+        warnings.push(format!(
+            "sessions.refresh_reuse_grace ({}) is above 1 minute: for that long after each \
+             rotation a copy of the previous refresh token still works; a client retries a lost \
+             answer within seconds",
+            shown(grace)
+        ));
     }
 }
 

@@ -55,6 +55,11 @@ fn table() -> Vec<(ApiError, Code, Option<&'static str>)> {
             Some("REFRESH_TOKEN_REUSED"),
         ),
         (
+            SessionExpired,
+            Code::Unauthenticated,
+            Some("SESSION_EXPIRED"),
+        ),
+        (
             CallerNotPermitted {
                 permission: "admin",
             },

@@ -31,7 +31,7 @@ impl Services {
         // One transaction: the identity is never recorded without its session.
         let (outcome, issued) = self
             .storage
-            .record_login_with_session(&login, self.lifetimes.refresh, &ctx.caller.name)
+            .record_login_with_session(&login, self.lifetimes.session, &ctx.caller.name)
             .await?;
         log_merge(ctx, &outcome);
         Ok(pb::MiniProgramLoginResponse {
@@ -59,7 +59,7 @@ impl Services {
             .storage
             .redeem_ticket(
                 &request.ticket,
-                self.lifetimes.refresh,
+                self.lifetimes.session,
                 &ctx.caller.name,
                 now(),
             )

@@ -48,10 +48,10 @@ pub struct Services {
 /// How long session tokens live.
 #[derive(Debug, Clone, Copy)]
 pub struct Lifetimes {
-    /// Access token (JWT).
+    /// Access token (JWT), never beyond the session's end.
     pub access: Duration,
-    /// Refresh token, renewed by each rotation.
-    pub refresh: Duration,
+    /// Refresh tokens, the session's longest life and the reuse grace.
+    pub session: storage::SessionLifetimes,
 }
 
 /// Who asks, and until when.
@@ -92,6 +92,14 @@ fn parse_user_id(field: &str, value: &str) -> Result<UserId, ApiError> {
 
 fn now() -> SystemTime {
     SystemTime::now()
+}
+
+/// A timestamp of whole unix seconds, as JWT claims hold them.
+fn timestamp_secs(secs: u64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: i64::try_from(secs).unwrap_or(i64::MAX),
+        nanos: 0,
+    }
 }
 
 fn timestamp(time: SystemTime) -> prost_types::Timestamp {

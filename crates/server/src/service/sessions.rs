@@ -1,7 +1,7 @@
 //! Session tokens: open, rotate, verify, revoke; and the app access token.
 
 use std::str::FromStr;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use secrecy::ExposeSecret;
 use storage::{IssuedSession, Rotation, SessionId};
@@ -9,13 +9,18 @@ use storage::{IssuedSession, Rotation, SessionId};
 use crate::apps::Wanted;
 use crate::error::ApiError;
 use crate::pb;
-use crate::sessions::jwt::Claims;
+use crate::sessions::jwt::{Claims, new_token_id};
 use crate::sessions::verify_cache::Verdict;
 use crate::validate;
 
 use crate::metrics::SessionEvent;
 
-use super::{Ctx, Services, now, timestamp};
+use super::{Ctx, Services, now, timestamp, timestamp_secs};
+
+/// Whole seconds since the epoch, as JWT times are (0 before it).
+fn unix_secs(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
 
 impl Services {
     /// The answer for a session just opened, counted.
@@ -24,15 +29,19 @@ impl Services {
         self.session_message(issued)
     }
 
-    /// A fresh access token for `issued`, with its refresh token.
+    /// A fresh access token for `issued`, with its refresh token. The access
+    /// token never outlives the session (`created_at + max_lifetime`).
     fn session_message(&self, issued: &IssuedSession) -> pb::Session {
-        let issued_at = now();
-        let iat = issued_at
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let exp = iat + self.lifetimes.access.as_secs();
-        let (issuer, audience) = self.keys.issuer_audience();
         let session = &issued.session;
+        let iat = unix_secs(now());
+        let session_ends = session
+            .created_at
+            .checked_add(self.lifetimes.session.max_lifetime)
+            .map_or(u64::MAX, unix_secs);
+        let exp = iat
+            .saturating_add(self.lifetimes.access.as_secs())
+            .min(session_ends);
+        let (issuer, audience) = self.keys.issuer_audience();
         let access_token = self.keys.sign(&Claims {
             sub: session.user_id.to_string(),
             sid: session.session_id.to_string(),
@@ -42,44 +51,52 @@ impl Services {
             exp,
             iss: issuer.to_owned(),
             aud: audience.to_owned(),
+            jti: new_token_id(),
         });
         pb::Session {
             access_token,
-            access_token_expires_at: Some(timestamp(UNIX_EPOCH + Duration::from_secs(exp))),
+            access_token_expires_at: Some(timestamp_secs(exp)),
             refresh_token: issued.refresh_token.expose_secret().to_owned(),
             refresh_token_expires_at: Some(timestamp(issued.refresh_expires_at)),
             session_id: session.session_id.to_string(),
         }
     }
 
-    /// `RefreshToken`: rotation with reuse detection.
+    /// `RefreshToken`: rotation with reuse detection, a grace for a lost
+    /// answer, and the session's maximum lifetime.
     ///
     /// # Errors
-    /// `REFRESH_TOKEN_INVALID`, `REFRESH_TOKEN_REUSED` (the session is revoked).
+    /// `REFRESH_TOKEN_INVALID`, `REFRESH_TOKEN_REUSED` (the session is
+    /// revoked), `SESSION_EXPIRED`.
     pub async fn refresh_token(
         &self,
         _ctx: &Ctx,
         request: pb::RefreshTokenRequest,
     ) -> Result<pb::RefreshTokenResponse, ApiError> {
         validate::opaque_token("refresh_token", &request.refresh_token)?;
-        match self
+        let (issued, event) = match self
             .storage
-            .rotate_refresh_token(&request.refresh_token, self.lifetimes.refresh, now())
+            .rotate_refresh_token(&request.refresh_token, self.lifetimes.session, now())
             .await?
         {
-            Rotation::Rotated(issued) => {
-                self.metrics.session(SessionEvent::Refreshed);
-                Ok(pb::RefreshTokenResponse {
-                    session: Some(self.session_message(&issued)),
-                })
-            }
+            Rotation::Rotated(issued) => (issued, SessionEvent::Refreshed),
+            Rotation::Grace(issued) => (issued, SessionEvent::Grace),
             Rotation::Reused { session_id } => {
                 self.metrics.session(SessionEvent::Reused);
                 tracing::warn!(%session_id, "retired refresh token presented: session revoked");
-                Err(ApiError::RefreshTokenReused)
+                return Err(ApiError::RefreshTokenReused);
             }
-            Rotation::Invalid => Err(ApiError::RefreshTokenInvalid),
-        }
+            Rotation::Expired { session_id } => {
+                self.metrics.session(SessionEvent::Expired);
+                tracing::info!(%session_id, "session past its max lifetime");
+                return Err(ApiError::SessionExpired);
+            }
+            Rotation::Invalid => return Err(ApiError::RefreshTokenInvalid),
+        };
+        self.metrics.session(event);
+        Ok(pb::RefreshTokenResponse {
+            session: Some(self.session_message(&issued)),
+        })
     }
 
     /// `VerifyToken`: never fails for a bad token, answers `active = false`.
@@ -106,7 +123,7 @@ impl Services {
                 session_id: claims.sid.clone(),
                 app_id: claims.app.clone(),
                 openid: claims.openid.clone(),
-                expires_at: Some(timestamp(UNIX_EPOCH + Duration::from_secs(claims.exp))),
+                expires_at: Some(timestamp_secs(claims.exp)),
             }),
             Verdict::Inactive(reason) => {
                 tracing::debug!(reason, "access token inactive");

@@ -1,6 +1,8 @@
 //! Access tokens: compact JWTs signed with Ed25519 (`alg: EdDSA`, `kid` header).
 //! Claims: `sub` (user_id), `sid` (session_id), `app`, `openid`, `iat`, `exp`,
-//! `iss`, `aud`. Keys are shared by every replica through storage, so any
+//! `iss`, `aud`, and `jti`, 128 random bits that make every token unique
+//! (Ed25519 signatures are deterministic, and the other claims repeat within
+//! a second). Keys are shared by every replica through storage, so any
 //! replica verifies what another signed; retired keys still verify until
 //! their tokens have expired.
 
@@ -37,6 +39,17 @@ pub struct Claims {
     pub iss: String,
     /// Audience.
     pub aud: String,
+    /// The token's own id: base64url of 128 random bits ([`new_token_id`]).
+    /// Tokens signed before it existed carry none and still verify.
+    #[serde(default)]
+    pub jti: String,
+}
+
+/// A fresh `jti`: 16 bytes from the thread's CSPRNG (seeded from the OS), as
+/// unpadded base64url, 22 characters.
+pub fn new_token_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    B64.encode(bytes)
 }
 
 /// Why a token did not verify; for logs and metrics only (callers just see inactive).
@@ -285,6 +298,7 @@ mod tests {
             exp: now + 7200,
             iss: "wechat-identity".into(),
             aud: "internal".into(),
+            jti: new_token_id(),
         }
     }
 
@@ -295,17 +309,55 @@ mod tests {
     #[test]
     fn a_signed_token_verifies_until_it_expires() {
         let keys = keys();
-        let token = keys.sign(&claims(1_800_000_000));
-        assert_eq!(
-            keys.verify(&token, at(1_800_000_100)),
-            Ok(claims(1_800_000_000))
-        );
+        let claims = claims(1_800_000_000);
+        let token = keys.sign(&claims);
+        assert_eq!(keys.verify(&token, at(1_800_000_100)), Ok(claims));
         assert_eq!(keys.verify(&token, at(1_800_007_200)), Err(Rejection::Time));
         assert_eq!(
             keys.verify(&token, at(1_799_999_000)),
             Err(Rejection::Time),
             "issued in the future"
         );
+    }
+
+    #[test]
+    fn tokens_of_one_session_in_one_second_differ_by_their_jti() {
+        let keys = keys();
+        let first = claims(1_800_000_000);
+        let second = Claims {
+            jti: new_token_id(),
+            ..first.clone()
+        };
+        assert_ne!(keys.sign(&first), keys.sign(&second));
+        for jti in [&first.jti, &second.jti] {
+            assert_eq!(jti.len(), 22, "{jti}");
+            assert_eq!(B64.decode(jti).map(|bytes| bytes.len()), Ok(16), "{jti}");
+        }
+        assert_ne!(first.jti, second.jti);
+    }
+
+    #[test]
+    fn a_token_signed_before_jti_existed_still_verifies() {
+        let keys = keys();
+        let mut claims = serde_json::to_value(claims(1_800_000_000)).expect("json");
+        claims.as_object_mut().expect("object").remove("jti");
+        let header = B64.encode(
+            serde_json::to_vec(&Header {
+                alg: "EdDSA",
+                typ: "JWT",
+                kid: &keys.current.kid,
+            })
+            .expect("json"),
+        );
+        let input = format!(
+            "{header}.{}",
+            B64.encode(serde_json::to_vec(&claims).expect("json"))
+        );
+        let signature = B64.encode(keys.current.pair.sign(input.as_bytes()).as_ref());
+        let verified = keys
+            .verify(&format!("{input}.{signature}"), at(1_800_000_001))
+            .expect("verifies");
+        assert_eq!(verified.jti, "");
     }
 
     #[test]

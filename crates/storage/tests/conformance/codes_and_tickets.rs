@@ -1,7 +1,7 @@
 use secrecy::ExposeSecret;
 use storage::{Account, CodeClaim, IdentityRef, StorageError, Ticket};
 
-use crate::support::{TestDb, app, new_user, openid, secs, t0};
+use crate::support::{TestDb, app, lifetimes, new_user, openid, secs, t0};
 
 pub(crate) async fn a_used_code_is_refused_on_replay(db: TestDb) {
     let storage = &db.storage;
@@ -165,7 +165,7 @@ pub(crate) async fn a_ticket_redeemed_for_a_session_is_spent_with_it(db: TestDb)
     };
     let ticket = storage.create_ticket(&identity, true, t0()).await.unwrap();
     let redeemed = storage
-        .redeem_ticket(ticket.expose_secret(), secs(3600), "api", t0())
+        .redeem_ticket(ticket.expose_secret(), lifetimes(secs(3600)), "api", t0())
         .await
         .unwrap()
         .expect("a live ticket");
@@ -181,7 +181,7 @@ pub(crate) async fn a_ticket_redeemed_for_a_session_is_spent_with_it(db: TestDb)
     );
     assert!(
         storage
-            .redeem_ticket(ticket.expose_secret(), secs(3600), "api", t0())
+            .redeem_ticket(ticket.expose_secret(), lifetimes(secs(3600)), "api", t0())
             .await
             .unwrap()
             .is_none(),
@@ -192,7 +192,7 @@ pub(crate) async fn a_ticket_redeemed_for_a_session_is_spent_with_it(db: TestDb)
     let orphan = storage.create_ticket(&identity, false, t0()).await.unwrap();
     storage.unbind(&identity, "api", t0()).await.unwrap();
     let gone = storage
-        .redeem_ticket(orphan.expose_secret(), secs(3600), "api", t0())
+        .redeem_ticket(orphan.expose_secret(), lifetimes(secs(3600)), "api", t0())
         .await;
     assert!(matches!(gone, Ok(None)), "{gone:?}");
 }

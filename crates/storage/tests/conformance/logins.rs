@@ -4,7 +4,7 @@ use std::sync::Arc;
 use secrecy::{ExposeSecret, SecretString};
 use storage::{AppKind, Phone, ProfileFields, StorageError, UserLookup, WebTokens};
 
-use crate::support::{TestDb, app, login, openid, secs, t0, unionid};
+use crate::support::{TestDb, app, lifetimes, login, openid, secs, t0, unionid};
 
 pub(crate) async fn first_login_creates_a_user_and_the_next_login_finds_it(db: TestDb) {
     let first = db
@@ -344,7 +344,7 @@ pub(crate) async fn concurrent_logins_with_sessions_each_get_their_users_session
             let mut login = login("wxapp1", &open_id, None, t0() + secs(i));
             login.session_key = Some(SecretString::from(format!("key-{i}")));
             storage
-                .record_login_with_session(&login, secs(3600), "test")
+                .record_login_with_session(&login, lifetimes(secs(3600)), "test")
                 .await
                 .map(|(outcome, issued)| (open_id, outcome, issued))
         })
@@ -370,7 +370,7 @@ pub(crate) async fn concurrent_logins_with_sessions_each_get_their_users_session
             storage
                 .rotate_refresh_token(
                     issued.refresh_token.expose_secret(),
-                    secs(3600),
+                    lifetimes(secs(3600)),
                     t0() + secs(30)
                 )
                 .await

@@ -4,7 +4,7 @@ use storage::{
     WebLoginClaimed,
 };
 
-use crate::support::{TestDb, app, login, new_user, openid, secs, t0};
+use crate::support::{TestDb, app, lifetimes, login, new_user, openid, secs, t0};
 
 pub(crate) async fn sweep_removes_expired_rows_only(db: TestDb) {
     let storage = &db.storage;
@@ -26,7 +26,7 @@ pub(crate) async fn sweep_removes_expired_rows_only(db: TestDb) {
         user_id: user,
         app_id: app("wxa"),
         openid: openid("o1"),
-        refresh_ttl: ttl,
+        lifetimes: lifetimes(ttl),
         actor: "api".into(),
         at,
     };
@@ -98,7 +98,7 @@ pub(crate) async fn sweep_removes_expired_rows_only(db: TestDb) {
     );
     assert!(matches!(
         storage
-            .rotate_refresh_token(live.refresh_token.expose_secret(), secs(60), now)
+            .rotate_refresh_token(live.refresh_token.expose_secret(), lifetimes(secs(60)), now)
             .await
             .unwrap(),
         Rotation::Rotated(_)
@@ -172,7 +172,7 @@ pub(crate) async fn the_audit_trail_records_bind_unbind_merge_and_revoke(db: Tes
             user_id: user,
             app_id: app("wxa"),
             openid: openid("o1"),
-            refresh_ttl: secs(60),
+            lifetimes: lifetimes(secs(60)),
             actor: "api".into(),
             at: t0(),
         })

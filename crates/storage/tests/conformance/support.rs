@@ -5,7 +5,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use secrecy::SecretString;
 use sqlx::{AnyConnection, AssertSqlSafe, Connection};
-use storage::{AppKind, IdentityLogin, KeyRing, Storage, StorageConfig, StorageError, UserId};
+use storage::{
+    AppKind, IdentityLogin, KeyRing, SessionLifetimes, Storage, StorageConfig, StorageError, UserId,
+};
 use wechat_client::{AppId, OpenId, UnionId};
 
 /// The admin URL of the test PostgreSQL; overridable for other machines.
@@ -164,6 +166,16 @@ pub(crate) fn t0() -> SystemTime {
 
 pub(crate) fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
+}
+
+/// Refresh tokens living `refresh_ttl`, sessions up to 90 days, and no reuse
+/// grace: a retired token presented again revokes its session at once.
+pub(crate) fn lifetimes(refresh_ttl: Duration) -> SessionLifetimes {
+    SessionLifetimes {
+        refresh_ttl,
+        max_lifetime: secs(90 * 86_400),
+        reuse_grace: Duration::ZERO,
+    }
 }
 
 pub(crate) fn app(id: &str) -> AppId {

@@ -3,11 +3,11 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use secrecy::SecretString;
-use storage::{IdentityLogin, KeyRing, NewSession, Storage, StorageConfig};
+use storage::{IdentityLogin, KeyRing, NewSession, SessionLifetimes, Storage, StorageConfig};
 use wechat_client::{AppId, OpenId};
 
 use super::*;
-use crate::sessions::jwt::SigningKey;
+use crate::sessions::jwt::{SigningKey, new_token_id};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -69,7 +69,11 @@ impl Fixture {
                 user_id,
                 app_id: app.clone(),
                 openid: openid.clone(),
-                refresh_ttl: 2 * HOUR,
+                lifetimes: SessionLifetimes {
+                    refresh_ttl: 2 * HOUR,
+                    max_lifetime: 2 * HOUR,
+                    reuse_grace: Duration::ZERO,
+                },
                 actor: "test".into(),
                 at: SystemTime::now(),
             })
@@ -88,6 +92,7 @@ impl Fixture {
             exp: now + 600,
             iss: "iss".into(),
             aud: "aud".into(),
+            jti: new_token_id(),
         });
         (issued.session.session_id, token)
     }
