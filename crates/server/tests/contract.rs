@@ -269,7 +269,9 @@ fn every_test_security_md_names_exists() {
             } else if !path.is_empty() {
                 continue;
             }
-            let file = file.as_deref().unwrap_or_else(|| panic!("{span}: which file?"));
+            let file = file
+                .as_deref()
+                .unwrap_or_else(|| panic!("{span}: which file?"));
             let text = std::fs::read_to_string(root.join(file))
                 .unwrap_or_else(|e| panic!("SECURITY.md names {file}: {e}"));
             assert!(
@@ -279,5 +281,8 @@ fn every_test_security_md_names_exists() {
             named += 1;
         }
     }
-    assert!(named >= 30, "only {named} tests found in SECURITY.md's tables");
+    assert!(
+        named >= 30,
+        "only {named} tests found in SECURITY.md's tables"
+    );
 }
