@@ -265,8 +265,11 @@ pub struct AppConfig {
     pub kind: AppKindName,
     /// The AppSecret, from env or a file.
     pub secret: SecretSource,
-    /// URL prefixes the OAuth `return_to` must match (scheme, host and port
-    /// exactly, then a path prefix). Needed for Official Accounts and websites.
+    /// URL prefixes the OAuth `return_to` must match: scheme, host (spelled
+    /// as here) and port equal, and a path equal to the entry's or continuing
+    /// it after a `/`. A `return_to` with userinfo, a fragment, a backslash,
+    /// `;`, an encoded `/` or `\`, or a `.`/`..` segment (encoded or not) is
+    /// refused whatever it matches. Needed for Official Accounts and websites.
     #[serde(default)]
     pub allowed_return_to: Vec<String>,
     /// The token of `MP_verify_<token>.txt`, the callback-domain proof.
