@@ -136,6 +136,7 @@ impl ServerProcess {
             [server]
             grpc_listen = "127.0.0.1:{grpc}"
             http_listen = "127.0.0.1:{http}"
+            admin_listen = "127.0.0.1:0"
             public_base_url = "http://127.0.0.1:{http}"
             [database]
             url = "{url}"
