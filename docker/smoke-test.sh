@@ -42,10 +42,12 @@ echo "smoke-official-account-secret" > "$WORK/secrets/wx-official-account-secret
 psql -q "$PG_ADMIN" -c "CREATE DATABASE $DB" >/dev/null
 GRPC_PORT=$((20000 + RANDOM % 10000))
 HTTP_PORT=$((GRPC_PORT + 1))
+ADMIN_PORT=$((GRPC_PORT + 2))
 export WECHAT_IDENTITY_CONFIG="$WORK/config.toml"
 export DATABASE_URL="${PG_ADMIN%/*}/$DB"
 export WECHAT_IDENTITY__SERVER__GRPC_LISTEN="127.0.0.1:$GRPC_PORT"
 export WECHAT_IDENTITY__SERVER__HTTP_LISTEN="127.0.0.1:$HTTP_PORT"
+export WECHAT_IDENTITY__SERVER__ADMIN_LISTEN="127.0.0.1:$ADMIN_PORT"
 export RUST_LOG=info
 
 "$BIN" check-config
@@ -64,6 +66,9 @@ for service in liveness wechat.identity.v1.IdentityService; do
 done
 curl -fsS "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null
 curl -fsS "http://127.0.0.1:$HTTP_PORT/.well-known/jwks.json" | grep -q '"kty":"OKP"'
+# Metrics on the admin port only; the public shim answers 404.
+curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | grep -q '^wechat_identity_'
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/metrics")" = 404 ]
 # A caller without a key is refused: the ConfigMap configures callers.
 if grpcurl -plaintext -d '{"access_token":"x"}' "127.0.0.1:$GRPC_PORT" wechat.identity.v1.IdentityService/VerifyToken 2>"$WORK/err"; then
   echo "an unauthenticated call was accepted"; exit 1
@@ -73,4 +78,4 @@ grep -q Unauthenticated "$WORK/err"
 kill -TERM "$SERVER_PID"
 wait "$SERVER_PID"
 SERVER_PID=""
-echo "smoke test passed: check-config, migrate, serve, health, readyz, JWKS, caller auth, SIGTERM exit 0"
+echo "smoke test passed: check-config, migrate, serve, health, readyz, JWKS, metrics on the admin port only, caller auth, SIGTERM exit 0"

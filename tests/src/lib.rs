@@ -116,6 +116,8 @@ pub struct TestApp {
     pub grpc_addr: std::net::SocketAddr,
     /// HTTP shim address.
     pub http_addr: std::net::SocketAddr,
+    /// Admin listener address (`/metrics`).
+    pub admin_addr: std::net::SocketAddr,
     /// An HTTP client that never follows redirects, so tests see each hop.
     pub http: reqwest::Client,
     /// The user's browser: never follows redirects, keeps cookies.
@@ -179,6 +181,11 @@ impl TestApp {
             .collect()
     }
 
+    /// The admin listener's base URL, `http://127.0.0.1:PORT`.
+    pub fn admin_base(&self) -> String {
+        format!("http://{}", self.admin_addr)
+    }
+
     /// Takes the PostgreSQL database away (`false`) or brings it back; `None`
     /// on SQLite.
     pub async fn set_database_reachable(&self, reachable: bool) -> Option<()> {
@@ -236,7 +243,9 @@ pub async fn spawn_with(options: Options) -> Option<TestApp> {
     };
     let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
+    let admin_addr = admin.local_addr().unwrap();
     let return_to = std::iter::once(RETURN_TO.to_owned())
         .chain(options.allowed_return_to)
         .map(|url| format!("{url:?}"))
@@ -299,7 +308,7 @@ pub async fn spawn_with(options: Options) -> Option<TestApp> {
     let app = Application::build_on(
         resolved,
         Some(sim_running.base_url.clone()),
-        Listeners { grpc, http },
+        Listeners { grpc, http, admin },
     )
     .await
     .unwrap();
@@ -321,6 +330,7 @@ pub async fn spawn_with(options: Options) -> Option<TestApp> {
         sim_running,
         grpc_addr,
         http_addr,
+        admin_addr,
         http,
         browser: web::Browser::new(),
         storage,

@@ -42,6 +42,7 @@ impl Setup {
             [server]
             grpc_listen = "127.0.0.1:{grpc}"
             http_listen = "127.0.0.1:{http}"
+            admin_listen = "127.0.0.1:0"
             public_base_url = "http://127.0.0.1:{http}"
             shutdown_grace = "3s"
             [database]
@@ -452,9 +453,49 @@ async fn check_config_lists_every_problem_and_migrate_prepares_the_database() {
     assert!(setup.dir.path().join("identity.db").exists());
 }
 
-/// The demo's fixed ports: 50051 (gRPC), 8080 (HTTP), 9000 (simulator).
+#[tokio::test]
+async fn grpc_in_clear_off_loopback_is_refused_at_start_unless_allowed_and_then_warned() {
+    let setup = Setup::new("0s");
+    let config = setup.dir.path().join("config.toml");
+    let grpc = format!("0.0.0.0:{}", free_port());
+    let mut env = setup.env("info");
+    env.push(("WECHAT_IDENTITY__SERVER__GRPC_LISTEN", &grpc));
+    let (status, output) = run(
+        &["--config", config.to_str().unwrap(), "serve"],
+        setup.dir.path(),
+        &env,
+    )
+    .await;
+    assert_eq!(status.code(), Some(2), "a config problem: {output}");
+    assert!(
+        output.contains(&format!(
+            "server.grpc_listen is {grpc} without [server.tls]"
+        )) && output.contains("server.allow_plaintext = true"),
+        "says why and what to do: {output}"
+    );
+    assert!(!output.contains("wechat-identity serving"), "{output}");
+
+    let mut server = setup.start_with(
+        "info",
+        &[
+            ("WECHAT_IDENTITY__SERVER__GRPC_LISTEN", &grpc),
+            ("WECHAT_IDENTITY__SERVER__ALLOW_PLAINTEXT", "true"),
+        ],
+    );
+    server.wait_for("wechat-identity serving", START).await;
+    let output = server.output();
+    assert!(
+        output.contains("gRPC serves without TLS off loopback"),
+        "allowed, and warned at start: {output}"
+    );
+    server.terminate();
+    assert!(server.exit(Duration::from_secs(10)).await.success());
+}
+
+/// The demo's fixed ports: 50051 (gRPC), 8080 (HTTP), 9000 (simulator),
+/// 9464 (admin).
 fn demo_ports_are_free() -> bool {
-    [50051, 8080, 9000]
+    [50051, 8080, 9000, 9464]
         .into_iter()
         .all(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
 }
@@ -487,7 +528,7 @@ async fn the_demo_runs_without_config_and_its_banner_commands_work_as_printed() 
     for (ready, what) in [
         (
             demo_ports_are_free(),
-            "ports 50051, 8080 and 9000 are taken",
+            "ports 50051, 8080, 9000 and 9464 are taken",
         ),
         (
             grpcurl_is_installed(),

@@ -2,7 +2,7 @@
 //! real config: the ConfigMap's config parses with the Deployment's env and
 //! passes the real binary's `check-config` once its secrets exist; ports,
 //! probes, health names, env names, secret files, user and grace periods all
-//! agree. (hadolint and kubernetes-validate check the files' own syntax in CI.)
+//! agree; metrics are scraped on the admin port, which no Service exposes. (hadolint and kubernetes-validate check the files' own syntax in CI.)
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -138,9 +138,28 @@ fn the_kubernetes_manifests_agree_with_the_servers_config_and_the_image() {
             port_of(container, target);
         }
     }
+    // Metrics: the admin port, scraped by annotation, in no Service.
+    let admin = port_of(container, "admin");
+    assert_eq!(u64::from(config.server.admin_listen.port()), admin);
+    let annotations = &deployment["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/port"], admin.to_string());
+    assert_eq!(annotations["prometheus.io/path"], "/metrics");
+    for service in ["wechat-identity", "wechat-identity-headless"] {
+        for port in get(&all, "Service", service)["spec"]["ports"]
+            .as_array()
+            .unwrap()
+        {
+            assert_ne!(port["targetPort"], "admin", "{service} exposes no metrics");
+            assert_ne!(port["port"].as_u64(), Some(admin), "{service}");
+        }
+    }
+    assert!(
+        config.server.tls.is_some() || config.server.allow_plaintext,
+        "gRPC off loopback: TLS, or plaintext allowed for a mesh"
+    );
     let dockerfile = std::fs::read_to_string(repo().join("docker/Dockerfile")).unwrap();
     assert!(
-        dockerfile.contains(&format!("EXPOSE {grpc} {http}")),
+        dockerfile.contains(&format!("EXPOSE {grpc} {http} {admin}")),
         "the image exposes them"
     );
 
@@ -340,6 +359,16 @@ fn the_compose_setup_starts_the_service_on_postgres_redis_and_a_collector() {
     );
     assert!(
         ports.contains(&format!("{0}:{0}", resolved.config.server.http_listen.port()).as_str())
+    );
+    let admin = resolved.config.server.admin_listen.port();
+    assert!(
+        !ports.iter().any(|p| p.ends_with(&format!(":{admin}"))),
+        "metrics are not published on the host"
+    );
+    let collector = std::fs::read_to_string(repo().join("docker/otel-collector.yaml")).unwrap();
+    assert!(
+        collector.contains(&format!("\"wechat-identity:{admin}\"")),
+        "the collector scrapes the admin port"
     );
     assert_eq!(identity["command"], serde_json::json!(["serve"]));
     assert_eq!(

@@ -1,7 +1,8 @@
 //! `/metrics` after traffic: RPCs by method and code, WeChat calls by endpoint
 //! and errcode, app-token fetches and hits, sessions issued, refreshed,
 //! refreshed within the reuse grace and reused, database pools; in
-//! Prometheus' text format, with no secret in it.
+//! Prometheus' text format, with no secret in it; served on the admin
+//! listener only, never on the public shim.
 #![allow(clippy::unwrap_used)]
 
 use e2e::*;
@@ -10,7 +11,7 @@ use server::pb::{GetPhoneNumberRequest, MiniProgramLoginRequest, RefreshTokenReq
 async fn scrape(app: &TestApp) -> String {
     let response = app
         .http
-        .get(format!("{}/metrics", app.http_base()))
+        .get(format!("{}/metrics", app.admin_base()))
         .send()
         .await
         .unwrap();
@@ -181,4 +182,46 @@ async fn metrics_count_rpcs_wechat_calls_tokens_and_sessions(backend: Backend) {
     app.stop().await;
 }
 
-on_both_backends!(metrics_count_rpcs_wechat_calls_tokens_and_sessions);
+/// The public shim is what browsers and WeChat reach: it no longer serves
+/// metrics, which live on the admin listener beside a liveness answer.
+async fn metrics_are_served_on_the_admin_listener_and_not_on_the_public_shim(backend: Backend) {
+    let app = spawn!(backend);
+    assert_ne!(app.admin_addr, app.http_addr);
+    let public = app
+        .http
+        .get(format!("{}/metrics", app.http_base()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status(), 404, "no /metrics on the public shim");
+    let body = public.text().await.unwrap();
+    assert!(!body.contains("wechat_identity_"), "{body}");
+
+    let text = scrape(&app).await;
+    assert!(
+        text.contains("wechat_identity_app_token_events_total"),
+        "{text}"
+    );
+    let healthz = app
+        .http
+        .get(format!("{}/healthz", app.admin_base()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(healthz.status(), 200);
+    for public_only in ["/readyz", "/.well-known/jwks.json", "/oauth/x/authorize"] {
+        let response = app
+            .http
+            .get(format!("{}{public_only}", app.admin_base()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{public_only} stays on the shim");
+    }
+    app.stop().await;
+}
+
+on_both_backends!(
+    metrics_count_rpcs_wechat_calls_tokens_and_sessions,
+    metrics_are_served_on_the_admin_listener_and_not_on_the_public_shim,
+);

@@ -47,6 +47,7 @@ async fn start_replicas(
             [server]
             grpc_listen = "127.0.0.1:{grpc}"
             http_listen = "127.0.0.1:{http}"
+            admin_listen = "127.0.0.1:0"
             public_base_url = "http://127.0.0.1:{http}"
             [database]
             url = "{url}"

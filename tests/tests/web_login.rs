@@ -696,6 +696,58 @@ async fn authorize_refuses_foreign_return_urls_and_bad_parameters_without_redire
     app.stop().await;
 }
 
+/// Return URLs a URL parser would normalise into an allowed one, or that an
+/// app behind `return_to` may read differently: each is refused as the raw
+/// text the browser sent, with a plain 400 page, no redirect, no cookie.
+async fn authorize_refuses_return_urls_bent_by_encoding_or_normalisation(backend: Backend) {
+    let app = spawn!(backend);
+    for bent in [
+        "https://app.example/cb/..%2fadmin",
+        "https://app.example/cb/..%5Cadmin",
+        "https://app.example/cb/%2e%2e/cb/x",
+        "https://app.example/cb/%252e%252e/admin",
+        "https://app.example/cb/./x",
+        "https://app.example/cb/..;/admin",
+        "https://app.example/cb//evil.example",
+        "https://app.example/cb\\..\\admin",
+        "https:app.example/cb",
+        "https:///app.example/cb",
+        "https:/\\app.example/cb",
+        "https://app.exa\tmple/cb",
+        "https://app.example/cb\n",
+        " https://app.example/cb",
+        "https://app.example./cb",
+        "https://app%2eexample/cb",
+        "https://app\u{FF61}example/cb",
+        "https://app.example:0443/cb",
+        "https://app.example/cb#",
+    ] {
+        let page = get(&app, &authorize_url(&app, OFFICIAL, &[("return_to", bent)])).await;
+        assert_eq!(
+            page.status,
+            StatusCode::BAD_REQUEST,
+            "{bent:?}: {}",
+            page.body
+        );
+        assert!(page.location.is_none(), "{bent:?}: never a redirect");
+        assert!(
+            page.headers.get(reqwest::header::SET_COOKIE).is_none(),
+            "{bent:?}: no cookie"
+        );
+        assert!(page.body.contains("return_to"), "{bent:?}: {}", page.body);
+    }
+    // The same app still goes on to WeChat for a return_to that is only longer.
+    let fine = format!("{RETURN_TO}/mobile?next=%2Forders");
+    let hop = get(
+        &app,
+        &authorize_url(&app, OFFICIAL, &[("return_to", &fine)]),
+    )
+    .await;
+    assert_eq!(hop.status, StatusCode::FOUND, "{}", hop.body);
+    assert_eq!(app.sim.calls(Endpoint::OAuthAuthorize), 0);
+    app.stop().await;
+}
+
 async fn the_shim_serves_the_verification_file_jwks_and_health(backend: Backend) {
     let app = spawn!(backend);
     let base = app.http_base();
@@ -740,5 +792,6 @@ on_both_backends!(
     authorize_sets_a_login_cookie_and_writes_nothing,
     a_repeat_finishes_a_login_whose_first_callback_died_after_claiming_it,
     authorize_refuses_foreign_return_urls_and_bad_parameters_without_redirecting,
+    authorize_refuses_return_urls_bent_by_encoding_or_normalisation,
     the_shim_serves_the_verification_file_jwks_and_health,
 );

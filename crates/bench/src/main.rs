@@ -150,9 +150,9 @@ async fn under_flood(
         scenarios.push((scenario, alone, flooded));
     }
     let events = "wechat_identity_web_login_events_total";
-    let callback_writes = processes::counter(&server.http, events, "event=\"claimed\"").await?
-        + processes::counter(&server.http, events, "event=\"declined\"").await?;
-    let started = processes::counter(&server.http, events, "event=\"started\"").await?;
+    let callback_writes = processes::counter(&server.admin, events, "event=\"claimed\"").await?
+        + processes::counter(&server.admin, events, "event=\"declined\"").await?;
+    let started = processes::counter(&server.admin, events, "event=\"started\"").await?;
     Ok(FloodRow {
         database: database.to_owned(),
         scenarios,

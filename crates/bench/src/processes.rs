@@ -25,6 +25,8 @@ pub(crate) struct ServerProcess {
     pub(crate) grpc: String,
     /// Its HTTP shim, `http://127.0.0.1:PORT` (wechat-identity only).
     pub(crate) http: String,
+    /// Its admin listener (`/metrics`), `http://127.0.0.1:PORT` (wechat-identity only).
+    pub(crate) admin: String,
     /// Its database URL (wechat-identity only).
     pub(crate) database_url: String,
     /// The simulator's base URL (wechat-identity only).
@@ -97,6 +99,7 @@ impl ServerProcess {
             child,
             grpc: format!("http://127.0.0.1:{port}"),
             http: String::new(),
+            admin: String::new(),
             database_url: String::new(),
             sim: String::new(),
             _simulator: None,
@@ -125,7 +128,7 @@ impl ServerProcess {
             let base = database.rsplit_once('/').map_or(database, |(base, _)| base);
             (format!("{base}/{name}"), Some((database.to_owned(), name)))
         };
-        let (grpc, http) = (free_port(), free_port());
+        let (grpc, http, admin_port) = (free_port(), free_port(), free_port());
         let mut sim_config = wechat_sim::SimConfig::demo();
         sim_config.latency = sim_latency;
         let simulator = wechat_sim::Simulator::new(sim_config)
@@ -144,6 +147,7 @@ impl ServerProcess {
             [server]
             grpc_listen = "127.0.0.1:{grpc}"
             http_listen = "127.0.0.1:{http}"
+            admin_listen = "127.0.0.1:{admin_port}"
             public_base_url = "http://127.0.0.1:{http}"
             # The flood speaks for many client addresses through X-Forwarded-For.
             trusted_proxies = ["127.0.0.1"]
@@ -188,6 +192,7 @@ impl ServerProcess {
             child,
             grpc: format!("http://127.0.0.1:{grpc}"),
             http: format!("http://127.0.0.1:{http}"),
+            admin: format!("http://127.0.0.1:{admin_port}"),
             database_url: url,
             sim,
             _simulator: Some(simulator),
@@ -233,10 +238,10 @@ pub(crate) async fn count_rows(database_url: &str, table: &str) -> Result<i64, S
         .map_err(|e| e.to_string())
 }
 
-/// The value of the counter `name` with `label` in the server's metrics
-/// (0 when absent).
-pub(crate) async fn counter(http: &str, name: &str, label: &str) -> Result<f64, String> {
-    let text = reqwest::get(format!("{http}/metrics"))
+/// The value of the counter `name` with `label` in the metrics of the
+/// server whose admin listener is `admin` (0 when absent).
+pub(crate) async fn counter(admin: &str, name: &str, label: &str) -> Result<f64, String> {
+    let text = reqwest::get(format!("{admin}/metrics"))
         .await
         .map_err(|e| e.to_string())?
         .text()

@@ -1,5 +1,6 @@
-//! Start-up and shutdown: from a resolved config to two listening servers
-//! (gRPC and the HTTP shim), and a drain on the way out.
+//! Start-up and shutdown: from a resolved config to three listening servers
+//! (gRPC, the public HTTP shim, and the admin listener with `/metrics`), and a
+//! drain on the way out.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -58,13 +59,15 @@ pub enum StartError {
     Other(String),
 }
 
-/// The two listeners of a service.
+/// The listeners of a service.
 #[derive(Debug)]
 pub struct Listeners {
     /// gRPC.
     pub grpc: TcpListener,
-    /// The HTTP shim.
+    /// The HTTP shim, public: browsers and WeChat.
     pub http: TcpListener,
+    /// The admin listener: `/metrics` and `/healthz`, for scrapers only.
+    pub admin: TcpListener,
 }
 
 /// A built service, listening, not yet serving.
@@ -72,12 +75,14 @@ pub struct Listeners {
 pub struct Application {
     grpc_listener: TcpListener,
     http_listener: TcpListener,
+    admin_listener: TcpListener,
     services: Arc<Services>,
     health: HealthReporter,
     routes: tonic::service::Routes,
     http: axum::Router,
     shim_connections: ConnectionLimits,
     client_limiter: ClientLimiter,
+    admin: axum::Router,
     limits: GrpcLimits,
     tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown_grace: Duration,
@@ -149,6 +154,7 @@ impl Application {
         let listeners = Listeners {
             grpc: bind(resolved.config.server.grpc_listen).await?,
             http: bind(resolved.config.server.http_listen).await?,
+            admin: bind(resolved.config.server.admin_listen).await?,
         };
         Self::build_on(resolved, wechat_base, listeners).await
     }
@@ -167,6 +173,7 @@ impl Application {
         for warning in &resolved.warnings {
             tracing::warn!(%warning, "config looks like a mistake");
         }
+        check_exposure(&listeners, &resolved)?;
         let tls = resolved
             .grpc_tls
             .as_ref()
@@ -268,12 +275,7 @@ impl Application {
             jwks: keys.jwks().into(),
             mp_verify_tokens: Arc::new(mp_verify_tokens),
             readiness: Arc::new(StorageReadiness(storage)),
-        })
-        .merge(crate::metrics::routes(crate::metrics::MetricsState {
-            metrics: metrics.clone(),
-            tokens: services.tokens.clone(),
-            storage: services.storage.clone(),
-        }));
+        });
         let oauth_limits = OAuthLimits {
             per_second: config.server.oauth_rate_limit.per_second,
             burst: config.server.oauth_rate_limit.burst,
@@ -294,10 +296,17 @@ impl Application {
             metrics.clone(),
         );
         let http = http.merge(oauth);
+        let admin = crate::metrics::routes(crate::metrics::MetricsState {
+            metrics,
+            tokens: services.tokens.clone(),
+            storage: services.storage.clone(),
+        })
+        .route("/healthz", axum::routing::get(|| async { "ok" }));
 
         Ok(Self {
             grpc_listener: listeners.grpc,
             http_listener: listeners.http,
+            admin_listener: listeners.admin,
             services,
             health,
             routes,
@@ -307,6 +316,7 @@ impl Application {
                 max_connections: config.server.http_max_connections,
             },
             client_limiter,
+            admin,
             limits: GrpcLimits {
                 request_timeout: config.server.request_timeout,
                 max_in_flight: config.server.max_in_flight,
@@ -339,6 +349,13 @@ impl Application {
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
+    /// Where the admin listener (`/metrics`) listens.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
     /// Whether calls need no caller key (no keys configured, loopback only).
     pub fn open_mode(&self) -> bool {
         self.open_mode
@@ -361,12 +378,14 @@ impl Application {
         let Self {
             grpc_listener,
             http_listener,
+            admin_listener,
             services,
             health,
             routes,
             http,
             shim_connections,
             client_limiter,
+            admin,
             limits,
             tls,
             shutdown_grace,
@@ -396,6 +415,16 @@ impl Application {
             shim_connections,
             stopped(stop_rx),
         ));
+        // Scrapes keep working through the drain: the admin server stops last.
+        let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+        let admin = tokio::spawn(crate::http::serve::serve(
+            admin_listener,
+            admin,
+            shim_connections,
+            async move {
+                let _ = admin_stopped.await;
+            },
+        ));
         let monitor = tokio::spawn(monitor_storage(
             services.storage.clone(),
             health.clone(),
@@ -422,6 +451,11 @@ impl Application {
         let _ = stop_tx.send(true);
         let drained =
             tokio::time::timeout(shutdown_grace, async { (grpc.await, shim.await) }).await;
+        let _ = admin_stop.send(());
+        let admin = tokio::time::timeout(Duration::from_secs(1), admin).await;
+        if !matches!(admin, Ok(Ok(Ok(())))) {
+            tracing::warn!("the admin listener did not stop cleanly");
+        }
         match drained {
             Ok((Ok(Ok(())), Ok(Ok(())))) => Ok(()),
             Ok((grpc, shim)) => Err(StartError::Other(format!(
@@ -448,6 +482,38 @@ async fn web_binding(
         cookie_key.expose_secret(),
         public_base_url.scheme() == "https",
     ))
+}
+
+/// Refuses gRPC in clear off loopback unless allowed (the listener may be
+/// bound by a caller, so its real address is checked, not only the config),
+/// and says at start what is exposed on purpose.
+fn check_exposure(listeners: &Listeners, resolved: &ResolvedConfig) -> Result<(), StartError> {
+    let server = &resolved.config.server;
+    let grpc = listeners
+        .grpc
+        .local_addr()
+        .map_err(|e| StartError::Other(format!("grpc listener: {e}")))?;
+    let tls = resolved.grpc_tls.is_some();
+    if let Some(problem) = crate::config::plaintext_problem(grpc, tls, server.allow_plaintext) {
+        return Err(StartError::Other(problem));
+    }
+    if !grpc.ip().is_loopback() && !tls {
+        tracing::warn!(
+            grpc = %grpc,
+            "gRPC serves without TLS off loopback (server.allow_plaintext = true): \
+             only safe behind a service mesh that provides mutual TLS"
+        );
+    }
+    if let Ok(admin) = listeners.admin.local_addr()
+        && !admin.ip().is_loopback()
+    {
+        tracing::info!(
+            admin = %admin,
+            "the admin listener (/metrics) is off loopback by configuration: \
+             keep it out of every Service and ingress"
+        );
+    }
+    Ok(())
 }
 
 async fn load_signing_keys(

@@ -97,7 +97,13 @@ fn write_private(path: &Path, content: &str) -> Result<(), String> {
 }
 
 /// The banner: what runs where, and commands to try.
-pub fn banner(grpc: SocketAddr, http: SocketAddr, simulator: &str, open_mode: bool) -> String {
+pub fn banner(
+    grpc: SocketAddr,
+    http: SocketAddr,
+    admin: SocketAddr,
+    simulator: &str,
+    open_mode: bool,
+) -> String {
     let callers = if open_mode {
         "no caller keys (loopback only)"
     } else {
@@ -110,6 +116,7 @@ pub fn banner(grpc: SocketAddr, http: SocketAddr, simulator: &str, open_mode: bo
 wechat-identity with WeChat simulated at {simulator}; {callers}
   gRPC  {grpc}   (reflection on: grpcurl -plaintext {grpc} list)
   HTTP  http://{http}   (/healthz, /readyz, /.well-known/jwks.json)
+  Admin http://{admin}   (/metrics; loopback only unless server.admin_listen says otherwise)
 
 Try it (each code works once, for 5 minutes, like WeChat's; put the login's userId,
 session.accessToken and session.refreshToken where <user_id>, <access_token> and <refresh_token> stand):

@@ -171,13 +171,24 @@ async fn serve(resolved: ResolvedConfig) -> Result<(), String> {
     if let Some(base) = &wechat_base {
         println!(
             "{}",
-            demo::banner(app.grpc_addr(), app.http_addr(), base, app.open_mode())
+            demo::banner(
+                app.grpc_addr(),
+                app.http_addr(),
+                app.admin_addr(),
+                base,
+                app.open_mode()
+            )
         );
     }
     if app.open_mode() {
         tracing::warn!("no caller keys configured: accepting unauthenticated calls on loopback");
     }
-    tracing::info!(grpc = %app.grpc_addr(), http = %app.http_addr(), "wechat-identity serving");
+    tracing::info!(
+        grpc = %app.grpc_addr(),
+        http = %app.http_addr(),
+        admin = %app.admin_addr(),
+        "wechat-identity serving"
+    );
     app.run_until_stopped(shutdown_signal())
         .await
         .map_err(|e| e.to_string())

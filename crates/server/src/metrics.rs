@@ -1,4 +1,5 @@
-//! Prometheus metrics, served at `GET /metrics` on the HTTP shim's port:
+//! Prometheus metrics, served at `GET /metrics` on the admin listener
+//! (`server.admin_listen`, loopback by default; never on the public shim):
 //! RPCs by method and code with latency, WeChat calls by endpoint and errcode
 //! with latency, app-token fetches, refreshes and cache hits, sessions issued,
 //! refreshed, reused, refreshed within the reuse grace and expired, and the

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 pub use overlay::ENV_PREFIX;
 pub use schema::*;
 pub use secret_source::SecretSource;
-pub use validate::{GrpcTls, ResolvedApp, ResolvedCaller, ResolvedConfig};
+pub use validate::{GrpcTls, ResolvedApp, ResolvedCaller, ResolvedConfig, plaintext_problem};
 
 /// The variable that names the config file.
 pub const CONFIG_FILE_ENV: &str = "WECHAT_IDENTITY_CONFIG";

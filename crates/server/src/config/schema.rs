@@ -50,6 +50,18 @@ pub struct ServerConfig {
     pub grpc_listen: SocketAddr,
     /// HTTP shim listener (OAuth redirect and callback, JWKS, health). Default `127.0.0.1:8080`.
     pub http_listen: SocketAddr,
+    /// Admin listener: `GET /metrics` and `GET /healthz`, for a scraper, never
+    /// for browsers. Default `127.0.0.1:9464`. Off loopback (e.g. `0.0.0.0`
+    /// for Prometheus scraping a pod) anyone who reaches the address reads
+    /// the metrics: keep it out of every Service and ingress, and say so at
+    /// start (the service logs it).
+    pub admin_listen: SocketAddr,
+    /// Serve gRPC without TLS on an address other than loopback. Refused by
+    /// default: caller keys and users' tokens would cross the network in
+    /// clear. Set it only where something else encrypts and authenticates
+    /// the traffic (a service mesh with mutual TLS); the service warns at
+    /// start when it is used. Default false.
+    pub allow_plaintext: bool,
     /// The shim's public URL as browsers and WeChat reach it; the OAuth
     /// `redirect_uri` is built from it. Default `http://127.0.0.1:8080`.
     pub public_base_url: String,
@@ -111,6 +123,8 @@ impl Default for ServerConfig {
         Self {
             grpc_listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            allow_plaintext: false,
             public_base_url: "http://127.0.0.1:8080".into(),
             request_timeout: Duration::from_secs(10),
             max_in_flight: 1024,
@@ -322,8 +336,11 @@ pub struct AppConfig {
     pub kind: AppKindName,
     /// The AppSecret, from env or a file.
     pub secret: SecretSource,
-    /// URL prefixes the OAuth `return_to` must match (scheme, host and port
-    /// exactly, then a path prefix). Needed for Official Accounts and websites.
+    /// URL prefixes the OAuth `return_to` must match: scheme, host (spelled
+    /// as here) and port equal, and a path equal to the entry's or continuing
+    /// it after a `/`. A `return_to` with userinfo, a fragment, a backslash,
+    /// `;`, an encoded `/` or `\`, or a `.`/`..` segment (encoded or not) is
+    /// refused whatever it matches. Needed for Official Accounts and websites.
     #[serde(default)]
     pub allowed_return_to: Vec<String>,
     /// The token of `MP_verify_<token>.txt`, the callback-domain proof.

@@ -18,7 +18,28 @@ fn example_env(dir: &std::path::Path) -> Vec<(String, String)> {
     std::fs::write(&key_file, format!("{KEY}\n")).expect("write key");
     let secret_file = dir.join("oa-secret");
     std::fs::write(&secret_file, "official-account-secret\n").expect("write secret");
+    // The example serves gRPC with TLS; resolving only looks for the PEM blocks.
+    let cert_file = dir.join("tls.crt");
+    std::fs::write(
+        &cert_file,
+        "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n",
+    )
+    .expect("write cert");
+    let key_file_tls = dir.join("tls.key");
+    std::fs::write(
+        &key_file_tls,
+        "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n",
+    )
+    .expect("write tls key");
     env(&[
+        (
+            "WECHAT_IDENTITY__SERVER__TLS__CERT_FILE",
+            cert_file.to_str().expect("utf-8 path"),
+        ),
+        (
+            "WECHAT_IDENTITY__SERVER__TLS__KEY_FILE",
+            key_file_tls.to_str().expect("utf-8 path"),
+        ),
         ("DATABASE_URL", "postgres://app:pw@db/identity"),
         ("WX_MINI_PROGRAM_SECRET", "mini-secret"),
         (
@@ -158,6 +179,72 @@ fn without_callers_the_service_may_listen_on_loopback_only() {
             .resolve(&[])
             .is_err()
     );
+}
+
+#[test]
+fn grpc_off_loopback_without_tls_is_refused_unless_plaintext_is_allowed_on_purpose() {
+    let base = format!(
+        "[encryption]\ncurrent_key_id = \"k\"\nkeys = [{{ id = \"k\", key = {{ value = \"{KEY}\" }} }}]\n\
+         [[callers]]\nname = \"svc\"\nkey_sha256 = \"{}\"\n",
+        "ab".repeat(32)
+    );
+    let resolve = |server: &str| {
+        Config::parse(&format!("{base}[server]\n{server}"), &[])
+            .expect("parses")
+            .resolve(&[])
+    };
+    let refused = resolve("grpc_listen = \"0.0.0.0:50051\"\n").expect_err("plaintext");
+    let message = refused.to_string();
+    assert!(
+        message.contains("server.grpc_listen is 0.0.0.0:50051 without [server.tls]")
+            && message.contains("server.allow_plaintext = true"),
+        "says what to do: {message}"
+    );
+    let refused = resolve("grpc_listen = \"[::]:50051\"\nallow_plaintext = false\n");
+    assert!(refused.is_err(), "IPv6 any-address too");
+    let allowed = resolve("grpc_listen = \"0.0.0.0:50051\"\nallow_plaintext = true\n")
+        .expect("allowed on purpose");
+    assert!(allowed.config.server.allow_plaintext);
+    resolve("grpc_listen = \"127.0.0.1:50051\"\n").expect("loopback needs no TLS");
+    resolve("grpc_listen = \"[::1]:50051\"\n").expect("IPv6 loopback needs no TLS");
+    assert_eq!(
+        crate::config::plaintext_problem("10.0.0.7:50051".parse().expect("addr"), true, false),
+        None,
+        "TLS configured"
+    );
+}
+
+#[test]
+fn the_admin_listener_defaults_to_loopback_and_shares_no_port() {
+    let base = format!(
+        "[encryption]\ncurrent_key_id = \"k\"\nkeys = [{{ id = \"k\", key = {{ value = \"{KEY}\" }} }}]\n"
+    );
+    let resolved = Config::parse(&base, &[])
+        .expect("parses")
+        .resolve(&[])
+        .expect("defaults");
+    assert_eq!(
+        resolved.config.server.admin_listen,
+        "127.0.0.1:9464".parse().expect("addr")
+    );
+    let clash = Config::parse(
+        &format!("{base}[server]\nadmin_listen = \"0.0.0.0:8080\"\n"),
+        &[],
+    )
+    .expect("parses")
+    .resolve(&[])
+    .expect_err("same port as the shim");
+    assert!(
+        clash.to_string().contains("server.admin_listen: port 8080"),
+        "{clash}"
+    );
+    Config::parse(
+        &format!("{base}[server]\nadmin_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n"),
+        &[],
+    )
+    .expect("parses")
+    .resolve(&[])
+    .expect("port 0 picks a free port each");
 }
 
 #[test]

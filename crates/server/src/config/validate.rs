@@ -314,6 +314,31 @@ fn check_server(config: &Config, problems: &mut Vec<String>) {
             server.grpc_listen
         ));
     }
+    if let Some(problem) = plaintext_problem(
+        server.grpc_listen,
+        server.tls.is_some(),
+        server.allow_plaintext,
+    ) {
+        problems.push(problem);
+    }
+    let listeners = [
+        ("grpc_listen", server.grpc_listen),
+        ("http_listen", server.http_listen),
+        ("admin_listen", server.admin_listen),
+    ];
+    for (index, (name, addr)) in listeners.iter().enumerate() {
+        for (other, other_addr) in &listeners[index + 1..] {
+            let same_ip = addr.ip() == other_addr.ip()
+                || addr.ip().is_unspecified()
+                || other_addr.ip().is_unspecified();
+            if addr.port() != 0 && addr.port() == other_addr.port() && same_ip {
+                problems.push(format!(
+                    "server.{other}: port {} is taken by server.{name}; each listener needs its own",
+                    addr.port()
+                ));
+            }
+        }
+    }
     match url::Url::parse(&server.public_base_url) {
         Ok(url) if url.scheme() == "https" && url.host().is_some() => {}
         Ok(url) if url.scheme() == "http" && is_loopback_host(&url) => {}
@@ -361,6 +386,23 @@ fn is_loopback_host(url: &url::Url) -> bool {
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
     }
+}
+
+/// Why gRPC may not listen on `grpc_listen` as configured: off loopback
+/// without TLS, unless plaintext was allowed on purpose.
+pub fn plaintext_problem(
+    grpc_listen: std::net::SocketAddr,
+    tls: bool,
+    allow_plaintext: bool,
+) -> Option<String> {
+    (!grpc_listen.ip().is_loopback() && !tls && !allow_plaintext).then(|| {
+        format!(
+            "server.grpc_listen is {grpc_listen} without [server.tls]: caller keys and users' tokens \
+             would cross the network in clear; configure [server.tls] (cert_file, key_file), or set \
+             server.allow_plaintext = true only where a service mesh provides mutual TLS, or listen \
+             on 127.0.0.1"
+        )
+    })
 }
 
 fn resolve_apps(
