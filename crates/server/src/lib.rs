@@ -5,7 +5,7 @@
 //! [`auth`], health, reflection and limits from [`grpc_server`]), the browser's
 //! HTTP shim in [`http`], access tokens in [`sessions`], and one error table in
 //! [`error`]. [`pb`] is the generated contract; `main.rs` is a thin binary over
-//! it, and [`demo`] the zero-config demo.
+//! it, [`keys`] its key rotation commands, and [`demo`] the zero-config demo.
 
 pub mod app;
 pub mod apps;
@@ -17,6 +17,7 @@ pub mod error;
 pub mod grpc;
 pub mod grpc_server;
 pub mod http;
+pub mod keys;
 pub mod metrics;
 pub mod return_to;
 pub mod service;
