@@ -148,7 +148,10 @@ async fn check_config(resolved: &ResolvedConfig) -> Result<(), (u8, String)> {
                     check.problems.iter().map(|p| format!("  - {p}")).collect();
                 return Err((
                     EXIT_CONFIG,
-                    format!("config is invalid:\n{}", problems.join("\n")),
+                    format!(
+                        "the stored data needs keys the config lacks:\n{}",
+                        problems.join("\n")
+                    ),
                 ));
             }
         }
