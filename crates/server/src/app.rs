@@ -108,20 +108,7 @@ impl Readiness for StorageReadiness {
 /// # Errors
 /// Bad keys, an unreachable database, a failed migration.
 pub async fn open_storage(resolved: &ResolvedConfig, migrate: bool) -> Result<Storage, StartError> {
-    let mut keys = resolved.encryption_keys.iter().cloned();
-    let current = keys
-        .next()
-        .ok_or_else(|| StartError::Other("no encryption key configured".into()))?;
-    let ring = KeyRing::new(current, keys.collect())?;
-    let database = &resolved.config.database;
-    let config = StorageConfig {
-        url: resolved.database_url.expose_secret().to_owned(),
-        sqlite_readers: database.sqlite_readers,
-        postgres_max_connections: database.postgres_max_connections,
-        acquire_timeout: database.acquire_timeout,
-        ..StorageConfig::new(resolved.database_url.expose_secret())
-    };
-    let storage = Storage::connect(&config, ring).await?;
+    let storage = connect_storage(resolved, resolved.config.database.acquire_timeout).await?;
     if migrate {
         storage.migrate().await?;
     }
@@ -134,6 +121,38 @@ pub async fn open_storage(resolved: &ResolvedConfig, migrate: bool) -> Result<St
     }
     storage.verify_keys().await?;
     Ok(storage)
+}
+
+/// The configured keys as a ring, the current one first.
+///
+/// # Errors
+/// No key, or a key that is not base64 of 32 bytes.
+pub fn key_ring(resolved: &ResolvedConfig) -> Result<KeyRing, StartError> {
+    let mut keys = resolved.encryption_keys.iter().cloned();
+    let current = keys
+        .next()
+        .ok_or_else(|| StartError::Other("no encryption key configured".into()))?;
+    Ok(KeyRing::new(current, keys.collect())?)
+}
+
+/// Connects storage as configured, waiting at most `acquire_timeout` for a
+/// connection; no migration, no key check, nothing written.
+///
+/// # Errors
+/// Bad keys, an unreachable database.
+pub async fn connect_storage(
+    resolved: &ResolvedConfig,
+    acquire_timeout: Duration,
+) -> Result<Storage, StartError> {
+    let database = &resolved.config.database;
+    let config = StorageConfig {
+        url: resolved.database_url.expose_secret().to_owned(),
+        sqlite_readers: database.sqlite_readers,
+        postgres_max_connections: database.postgres_max_connections,
+        acquire_timeout,
+        ..StorageConfig::new(resolved.database_url.expose_secret())
+    };
+    Ok(Storage::connect(&config, key_ring(resolved)?).await?)
 }
 
 impl Application {

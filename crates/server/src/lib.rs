@@ -5,8 +5,8 @@
 //! [`auth`], what each RPC needs from [`permissions`], health, reflection and
 //! limits from [`grpc_server`]), the browser's HTTP shim in [`http`], access
 //! tokens in [`sessions`], and one error table in [`error`]. [`pb`] is the
-//! generated contract; `main.rs` is a thin binary over it, and [`demo`] the
-//! zero-config demo.
+//! generated contract; `main.rs` is a thin binary over it, [`keys`] its key
+//! rotation commands, and [`demo`] the zero-config demo.
 
 pub mod app;
 pub mod apps;
@@ -18,6 +18,7 @@ pub mod error;
 pub mod grpc;
 pub mod grpc_server;
 pub mod http;
+pub mod keys;
 pub mod metrics;
 pub mod permissions;
 pub mod return_to;

@@ -1,5 +1,5 @@
 //! `wechat-identity`: the binary. Reads the environment once, then `serve`
-//! (default), `migrate` or `check-config`. With no config file and no
+//! (default), `migrate`, `check-config` or `rekey`. With no config file and no
 //! `WECHAT_IDENTITY__` variables it runs the demo on the built-in simulator.
 
 use std::path::PathBuf;
@@ -10,7 +10,8 @@ use server::app::{Application, open_storage};
 use server::config::{CONFIG_FILE_ENV, Config, ENV_PREFIX, ResolvedConfig};
 use server::http::demo_page::{DemoPage, demo_routes};
 use server::telemetry::{self, LogFormat, OtlpConfig};
-use server::{config, demo};
+use server::{config, demo, keys};
+use storage::RekeyOptions;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,8 +34,19 @@ enum Command {
     Serve,
     /// Apply database migrations, then exit.
     Migrate,
-    /// Check the configuration and its secrets, then exit (2 when invalid).
+    /// Check the configuration and its secrets, count the values each
+    /// encryption key protects in the database, then exit (2 when invalid).
     CheckConfig,
+    /// Re-encrypt every value at rest under the current encryption key, in
+    /// batches; safe to stop and run again, and beside running servers.
+    Rekey {
+        /// Rows per batch (one transaction each).
+        #[arg(long, default_value_t = 500)]
+        batch_size: u32,
+        /// Stop after this many batches; the next run goes on from there.
+        #[arg(long)]
+        max_batches: Option<u64>,
+    },
 }
 
 /// Exit code for a configuration an operator must fix.
@@ -85,37 +97,111 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
+        let failed = |message: String| (EXIT_FAILURE, message);
         match cli.command.unwrap_or(Command::Serve) {
-            Command::CheckConfig => {
-                for warning in &resolved.warnings {
-                    eprintln!("wechat-identity: warning: {warning}");
-                }
-                println!(
-                    "config ok: {} app(s), {} caller(s), {} warning(s), database {}",
-                    resolved.apps.len(),
-                    resolved.callers.len(),
-                    resolved.warnings.len(),
-                    resolved.database_for_display()
-                );
-                Ok(())
-            }
+            Command::CheckConfig => check_config(&resolved).await,
             Command::Migrate => open_storage(&resolved, true)
                 .await
                 .map(|_| println!("migrations applied"))
-                .map_err(|e| e.to_string()),
-            Command::Serve => serve(resolved).await,
+                .map_err(|e| failed(e.to_string())),
+            Command::Rekey {
+                batch_size,
+                max_batches,
+            } => rekey(&resolved, batch_size, max_batches)
+                .await
+                .map_err(failed),
+            Command::Serve => serve(resolved).await.map_err(failed),
         }
     });
     // Outside the workers, with the runtime still alive for the exporter.
     telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
+        Err((code, message)) => {
             tracing::error!(error = %message, "wechat-identity stopped");
             eprintln!("wechat-identity: {message}");
-            ExitCode::from(EXIT_FAILURE)
+            ExitCode::from(code)
         }
     }
+}
+
+/// Prints what the config holds and what each encryption key protects;
+/// values no configured key can read are a config problem.
+async fn check_config(resolved: &ResolvedConfig) -> Result<(), (u8, String)> {
+    for warning in &resolved.warnings {
+        eprintln!("wechat-identity: warning: {warning}");
+    }
+    println!(
+        "config ok: {} app(s), {} caller(s), {} warning(s), database {}",
+        resolved.apps.len(),
+        resolved.callers.len(),
+        resolved.warnings.len(),
+        resolved.database_for_display()
+    );
+    let configured: Vec<String> = resolved
+        .encryption_keys
+        .iter()
+        .map(|(id, _)| id.clone())
+        .collect();
+    match keys::usage(resolved).await {
+        Ok(Some(usage)) => {
+            let check = keys::describe_usage(&usage, &configured);
+            check.lines.iter().for_each(|line| println!("{line}"));
+            if !check.problems.is_empty() {
+                let problems: Vec<String> =
+                    check.problems.iter().map(|p| format!("  - {p}")).collect();
+                return Err((
+                    EXIT_CONFIG,
+                    format!(
+                        "the stored data needs keys the config lacks:\n{}",
+                        problems.join("\n")
+                    ),
+                ));
+            }
+        }
+        Ok(None) => println!("encryption keys: no database yet, no value encrypted"),
+        Err(why) => println!("encryption keys: values not counted ({why})"),
+    }
+    Ok(())
+}
+
+/// Runs `rekey` with a progress line per batch on stderr and a summary on stdout.
+async fn rekey(
+    resolved: &ResolvedConfig,
+    batch_size: u32,
+    max_batches: Option<u64>,
+) -> Result<(), String> {
+    let current = resolved
+        .encryption_keys
+        .first()
+        .map(|(id, _)| id.clone())
+        .unwrap_or_default();
+    eprintln!("rekey: re-encrypting under key {current:?}, {batch_size} rows per batch");
+    let options = RekeyOptions {
+        batch_size: batch_size.max(1),
+        max_batches,
+    };
+    let summary = keys::rekey(resolved, &options, |line| eprintln!("{line}")).await?;
+    println!(
+        "rekey {}: {} value(s) re-encrypted under key {current:?}, {} changed meanwhile by a running server, {} unreadable",
+        if summary.finished {
+            "done"
+        } else {
+            "stopped after --max-batches; run it again to go on"
+        },
+        summary.rekeyed,
+        summary.changed_meanwhile,
+        summary.unreadable,
+    );
+    if summary.unreadable > 0 {
+        return Err(format!(
+            "{} value(s) could not be decrypted with the configured keys (the warnings above name their columns); \
+             they stay under their old key",
+            summary.unreadable
+        ));
+    }
+    println!("`wechat-identity check-config` shows what each retired key still protects");
+    Ok(())
 }
 
 fn load(

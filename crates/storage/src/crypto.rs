@@ -86,6 +86,11 @@ impl KeyRing {
         &self.current_id
     }
 
+    /// Whether `id` is one of the ring's keys.
+    pub fn has_key(&self, id: &str) -> bool {
+        self.ciphers.contains_key(id)
+    }
+
     /// Encrypts `plaintext` with the current key, bound to `aad`.
     pub(crate) fn encrypt(&self, aad: &str, plaintext: &[u8]) -> Result<Vec<u8>, StorageError> {
         let cipher = self
@@ -166,6 +171,17 @@ impl KeyRing {
     }
 }
 
+/// The id of the key that encrypted `stored` (its bytes 1..=len), without
+/// decrypting it; `None` for a value too short to be a ciphertext.
+pub(crate) fn key_id_of(stored: &[u8]) -> Option<String> {
+    let (&id_len, rest) = stored.split_first()?;
+    let id_len = usize::from(id_len);
+    if id_len == 0 || rest.len() < id_len + NONCE_LEN + 16 {
+        return None;
+    }
+    Some(String::from_utf8_lossy(&rest[..id_len]).into_owned())
+}
+
 /// The HMAC-SHA256 key for lookup hashes (phone numbers, login codes). It is
 /// random, made at first start and kept encrypted in `key_material`, so
 /// rotating the encryption key does not change any lookup hash.
@@ -232,6 +248,13 @@ mod tests {
         assert_eq!(keys.decrypt("users.phone:u1", &sealed).unwrap(), b"secret");
         assert!(keys.decrypt("users.phone:u2", &sealed).is_err());
         assert_eq!(&sealed[1..3], b"k1");
+        assert_eq!(key_id_of(&sealed).as_deref(), Some("k1"));
+        assert_eq!(
+            key_id_of(b"\x02k1"),
+            None,
+            "too short to hold a nonce and tag"
+        );
+        assert_eq!(key_id_of(b""), None);
     }
 
     #[test]

@@ -23,6 +23,7 @@ mod identities;
 mod ids;
 mod merge;
 mod redis_cache;
+mod rekey;
 mod session_epoch;
 mod sessions;
 mod signing_keys;
@@ -38,6 +39,7 @@ pub use crypto::KeyRing;
 pub use error::StorageError;
 pub use group_commit::GroupCommitStats;
 pub use redis_cache::RedisTokenCache;
+pub use rekey::{KeyUsage, RekeyOptions, RekeyProgress, RekeyReport};
 pub use token_cache::DbTokenCache;
 pub use types::{
     Account, AppKind, AuditEvent, BindRequest, CodeClaim, IdentityLogin, IdentityRef,
@@ -376,9 +378,9 @@ impl Storage {
     }
 
     async fn load_or_create_lookup_key(&self) -> Result<LookupKey, StorageError> {
-        const AAD: &str = "key_material.ciphertext:lookup_key";
+        let aad = key_material_aad("lookup_key");
         let fresh = LookupKey::generate();
-        let sealed = self.keys().encrypt(AAD, fresh.bytes())?;
+        let sealed = self.keys().encrypt(&aad, fresh.bytes())?;
         // Several replicas may start at once: the first insert wins, all read it back.
         sqlx::query(
             "INSERT INTO key_material (name, ciphertext, created_at) VALUES ('lookup_key', $1, $2) \
@@ -392,7 +394,7 @@ impl Storage {
             sqlx::query_scalar("SELECT ciphertext FROM key_material WHERE name = 'lookup_key'")
                 .fetch_one(self.writer())
                 .await?;
-        let bytes = self.keys().decrypt(AAD, &stored)?;
+        let bytes = self.keys().decrypt(&aad, &stored)?;
         let bytes: [u8; 32] = bytes
             .try_into()
             .map_err(|_| StorageError::Keys("stored lookup key is malformed".to_owned()))?;
@@ -404,6 +406,11 @@ impl Storage {
     pub fn token_cache(&self) -> Arc<dyn wechat_client::TokenCache> {
         Arc::new(DbTokenCache::new(self.clone()))
     }
+}
+
+/// Binds a `key_material` value to its name.
+pub(crate) fn key_material_aad(name: &str) -> String {
+    format!("key_material.ciphertext:{name}")
 }
 
 async fn connect_sqlite(
@@ -543,5 +550,7 @@ mod futures_are_send {
         assert_send(storage.insert_signing_key("k", b"p", "{}", at));
         assert_send(storage.audit_events(None, 1));
         assert_send(storage.set_external_id(&user, None, "a", at));
+        assert_send(storage.rekey(&RekeyOptions::default(), |_: &RekeyProgress| {}));
+        assert_send(storage.key_usage(1));
     }
 }

@@ -21,7 +21,10 @@ use wechat_client::{
 };
 
 use crate::Storage;
+use crate::crypto::key_id_of;
 use crate::db::{millis, time};
+use crate::error::StorageError;
+use crate::rekey::{KeyUsage, RekeyProgress};
 
 /// The budget of forced refreshes is per day: keep a record that long after
 /// its token expired, so a new token inherits the day's count.
@@ -32,6 +35,21 @@ const TAKE_LEASE: &str = r"
 local holder = redis.call('GET', KEYS[1])
 if (not holder) or holder == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// Replaces a token record only if it is still the one read, keeping its
+/// remaining time to live.
+const REPLACE_RECORD: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > 0 then
+    redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
+  else
+    redis.call('SET', KEYS[1], ARGV[2])
+  end
   return 1
 end
 return 0
@@ -112,6 +130,124 @@ impl RedisTokenCache {
 
     fn lease_key(&self, app_id: &AppId) -> String {
         format!("{}:app-token-lease:{app_id}", self.prefix)
+    }
+
+    /// Every token record under this prefix: `(redis key, app id, record text)`.
+    async fn records(&self) -> Result<Vec<(String, String, String)>, StorageError> {
+        let unavailable = |error: redis::RedisError| {
+            tracing::warn!(%error, "redis token cache: cannot list the token records");
+            StorageError::Unavailable
+        };
+        let mut connection = self.connection.clone();
+        let marker = format!("{}:app-token:", self.prefix);
+        let pattern = format!("{marker}*");
+        let mut names = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(200)
+                .query_async(&mut connection)
+                .await
+                .map_err(unavailable)?;
+            names.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        names.sort();
+        names.dedup();
+        let mut records = Vec::new();
+        for name in names {
+            let Some(app_id) = name.strip_prefix(&marker).map(str::to_owned) else {
+                continue;
+            };
+            let text: Option<String> = connection.get(&name).await.map_err(unavailable)?;
+            if let Some(text) = text {
+                records.push((name, app_id, text));
+            }
+        }
+        Ok(records)
+    }
+
+    /// Re-encrypts every token record under the storage's current key,
+    /// keeping each record's time to live; a record rewritten meanwhile by a
+    /// replica is left to it. Records expire by themselves (2 days after
+    /// their token), so this only shortens how long a retired key is needed.
+    ///
+    /// # Errors
+    /// Redis is unreachable.
+    pub async fn rekey(&self) -> Result<RekeyProgress, StorageError> {
+        let keys = self.storage.keys();
+        let mut done = RekeyProgress {
+            column: "redis".to_owned(),
+            batches: 1,
+            ..RekeyProgress::default()
+        };
+        let mut connection = self.connection.clone();
+        for (name, app_id, text) in self.records().await? {
+            done.scanned += 1;
+            let opened = serde_json::from_str::<Record>(&text)
+                .ok()
+                .and_then(|record| Some((B64.decode(&record.token).ok()?, record)))
+                .and_then(|(sealed, record)| {
+                    Some((sealed, record, AppId::new(app_id.as_str()).ok()?))
+                });
+            let Some((sealed, mut record, app_id)) = opened else {
+                done.unreadable += 1;
+                continue;
+            };
+            if key_id_of(&sealed).as_deref() == Some(keys.current_key_id()) {
+                continue;
+            }
+            let aad = token_aad(&app_id);
+            let plain = match keys.decrypt(&aad, &sealed) {
+                Ok(plain) => plain,
+                Err(error) => {
+                    tracing::warn!(%error, "redis token cache: a token does not decrypt; left as it is");
+                    done.unreadable += 1;
+                    continue;
+                }
+            };
+            record.token = B64.encode(keys.encrypt(&aad, &plain)?);
+            let fresh = serde_json::to_string(&record).map_err(|_| StorageError::Internal)?;
+            let replaced: i64 = redis::Script::new(REPLACE_RECORD)
+                .key(&name)
+                .arg(&text)
+                .arg(fresh)
+                .invoke_async(&mut connection)
+                .await
+                .map_err(|error| {
+                    tracing::warn!(%error, "redis token cache: replace script failed");
+                    StorageError::Unavailable
+                })?;
+            if replaced == 1 {
+                done.rekeyed += 1;
+            } else {
+                done.changed_meanwhile += 1;
+            }
+        }
+        Ok(done)
+    }
+
+    /// The token records under this prefix per key id.
+    ///
+    /// # Errors
+    /// Redis is unreachable.
+    pub async fn key_usage(&self) -> Result<KeyUsage, StorageError> {
+        let mut usage = KeyUsage::default();
+        for (_, _, text) in self.records().await? {
+            let sealed = serde_json::from_str::<Record>(&text)
+                .ok()
+                .and_then(|record| B64.decode(&record.token).ok())
+                .unwrap_or_default();
+            usage.add_value(&sealed);
+        }
+        Ok(usage)
     }
 }
 

@@ -9,7 +9,7 @@ use crate::error::{DbFailure, StorageError};
 use crate::types::SigningKey;
 use crate::{Engine, Storage, write_tx};
 
-fn private_key_aad(kid: &str) -> String {
+pub(crate) fn private_key_aad(kid: &str) -> String {
     format!("signing_keys.private_key:{kid}")
 }
 

@@ -20,7 +20,7 @@ pub struct DbTokenCache {
     storage: Storage,
 }
 
-fn token_aad(app_id: &AppId) -> String {
+pub(crate) fn token_aad(app_id: &AppId) -> String {
     format!("app_tokens.token:{app_id}")
 }
 

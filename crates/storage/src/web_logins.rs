@@ -37,10 +37,15 @@ const TICKET: &str = "ticket";
 const DECLINED: &str = "access_denied";
 
 /// Associated data binding a stored ticket to its state.
-pub(crate) fn ticket_aad(state_hash: &[u8]) -> String {
+fn ticket_aad(state_hash: &[u8]) -> String {
     use base64::Engine as _;
-    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(state_hash);
-    format!("web_logins.ticket_ciphertext:{id}")
+    ticket_aad_of(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(state_hash))
+}
+
+/// [`ticket_aad`] of a state hash already in URL-safe base64 (as `rekey`
+/// carries it).
+pub(crate) fn ticket_aad_of(state_hash_base64: &str) -> String {
+    format!("web_logins.ticket_ciphertext:{state_hash_base64}")
 }
 
 impl Storage {

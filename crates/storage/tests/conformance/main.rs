@@ -7,6 +7,7 @@ mod crypto;
 mod logins;
 mod maintenance;
 mod redis_cache;
+mod rekey;
 mod sessions;
 mod support;
 mod token_cache;
@@ -80,6 +81,9 @@ conformance_tests!(
     crypto::a_wrong_key_is_a_clear_start_up_error,
     crypto::a_missing_key_is_an_error_naming_its_id,
     crypto::phones_are_found_by_their_hmac,
+    rekey::rekey_moves_every_value_to_the_current_key_so_the_retired_one_can_go,
+    rekey::an_interrupted_rekey_resumes_where_it_stopped,
+    rekey::rekey_leaves_what_it_cannot_read_and_key_usage_names_every_key_id,
     maintenance::sweep_removes_expired_rows_only,
     maintenance::no_migration_is_pending_after_migrate_and_every_one_on_an_empty_database,
     maintenance::signing_keys_insert_race_safely,

@@ -102,3 +102,67 @@ async fn replicas_on_one_redis_contend_for_one_lease_which_expires() {
         .unwrap();
     crate::token_cache::contend_for_one_lease(&first, &second, Duration::from_millis(100)).await;
 }
+
+/// Rekey reaches the Redis token records too: each is re-encrypted under the
+/// current key with its time to live kept, so the retired key can go before
+/// the records expire.
+#[tokio::test]
+async fn rekey_moves_the_redis_token_records_to_the_current_key() {
+    let db = TestDb::sqlite().await.unwrap();
+    let prefix = prefix();
+    let Some(old) = cache(&db, &prefix).await else {
+        return;
+    };
+    let now = std::time::SystemTime::now();
+    for id in ["wxa", "wxb"] {
+        let token = CachedToken {
+            access_token: AccessToken::new(format!("TOKEN-OF-{id}")),
+            expires_at: now + secs(7200),
+            fetched_at: now,
+            force_budget: ForceRefreshBudget::default(),
+        };
+        old.store(&app(id), &token).await.unwrap();
+    }
+    // A lease is not a token record.
+    assert!(old.try_lease(&app("wxa"), "r1", secs(60)).await.unwrap());
+    assert_eq!(old.key_usage().await.unwrap().count("k1"), 2);
+
+    let k2 = ("k2".to_owned(), storage::KeyRing::generate_key());
+    let rotated = db
+        .connect_again(storage::KeyRing::new(k2.clone(), vec![db.key.clone()]).unwrap())
+        .await
+        .unwrap();
+    let rotated = RedisTokenCache::connect(&redis_url(), &prefix, rotated)
+        .await
+        .unwrap();
+    let done = rotated.rekey().await.unwrap();
+    assert_eq!((done.scanned, done.rekeyed, done.unreadable), (2, 2, 0));
+    assert_eq!(rotated.rekey().await.unwrap().rekeyed, 0, "done once");
+    let usage = rotated.key_usage().await.unwrap();
+    assert_eq!((usage.count("k1"), usage.count("k2")), (0, 2), "{usage:?}");
+
+    let only_k2 = db
+        .connect_again(storage::KeyRing::new(k2, vec![]).unwrap())
+        .await
+        .unwrap();
+    let reader = RedisTokenCache::connect(&redis_url(), &prefix, only_k2)
+        .await
+        .unwrap();
+    for id in ["wxa", "wxb"] {
+        let loaded = reader.load(&app(id)).await.unwrap().unwrap();
+        assert_eq!(
+            loaded.access_token,
+            AccessToken::new(format!("TOKEN-OF-{id}"))
+        );
+    }
+    let mut raw = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let ttl: i64 = raw.pttl(format!("{prefix}:app-token:wxa")).await.unwrap();
+    assert!(ttl > 7_200_000, "the time to live is kept: {ttl}");
+    for key in ["app-token:wxa", "app-token:wxb", "app-token-lease:wxa"] {
+        let _: () = raw.del(format!("{prefix}:{key}")).await.unwrap();
+    }
+}
