@@ -193,11 +193,23 @@ pub async fn run(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> (ExitStatus
     (status, running.output())
 }
 
-/// A port free on 127.0.0.1 right now, for a process that binds its own.
+/// A port free on 127.0.0.1 right now, for a process that binds its own;
+/// never the same one twice in this test process (the kernel may hand a port
+/// just released to the next `bind(0)`, and two processes of one test would
+/// then collide). Processes started by tests bind every port they are given,
+/// and none on port 0, for the same reason.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut handed_out = HANDED_OUT.lock().unwrap();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }

@@ -36,13 +36,13 @@ struct Setup {
 impl Setup {
     fn new(sim_latency: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (grpc, http, sim) = (free_port(), free_port(), free_port());
+        let (grpc, http, admin, sim) = (free_port(), free_port(), free_port(), free_port());
         let config = format!(
             r#"
             [server]
             grpc_listen = "127.0.0.1:{grpc}"
             http_listen = "127.0.0.1:{http}"
-            admin_listen = "127.0.0.1:0"
+            admin_listen = "127.0.0.1:{admin}"
             public_base_url = "http://127.0.0.1:{http}"
             shutdown_grace = "3s"
             [database]

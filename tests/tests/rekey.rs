@@ -27,12 +27,13 @@ type Client = IdentityServiceClient<
 /// A config on `database_url` whose keys come from the environment: k1 only,
 /// until the env overrides below add k2.
 fn write_config(dir: &Path, database_url: &str, grpc: u16, http: u16, sim: u16) {
+    let admin = free_port();
     let config = format!(
         r#"
         [server]
         grpc_listen = "127.0.0.1:{grpc}"
         http_listen = "127.0.0.1:{http}"
-        admin_listen = "127.0.0.1:0"
+        admin_listen = "127.0.0.1:{admin}"
         public_base_url = "http://127.0.0.1:{http}"
         shutdown_grace = "3s"
         [database]

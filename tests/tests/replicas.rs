@@ -41,13 +41,13 @@ async fn start_replicas(
     let key = e2e::encryption_key();
     let mut replicas = Vec::new();
     for index in 0..REPLICAS {
-        let (grpc, http) = (free_port(), free_port());
+        let (grpc, http, admin) = (free_port(), free_port(), free_port());
         let config = format!(
             r#"
             [server]
             grpc_listen = "127.0.0.1:{grpc}"
             http_listen = "127.0.0.1:{http}"
-            admin_listen = "127.0.0.1:0"
+            admin_listen = "127.0.0.1:{admin}"
             public_base_url = "http://127.0.0.1:{http}"
             [database]
             url = "{url}"
