@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed={}", proto_root.display());
 
     let descriptors = protox::compile([&contract], [&proto_root])?;
+    #[allow(clippy::disallowed_methods)] // Cargo's own variable, for the build script
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(
         out_dir.join("identity_descriptor.bin"),

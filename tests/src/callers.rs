@@ -23,26 +23,21 @@ fn key(permissions: &[&str]) -> String {
     format!("{}-caller-key-0000000000000000", permissions.join("-"))
 }
 
-/// `[[callers]]` tables for every set of [`PERMISSION_SETS`].
-pub fn permission_set_callers_toml() -> String {
-    PERMISSION_SETS
-        .iter()
-        .map(|permissions| {
-            format!(
-                "[[callers]]\nname = {:?}\nkey = {{ value = {:?} }}\npermissions = {:?}\n",
-                caller_name(permissions),
-                key(permissions),
-                permissions
-            )
-        })
-        .collect()
-}
-
 /// Starts the service on `backend` with a caller for every set of
 /// [`PERMISSION_SETS`]; `None` as [`crate::spawn_on`].
 pub async fn spawn_with_permission_sets(backend: Backend) -> Option<TestApp> {
-    let mut options = Options::on(backend);
-    options.extra_toml = permission_set_callers_toml();
+    let options = Options::on(backend).configure(|config| {
+        for permissions in PERMISSION_SETS {
+            let held: Vec<_> = permissions
+                .iter()
+                .map(|name| test_support::config::permission(name))
+                .collect();
+            *config =
+                config
+                    .clone()
+                    .with_caller(&caller_name(permissions), &key(permissions), &held);
+        }
+    });
     crate::spawn_with(options).await
 }
 

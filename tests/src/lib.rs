@@ -10,10 +10,11 @@ pub mod postgres;
 pub mod web;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use secrecy::ExposeSecret;
 use server::app::{Application, Listeners};
-use server::config::Config;
+use server::config::{Permission, TlsConfig};
 use server::pb::identity_service_client::IdentityServiceClient;
 use tokio::net::TcpListener;
 use tonic::metadata::AsciiMetadataValue;
@@ -21,24 +22,15 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use wechat_sim::{RunningSim, SimConfig, Simulator};
 
-pub use postgres::in_ci;
+pub use test_support::config::{
+    LONE_MINI, MINI, MP_VERIFY_TOKEN, OFFICIAL, RETURN_TO, ServiceConfig, WEBSITE,
+};
+pub use test_support::in_ci;
 
-/// The demo mini program with a unionid.
-pub const MINI: &str = "wxd000000000000001";
-/// The Official Account.
-pub const OFFICIAL: &str = "wxd000000000000002";
-/// The website app (QR login).
-pub const WEBSITE: &str = "wxd000000000000003";
-/// A mini program without Open Platform binding.
-pub const LONE_MINI: &str = "wxd000000000000004";
 /// The key of the `core` caller.
 pub const CORE_KEY: &str = "core-caller-key-000000000000000000000";
 /// The key of the `admin` + `import` caller.
 pub const ADMIN_KEY: &str = "admin-caller-key-00000000000000000000";
-/// The `return_to` prefix the web apps allow by default.
-pub const RETURN_TO: &str = "https://app.example/cb";
-/// The Official Account's `MP_verify_` token.
-pub const MP_VERIFY_TOKEN: &str = "Xy12Ab34Cd56Ef78";
 
 /// The database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,8 +41,11 @@ pub enum Backend {
     Postgres,
 }
 
+/// A change a test makes to the service's config, on its typed fields.
+pub type Configure = Arc<dyn Fn(&mut ServiceConfig) + Send + Sync>;
+
 /// How to start the service for a test.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     /// The database.
     pub backend: Backend,
@@ -58,10 +53,19 @@ pub struct Options {
     pub allowed_return_to: Vec<String>,
     /// TLS on the gRPC listener: PEM files (cert, key, client CA for mutual TLS).
     pub tls: Option<(PathBuf, PathBuf, Option<PathBuf>)>,
-    /// More `[server]` settings, as TOML lines.
-    pub server_toml: String,
-    /// More tables at the end of the config file, as TOML.
-    pub extra_toml: String,
+    /// Changes to the config, applied in order.
+    pub configure: Vec<Configure>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("backend", &self.backend)
+            .field("allowed_return_to", &self.allowed_return_to)
+            .field("tls", &self.tls)
+            .field("configure", &self.configure.len())
+            .finish()
+    }
 }
 
 impl Options {
@@ -71,9 +75,18 @@ impl Options {
             backend,
             allowed_return_to: Vec::new(),
             tls: None,
-            server_toml: String::new(),
-            extra_toml: String::new(),
+            configure: Vec::new(),
         }
+    }
+
+    /// Also applies `change` to the config.
+    #[must_use]
+    pub fn configure(
+        mut self,
+        change: impl Fn(&mut ServiceConfig) + Send + Sync + 'static,
+    ) -> Self {
+        self.configure.push(Arc::new(change));
+        self
     }
 }
 
@@ -246,73 +259,33 @@ pub async fn spawn_with(options: Options) -> Option<TestApp> {
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
     let admin_addr = admin.local_addr().unwrap();
-    let return_to = std::iter::once(RETURN_TO.to_owned())
-        .chain(options.allowed_return_to)
-        .map(|url| format!("{url:?}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let tls = match &options.tls {
-        None => String::new(),
-        Some((cert, key, client_ca)) => format!(
-            "[server.tls]\ncert_file = {cert:?}\nkey_file = {key:?}\n{}",
-            client_ca
-                .as_ref()
-                .map(|ca| format!("client_ca_file = {ca:?}\n"))
-                .unwrap_or_default()
-        ),
-    };
-    let key = encryption_key();
-    let toml = format!(
-        r#"
-        [server]
-        public_base_url = "http://{http_addr}"
-        {server_toml}
-        {tls}
-        [database]
-        url = "{database_url}"
-        [encryption]
-        current_key_id = "test"
-        keys = [{{ id = "test", key = {{ value = "{key}" }} }}]
-        [[apps]]
-        app_id = "{MINI}"
-        kind = "mini_program"
-        secret = {{ value = "demo-mini-program-secret-0001" }}
-        [[apps]]
-        app_id = "{OFFICIAL}"
-        kind = "official_account"
-        secret = {{ value = "demo-official-account-secret-02" }}
-        allowed_return_to = [{return_to}]
-        mp_verify_token = "{MP_VERIFY_TOKEN}"
-        [[apps]]
-        app_id = "{WEBSITE}"
-        kind = "website"
-        secret = {{ value = "demo-website-secret-00000000003" }}
-        allowed_return_to = [{return_to}]
-        [[apps]]
-        app_id = "{LONE_MINI}"
-        kind = "mini_program"
-        secret = {{ value = "demo-lone-mini-program-secret-4" }}
-        [[callers]]
-        name = "core-caller"
-        key = {{ value = "{CORE_KEY}" }}
-        [[callers]]
-        name = "admin-caller"
-        key = {{ value = "{ADMIN_KEY}" }}
-        permissions = ["core", "import", "admin"]
-        {extra_toml}
-        "#,
-        server_toml = options.server_toml,
-        extra_toml = options.extra_toml,
-    );
-    let resolved = Config::parse(&toml, &[]).unwrap().resolve(&[]).unwrap();
+    let mut config = ServiceConfig::new(&database_url)
+        .listening(grpc_addr, http_addr, admin_addr)
+        .allowing_return_to(&options.allowed_return_to)
+        .with_caller("core-caller", CORE_KEY, &[Permission::Core])
+        .with_caller(
+            "admin-caller",
+            ADMIN_KEY,
+            &[Permission::Core, Permission::Import, Permission::Admin],
+        );
+    if let Some((cert_file, key_file, client_ca_file)) = options.tls {
+        config.config.server.tls = Some(TlsConfig {
+            cert_file,
+            key_file,
+            client_ca_file,
+        });
+    }
+    for change in &options.configure {
+        change(&mut config);
+    }
     let app = Application::build_on(
-        resolved,
+        config.resolve(),
         Some(sim_running.base_url.clone()),
         Listeners { grpc, http, admin },
     )
     .await
     .unwrap();
-    let storage = app.services().storage.clone();
+    let storage = app.storage().clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         app.run_until_stopped(async {

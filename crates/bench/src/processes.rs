@@ -4,23 +4,24 @@
 //! PostgreSQL database.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use server::config::Permission;
+use test_support::config::{ServiceConfig, loopback};
+use test_support::postgres::{TestDatabase, host_of};
+use test_support::process::{Running, free_port};
 
 /// The key the benchmark's caller presents.
 pub(crate) const CALLER_KEY: &str = "bench-caller-key-000000000000000000000";
-/// The demo mini program the scenarios log in to.
-pub(crate) const MINI: &str = "wxd000000000000001";
-/// The demo Official Account whose browser login the flood aims at.
-pub(crate) const OFFICIAL: &str = "wxd000000000000002";
+pub(crate) use test_support::config::{MINI, OFFICIAL};
+
+/// How long a server may take to say it serves.
+const START: Duration = Duration::from_secs(30);
 
 /// A server process under load.
 #[derive(Debug)]
 pub(crate) struct ServerProcess {
-    child: Child,
+    process: Running,
     /// Its gRPC address, `http://127.0.0.1:PORT`.
     pub(crate) grpc: String,
     /// Its HTTP shim, `http://127.0.0.1:PORT` (wechat-identity only).
@@ -35,15 +36,36 @@ pub(crate) struct ServerProcess {
     pub(crate) startup: Duration,
     /// WeChat, simulated in the bench process (wechat-identity only).
     _simulator: Option<wechat_sim::RunningSim>,
-    _dir: tempfile::TempDir,
-    database: Option<(String, String)>,
+    _dir: ScratchDir,
+    /// A PostgreSQL database of its own, dropped with it.
+    _database: Option<TestDatabase>,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+/// A folder of its own under the system's temp dir, removed when dropped.
+///
+/// Not `tempfile`: it would turn on `std` features of crates the server
+/// shares (bitflags, fastrand), so that `cargo build --release -p bench -p
+/// server` would compile the server a second time beside the image's `-p
+/// server` build, in CI.
+#[derive(Debug)]
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn new() -> Result<Self, String> {
+        let path = std::env::temp_dir().join(format!("wi-bench-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Self(path))
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// The `wechat-identity` binary built beside this one.
@@ -60,26 +82,6 @@ fn identity_binary() -> Result<PathBuf, String> {
     }
 }
 
-async fn wait_until_serving(child: &mut Child, line: &str) -> Result<(), String> {
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let next = tokio::time::timeout_at(deadline, lines.next_line())
-            .await
-            .map_err(|_| format!("no '{line}' within 30 s"))?
-            .map_err(|e| e.to_string())?;
-        match next {
-            Some(text) if text.contains(line) => break,
-            Some(_) => {}
-            None => return Err(format!("exited before '{line}'")),
-        }
-    }
-    // Keep draining so the process never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(())
-}
-
 impl ServerProcess {
     /// The baseline: this binary's bare tonic echo server.
     ///
@@ -87,16 +89,15 @@ impl ServerProcess {
     /// It could not start.
     pub(crate) async fn echo() -> Result<Self, String> {
         let port = free_port();
+        let dir = ScratchDir::new()?;
+        let me = std::env::current_exe().map_err(|e| e.to_string())?;
         let started = Instant::now();
-        let mut child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
-            .args(["echo-server", "--listen", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        wait_until_serving(&mut child, "echo serving").await?;
+        let listen = format!("127.0.0.1:{port}");
+        let mut process =
+            Running::start_program(&me, &["echo-server", "--listen", &listen], dir.path(), &[]);
+        process.ready_when("echo serving", START).await?;
         Ok(Self {
-            child,
+            process,
             grpc: format!("http://127.0.0.1:{port}"),
             http: String::new(),
             admin: String::new(),
@@ -104,8 +105,8 @@ impl ServerProcess {
             sim: String::new(),
             _simulator: None,
             startup: started.elapsed(),
-            _dir: tempfile::tempdir().map_err(|e| e.to_string())?,
-            database: None,
+            _dir: dir,
+            _database: None,
         })
     }
 
@@ -116,19 +117,17 @@ impl ServerProcess {
     /// # Errors
     /// It could not start, or PostgreSQL is unreachable.
     pub(crate) async fn identity(database: &str, sim_latency: Duration) -> Result<Self, String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let dir = ScratchDir::new()?;
         let (url, created) = if database == "sqlite" {
             (
                 format!("sqlite://{}", dir.path().join("bench.db").display()),
                 None,
             )
         } else {
-            let name = format!("wi_bench_{}", uuid::Uuid::now_v7().simple());
-            admin(database, &format!("CREATE DATABASE {name}")).await?;
-            let base = database.rsplit_once('/').map_or(database, |(base, _)| base);
-            (format!("{base}/{name}"), Some((database.to_owned(), name)))
+            let created = TestDatabase::create_at(database).await?;
+            (created.url.clone(), Some(created))
         };
-        let (grpc, http, admin_port) = (free_port(), free_port(), free_port());
+        let (grpc, http, admin) = (free_port(), free_port(), free_port());
         let mut sim_config = wechat_sim::SimConfig::demo();
         sim_config.latency = sim_latency;
         let simulator = wechat_sim::Simulator::new(sim_config)
@@ -136,91 +135,50 @@ impl ServerProcess {
             .await
             .map_err(|e| format!("simulator: {e}"))?;
         let sim = simulator.base_url.clone();
-        let key = {
-            use secrecy::ExposeSecret;
-            server::app::generate_encryption_key()
-                .expose_secret()
-                .to_owned()
-        };
-        let config = format!(
-            r#"
-            [server]
-            grpc_listen = "127.0.0.1:{grpc}"
-            http_listen = "127.0.0.1:{http}"
-            admin_listen = "127.0.0.1:{admin_port}"
-            public_base_url = "http://127.0.0.1:{http}"
-            # The flood speaks for many client addresses through X-Forwarded-For.
-            trusted_proxies = ["127.0.0.1"]
-            [database]
-            url = "{url}"
-            [encryption]
-            current_key_id = "bench"
-            keys = [{{ id = "bench", key = {{ value = "{key}" }} }}]
-            [[apps]]
-            app_id = "{MINI}"
-            kind = "mini_program"
-            secret = {{ value = "demo-mini-program-secret-0001" }}
-            [[apps]]
-            app_id = "{OFFICIAL}"
-            kind = "official_account"
-            secret = {{ value = "demo-official-account-secret-02" }}
-            allowed_return_to = ["https://app.example/cb"]
-            [[callers]]
-            name = "bench"
-            key = {{ value = "{CALLER_KEY}" }}
-            permissions = ["core", "admin"]
-            [wechat]
-            api_base = "{sim}"
-            api_fallback = ""
-            open_base = "{sim}"
-            "#
-        );
-        let path = dir.path().join("config.toml");
-        std::fs::write(&path, config).map_err(|e| e.to_string())?;
+        let mut config = ServiceConfig::new(&url)
+            .listening(loopback(grpc), loopback(http), loopback(admin))
+            .wechat_at(&sim)
+            .with_caller("bench", CALLER_KEY, &[Permission::Core, Permission::Admin]);
+        // The flood speaks for many client addresses through X-Forwarded-For.
+        config.config.server.trusted_proxies = vec!["127.0.0.1".into()];
+        config
+            .config
+            .apps
+            .retain(|app| [MINI, OFFICIAL].contains(&app.app_id.as_str()));
+        let path = config.write(dir.path());
+        let path = path.to_str().ok_or("the temp dir's path is not UTF-8")?;
+        let mut env = config.env_pairs();
+        env.push(("RUST_LOG", "warn,wechat_identity=info"));
         let started = Instant::now();
-        let mut child = Command::new(identity_binary()?)
-            .arg("--config")
-            .arg(&path)
-            .env_clear()
-            .env("RUST_LOG", "warn,wechat_identity=info")
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        wait_until_serving(&mut child, "wechat-identity serving").await?;
+        let mut process =
+            Running::start_program(&identity_binary()?, &["--config", path], dir.path(), &env);
+        process.ready_when("wechat-identity serving", START).await?;
         Ok(Self {
-            child,
+            process,
             grpc: format!("http://127.0.0.1:{grpc}"),
             http: format!("http://127.0.0.1:{http}"),
-            admin: format!("http://127.0.0.1:{admin_port}"),
+            admin: format!("http://127.0.0.1:{admin}"),
             database_url: url,
             sim,
             _simulator: Some(simulator),
             startup: started.elapsed(),
             _dir: dir,
-            database: created,
+            _database: created,
         })
     }
 
     /// The process's peak resident memory (`VmHWM`), in bytes.
     pub(crate) fn peak_rss(&self) -> Option<u64> {
-        let pid = self.child.id()?;
+        let pid = self.process.pid()?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
         let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kib * 1024)
     }
 
-    /// Stops the process and drops its database.
+    /// Stops the process (its database goes with it).
     pub(crate) async fn stop(mut self) {
-        let _ = self.child.kill().await;
-        if let Some((admin_url, name)) = self.database.take() {
-            let _ = admin(
-                &admin_url,
-                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-            )
-            .await;
-        }
+        self.process.kill().await;
     }
 }
 
@@ -252,24 +210,4 @@ pub(crate) async fn counter(admin: &str, name: &str, label: &str) -> Result<f64,
         .filter(|line| line.starts_with(name) && line.contains(label))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .fold(0.0, |total, value| total + value))
-}
-
-async fn admin(admin_url: &str, statement: &str) -> Result<(), String> {
-    use sqlx::Connection;
-    sqlx::any::install_default_drivers();
-    let mut conn = sqlx::AnyConnection::connect(admin_url)
-        .await
-        .map_err(|e| format!("PostgreSQL at {}: {e}", host_of(admin_url)))?;
-    sqlx::query(sqlx::AssertSqlSafe(statement.to_owned()))
-        .execute(&mut conn)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(())
-}
-
-/// The host part of a database URL, for messages: no user, password or query.
-fn host_of(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    rest.split('?').next().unwrap_or(rest)
 }

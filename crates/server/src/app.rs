@@ -380,9 +380,9 @@ impl Application {
         self.open_mode
     }
 
-    /// The services, for tests and the demo banner.
-    pub fn services(&self) -> &Arc<Services> {
-        &self.services
+    /// The service's storage, for tests that look at what was written.
+    pub fn storage(&self) -> &Storage {
+        &self.services.storage
     }
 
     /// Serves until `shutdown` resolves; then reports NOT_SERVING, stops
@@ -619,8 +619,8 @@ async fn sweep_expired(storage: Storage) {
 async fn forget_idle_clients(limiter: ClientLimiter) {
     loop {
         tokio::time::sleep(Duration::from_secs(60)).await;
-        limiter.limiter().retain_recent();
-        limiter.limiter().shrink_to_fit();
+        limiter.retain_recent();
+        limiter.shrink_to_fit();
     }
 }
 

@@ -5,18 +5,18 @@ use std::collections::HashMap;
 
 use wechat_client::{AppCredentials, AppId};
 
-use crate::config::{AppKindName, ResolvedApp};
+use crate::config::{AppKind, ResolvedApp};
 use crate::error::ApiError;
 
 /// The apps, by id.
 #[derive(Debug, Clone)]
-pub struct Apps {
+pub(crate) struct Apps {
     by_id: HashMap<AppId, ResolvedApp>,
 }
 
 /// Which kinds a request field accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wanted {
+pub(crate) enum Wanted {
     /// A mini program (`wx.login` and phone codes).
     MiniProgram,
     /// An Official Account or a website app (the browser OAuth flow).
@@ -28,22 +28,19 @@ pub enum Wanted {
 }
 
 impl Wanted {
-    fn accepts(self, kind: AppKindName) -> bool {
+    fn accepts(self, kind: AppKind) -> bool {
         match self {
-            Wanted::MiniProgram => kind == AppKindName::MiniProgram,
-            Wanted::Web => matches!(kind, AppKindName::OfficialAccount | AppKindName::Website),
+            Wanted::MiniProgram => kind == AppKind::MiniProgram,
+            Wanted::Web => matches!(kind, AppKind::OfficialAccount | AppKind::Website),
             Wanted::Any => true,
-            Wanted::TokenHolder => matches!(
-                kind,
-                AppKindName::MiniProgram | AppKindName::OfficialAccount
-            ),
+            Wanted::TokenHolder => matches!(kind, AppKind::MiniProgram | AppKind::OfficialAccount),
         }
     }
 }
 
 impl Apps {
     /// The registry of `apps` (validated by config: ids are unique).
-    pub fn new(apps: Vec<ResolvedApp>) -> Self {
+    pub(crate) fn new(apps: Vec<ResolvedApp>) -> Self {
         Self {
             by_id: apps
                 .into_iter()
@@ -53,12 +50,12 @@ impl Apps {
     }
 
     /// Every app, for the token manager and the banner.
-    pub fn iter(&self) -> impl Iterator<Item = &ResolvedApp> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &ResolvedApp> {
         self.by_id.values()
     }
 
     /// Credentials of every app, for the access-token manager.
-    pub fn credentials(&self) -> Vec<AppCredentials> {
+    pub(crate) fn credentials(&self) -> Vec<AppCredentials> {
         self.by_id
             .values()
             .map(|app| AppCredentials {
@@ -74,7 +71,7 @@ impl Apps {
     /// # Errors
     /// `APP_NOT_FOUND` for an unknown id or one of another kind; `APP_AMBIGUOUS`
     /// when empty and several apps qualify; `FIELD_INVALID` when malformed.
-    pub fn resolve(
+    pub(crate) fn resolve(
         &self,
         field: &str,
         app_id: &str,
@@ -109,7 +106,7 @@ mod tests {
 
     use super::*;
 
-    fn app(id: &str, kind: AppKindName) -> ResolvedApp {
+    fn app(id: &str, kind: AppKind) -> ResolvedApp {
         ResolvedApp {
             app_id: AppId::new(id).expect("id"),
             kind,
@@ -121,9 +118,9 @@ mod tests {
 
     fn registry() -> Apps {
         Apps::new(vec![
-            app("wxmini1", AppKindName::MiniProgram),
-            app("wxoa1", AppKindName::OfficialAccount),
-            app("wxweb1", AppKindName::Website),
+            app("wxmini1", AppKind::MiniProgram),
+            app("wxoa1", AppKind::OfficialAccount),
+            app("wxweb1", AppKind::Website),
         ])
     }
 
@@ -144,7 +141,7 @@ mod tests {
             reason(apps.resolve("app_id", "", Wanted::Web)),
             Some("APP_AMBIGUOUS")
         );
-        let only_web = Apps::new(vec![app("wxoa1", AppKindName::OfficialAccount)]);
+        let only_web = Apps::new(vec![app("wxoa1", AppKind::OfficialAccount)]);
         assert_eq!(
             reason(only_web.resolve("app_id", "", Wanted::MiniProgram)),
             Some("APP_NOT_FOUND")

@@ -15,7 +15,7 @@ use crate::error::ApiError;
 
 /// The authenticated caller of a request, in its extensions.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
+pub(crate) struct Caller {
     /// The configured service name.
     pub name: Arc<str>,
     permissions: HashSet<Permission>,
@@ -23,7 +23,8 @@ pub struct Caller {
 
 impl Caller {
     /// A caller named `name` holding `permissions`.
-    pub fn new(name: &str, permissions: impl IntoIterator<Item = Permission>) -> Self {
+    #[cfg(test)]
+    pub(crate) fn new(name: &str, permissions: impl IntoIterator<Item = Permission>) -> Self {
         Self {
             name: name.into(),
             permissions: permissions.into_iter().collect(),
@@ -34,7 +35,7 @@ impl Caller {
     ///
     /// # Errors
     /// [`ApiError::CallerNotPermitted`].
-    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+    pub(crate) fn require(&self, permission: Permission) -> Result<(), ApiError> {
         if self.permissions.contains(&permission) {
             return Ok(());
         }
@@ -46,7 +47,7 @@ impl Caller {
 
 /// Authenticates callers; the tonic interceptor in front of IdentityService.
 #[derive(Debug, Clone)]
-pub struct CallerAuth {
+pub(crate) struct CallerAuth {
     by_key_hash: Arc<HashMap<[u8; 32], Arc<Caller>>>,
     /// Set when no keys are configured (allowed on loopback only): every call
     /// is this caller.
@@ -54,11 +55,11 @@ pub struct CallerAuth {
 }
 
 /// The name open-mode calls are logged under.
-pub const OPEN_MODE_CALLER: &str = "unauthenticated-loopback";
+pub(crate) const OPEN_MODE_CALLER: &str = "unauthenticated-loopback";
 
 impl CallerAuth {
     /// An authenticator for `callers`; with none, the service runs open.
-    pub fn new(callers: &[ResolvedCaller]) -> Self {
+    pub(crate) fn new(callers: &[ResolvedCaller]) -> Self {
         let by_key_hash = callers
             .iter()
             .map(|c| {
@@ -86,7 +87,7 @@ impl CallerAuth {
     }
 
     /// Whether the service accepts calls without a key.
-    pub fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         self.open.is_some()
     }
 
@@ -94,7 +95,7 @@ impl CallerAuth {
     ///
     /// # Errors
     /// `UNAUTHENTICATED_CALLER` when the header is missing, malformed or unknown.
-    pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Arc<Caller>, ApiError> {
+    pub(crate) fn authenticate(&self, metadata: &MetadataMap) -> Result<Arc<Caller>, ApiError> {
         if let Some(open) = &self.open {
             return Ok(open.clone());
         }

@@ -8,7 +8,7 @@ use wechat_client::Deadline;
 
 /// The time budget of one request.
 #[derive(Debug, Clone, Copy)]
-pub struct RequestDeadline {
+pub(crate) struct RequestDeadline {
     /// When WeChat calls and database waits must be done: a little before the
     /// answer is due, so that the bookkeeping after a timed-out WeChat call
     /// still runs and the caller gets DEADLINE_EXCEEDED with its reason.
@@ -21,7 +21,7 @@ pub struct RequestDeadline {
 /// The deadline of a request received now: the caller's `grpc-timeout` when it
 /// is shorter than `limit`, else `limit`, less a margin of a tenth (at most
 /// 50 ms) for the work and half that for the answer.
-pub fn request_deadline(metadata: &MetadataMap, limit: Duration) -> RequestDeadline {
+pub(crate) fn request_deadline(metadata: &MetadataMap, limit: Duration) -> RequestDeadline {
     let timeout = metadata
         .get("grpc-timeout")
         .and_then(|value| value.to_str().ok())

@@ -8,7 +8,7 @@ use std::path::Path;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{
-    AppConfig, AppKindName, Config, DatabaseConfig, EncryptionConfig, EncryptionKeyConfig,
+    AppConfig, AppKind, Config, DatabaseConfig, EncryptionConfig, EncryptionKeyConfig,
     SecretSource, SimulatorConfig,
 };
 
@@ -55,25 +55,25 @@ pub fn config(data_dir: &Path) -> Result<Config, String> {
         apps: vec![
             app(
                 "wxd000000000000001",
-                AppKindName::MiniProgram,
+                AppKind::MiniProgram,
                 "demo-mini-program-secret-0001",
                 &[],
             ),
             app(
                 "wxd000000000000002",
-                AppKindName::OfficialAccount,
+                AppKind::OfficialAccount,
                 "demo-official-account-secret-02",
                 &return_to,
             ),
             app(
                 "wxd000000000000003",
-                AppKindName::Website,
+                AppKind::Website,
                 "demo-website-secret-00000000003",
                 &return_to,
             ),
             app(
                 "wxd000000000000004",
-                AppKindName::MiniProgram,
+                AppKind::MiniProgram,
                 "demo-lone-mini-program-secret-4",
                 &[],
             ),

@@ -21,14 +21,14 @@ use crate::service::{Ctx, Services};
 
 /// The gRPC face of [`Services`].
 #[derive(Debug, Clone)]
-pub struct IdentityGrpc {
+pub(crate) struct IdentityGrpc {
     services: Arc<Services>,
     request_timeout: Duration,
 }
 
 impl IdentityGrpc {
     /// Serves `services`; calls without a shorter deadline get `request_timeout`.
-    pub fn new(services: Arc<Services>, request_timeout: Duration) -> Self {
+    pub(crate) fn new(services: Arc<Services>, request_timeout: Duration) -> Self {
         Self {
             services,
             request_timeout,

@@ -17,7 +17,7 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 
 /// How much one replica takes on.
 #[derive(Debug, Clone, Copy)]
-pub struct GrpcLimits {
+pub(crate) struct GrpcLimits {
     /// The longest a call may run when its caller set no shorter deadline.
     pub request_timeout: Duration,
     /// Calls in flight across all connections; one more is shed immediately
@@ -44,7 +44,7 @@ pub fn incoming(
 ///
 /// # Errors
 /// Material rustls refuses (a key that does not parse, say), said plainly.
-pub fn tls_config(tls: &crate::config::GrpcTls) -> Result<ServerTlsConfig, String> {
+pub(crate) fn tls_config(tls: &crate::config::GrpcTls) -> Result<ServerTlsConfig, String> {
     use secrecy::ExposeSecret;
     let mut config = ServerTlsConfig::new().identity(Identity::from_pem(
         &tls.cert_pem,
@@ -65,7 +65,7 @@ pub fn tls_config(tls: &crate::config::GrpcTls) -> Result<ServerTlsConfig, Strin
 ///
 /// # Errors
 /// A descriptor set that does not decode.
-pub fn standard_routes(
+pub(crate) fn standard_routes(
     descriptor_sets: &[&[u8]],
 ) -> Result<(HealthReporter, Routes), tonic_reflection::server::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -89,7 +89,7 @@ pub fn standard_routes(
 ///
 /// # Errors
 /// The transport failed.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     routes: Routes,
     limits: GrpcLimits,

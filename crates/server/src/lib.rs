@@ -9,24 +9,24 @@
 //! rotation commands, and [`demo`] the zero-config demo.
 
 pub mod app;
-pub mod apps;
-pub mod auth;
+pub(crate) mod apps;
+pub(crate) mod auth;
 pub mod config;
-pub mod deadline;
+pub(crate) mod deadline;
 pub mod demo;
 pub mod error;
-pub mod grpc;
+pub(crate) mod grpc;
 pub mod grpc_server;
 pub mod http;
 pub mod keys;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod permissions;
-pub mod return_to;
-pub mod service;
-pub mod sessions;
+pub(crate) mod return_to;
+pub(crate) mod service;
+pub(crate) mod sessions;
 pub mod telemetry;
-pub mod validate;
-pub mod web_binding;
+pub(crate) mod validate;
+pub(crate) mod web_binding;
 
 /// The generated `wechat.identity.v1` contract: messages, client and server.
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]

@@ -55,7 +55,7 @@ const EXIT_CONFIG: u8 = 2;
 const EXIT_FAILURE: u8 = 1;
 
 fn main() -> ExitCode {
-    let env: Vec<(String, String)> = std::env::vars().collect();
+    let env = server::config::process_env();
     let cli = Cli::parse();
     let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let path = cli
@@ -290,8 +290,8 @@ fn demo_web_apps(resolved: &ResolvedConfig) -> Option<(String, String)> {
             .map(|app| app.app_id.to_string())
     };
     Some((
-        first(config::AppKindName::OfficialAccount)?,
-        first(config::AppKindName::Website)?,
+        first(config::AppKind::OfficialAccount)?,
+        first(config::AppKind::Website)?,
     ))
 }
 

@@ -66,7 +66,7 @@ fn latency_buckets() -> Histogram {
 
 /// What a session did, for `wechat_identity_sessions_total`.
 #[derive(Debug, Clone, Copy)]
-pub enum SessionEvent {
+pub(crate) enum SessionEvent {
     /// A login opened one.
     Issued,
     /// RefreshToken rotated one.
@@ -82,7 +82,7 @@ pub enum SessionEvent {
 
 /// What a browser login did, for `wechat_identity_web_login_events_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WebLoginEvent {
+pub(crate) enum WebLoginEvent {
     /// `/authorize` sent a browser to WeChat (nothing written).
     Started,
     /// A callback's state was forged, tampered with, foreign, expired or used.
@@ -105,7 +105,7 @@ pub enum WebLoginEvent {
 
 impl WebLoginEvent {
     /// The label value.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             WebLoginEvent::Started => "started",
             WebLoginEvent::RefusedState => "refused_state",
@@ -122,7 +122,7 @@ impl WebLoginEvent {
 
 /// Every metric of one service instance.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     rpcs: Family<RpcLabels, Counter>,
     rpc_latency: Latency,
@@ -146,7 +146,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// A fresh set, registered under `wechat_identity_`.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut registry = Registry::with_prefix("wechat_identity");
         let rpcs = Family::<RpcLabels, Counter>::default();
         let rpc_latency: Latency = Family::new_with_constructor(latency_buckets);
@@ -227,7 +227,7 @@ impl Metrics {
 
     /// One finished RPC. On every call's path: the labels borrow static
     /// names, nothing is allocated.
-    pub fn rpc(&self, method: &'static str, code: tonic::Code, elapsed: Duration) {
+    pub(crate) fn rpc(&self, method: &'static str, code: tonic::Code, elapsed: Duration) {
         self.rpcs
             .get_or_create(&RpcLabels {
                 method,
@@ -240,7 +240,7 @@ impl Metrics {
     }
 
     /// How one VerifyToken answer was reached.
-    pub fn verify_lookup(&self, lookup: crate::sessions::verify_cache::Lookup) {
+    pub(crate) fn verify_lookup(&self, lookup: crate::sessions::verify_cache::Lookup) {
         self.verify_lookups
             .get_or_create(&EventLabels {
                 event: lookup.as_str(),
@@ -249,7 +249,7 @@ impl Metrics {
     }
 
     /// One session event.
-    pub fn session(&self, event: SessionEvent) {
+    pub(crate) fn session(&self, event: SessionEvent) {
         let event = match event {
             SessionEvent::Issued => "issued",
             SessionEvent::Refreshed => "refreshed",
@@ -261,7 +261,7 @@ impl Metrics {
     }
 
     /// One browser-login event.
-    pub fn web_login(&self, event: WebLoginEvent) {
+    pub(crate) fn web_login(&self, event: WebLoginEvent) {
         self.web_logins
             .get_or_create(&EventLabels {
                 event: event.as_str(),
@@ -389,7 +389,7 @@ fn code_name(code: tonic::Code) -> &'static str {
 
 /// What `/metrics` reads.
 #[derive(Debug, Clone)]
-pub struct MetricsState {
+pub(crate) struct MetricsState {
     /// The metrics.
     pub metrics: Arc<Metrics>,
     /// The token manager, whose counters are sampled.
@@ -399,7 +399,7 @@ pub struct MetricsState {
 }
 
 /// `GET /metrics`, in Prometheus' text format.
-pub fn routes(state: MetricsState) -> Router {
+pub(crate) fn routes(state: MetricsState) -> Router {
     Router::new()
         .route("/metrics", get(scrape))
         .with_state(state)

@@ -76,7 +76,7 @@ pub fn needs(rpc: &str, variant: Option<&str>) -> Option<&'static [Permission]> 
 
 /// A request message of IdentityService: it names its RPC, and the variant
 /// the table has a row for, if any.
-pub trait Guarded {
+pub(crate) trait Guarded {
     /// The gRPC method name, as in the proto.
     const RPC: &'static str;
 
@@ -91,7 +91,7 @@ pub trait Guarded {
 /// # Errors
 /// `CALLER_NOT_PERMITTED` naming the first missing permission; INTERNAL when
 /// the table has no row for the request (the tests keep that from shipping).
-pub fn check<R: Guarded>(caller: &Caller, request: &R) -> Result<(), ApiError> {
+pub(crate) fn check<R: Guarded>(caller: &Caller, request: &R) -> Result<(), ApiError> {
     let variant = request.variant();
     let needs = needs(R::RPC, variant).ok_or_else(|| {
         ApiError::internal(format!("no permission rule for {} {variant:?}", R::RPC))

@@ -17,7 +17,7 @@ use url::Url;
 /// The parameters the shim appends to `return_to`; a `return_to` that already
 /// carries one is refused, or whoever built the link would choose the
 /// `ticket` (or `state`) the app reads first.
-pub const ADDED_PARAMS: [&str; 4] = ["ticket", "state", "error", "error_description"];
+pub(crate) const ADDED_PARAMS: [&str; 4] = ["ticket", "state", "error", "error_description"];
 
 /// The longest `return_to` accepted.
 const MAX_LEN: usize = 2048;
@@ -28,7 +28,7 @@ const DOT_LIKE: [char; 5] = ['.', '\u{FF0E}', '\u{2024}', '\u{FE52}', '\u{3002}'
 
 /// Returns `candidate`, parsed, when it matches one of `allowed` (see the
 /// module comment for what "matches" takes); `None` otherwise.
-pub fn match_allowed(candidate: &str, allowed: &[Url]) -> Option<Url> {
+pub(crate) fn match_allowed(candidate: &str, allowed: &[Url]) -> Option<Url> {
     let raw = RawUrl::split(candidate)?;
     let url = Url::parse(candidate).ok()?;
     if url
@@ -44,7 +44,7 @@ pub fn match_allowed(candidate: &str, allowed: &[Url]) -> Option<Url> {
 }
 
 /// `return_to` with `params` appended to its own query.
-pub fn with_params(mut return_to: Url, params: &[(&str, &str)]) -> Url {
+pub(crate) fn with_params(mut return_to: Url, params: &[(&str, &str)]) -> Url {
     {
         let mut query = return_to.query_pairs_mut();
         for (key, value) in params {

@@ -18,7 +18,7 @@ fn token_like(value: &str) -> bool {
 ///
 /// # Errors
 /// `FIELD_INVALID` naming `field`.
-pub fn app_id(field: &str, value: &str, may_be_empty: bool) -> Result<(), ApiError> {
+pub(crate) fn app_id(field: &str, value: &str, may_be_empty: bool) -> Result<(), ApiError> {
     if value.is_empty() {
         return if may_be_empty {
             Ok(())
@@ -39,7 +39,7 @@ pub fn app_id(field: &str, value: &str, may_be_empty: bool) -> Result<(), ApiErr
 ///
 /// # Errors
 /// `FIELD_INVALID` naming `field`.
-pub fn code(field: &str, value: &str) -> Result<(), ApiError> {
+pub(crate) fn code(field: &str, value: &str) -> Result<(), ApiError> {
     if value.is_empty() {
         return Err(ApiError::field(field, "is required"));
     }
@@ -56,7 +56,7 @@ pub fn code(field: &str, value: &str) -> Result<(), ApiError> {
 ///
 /// # Errors
 /// `FIELD_INVALID` naming `field`.
-pub fn wechat_id(field: &str, value: &str) -> Result<(), ApiError> {
+pub(crate) fn wechat_id(field: &str, value: &str) -> Result<(), ApiError> {
     if value.is_empty() {
         return Err(ApiError::field(field, "is required"));
     }
@@ -73,7 +73,7 @@ pub fn wechat_id(field: &str, value: &str) -> Result<(), ApiError> {
 ///
 /// # Errors
 /// `FIELD_INVALID` naming `field`.
-pub fn external_id(field: &str, value: &str) -> Result<(), ApiError> {
+pub(crate) fn external_id(field: &str, value: &str) -> Result<(), ApiError> {
     if value.is_empty() {
         return Err(ApiError::field(field, "is required"));
     }
@@ -90,7 +90,7 @@ pub fn external_id(field: &str, value: &str) -> Result<(), ApiError> {
 ///
 /// # Errors
 /// `FIELD_INVALID` naming `field`.
-pub fn user_id(field: &str, value: &str) -> Result<uuid::Uuid, ApiError> {
+pub(crate) fn user_id(field: &str, value: &str) -> Result<uuid::Uuid, ApiError> {
     if value.is_empty() {
         return Err(ApiError::field(field, "is required"));
     }
@@ -104,7 +104,7 @@ pub fn user_id(field: &str, value: &str) -> Result<uuid::Uuid, ApiError> {
 ///
 /// # Errors
 /// `FIELD_INVALID` naming `field`.
-pub fn opaque_token(field: &str, value: &str) -> Result<(), ApiError> {
+pub(crate) fn opaque_token(field: &str, value: &str) -> Result<(), ApiError> {
     if value.is_empty() {
         return Err(ApiError::field(field, "is required"));
     }
@@ -121,7 +121,7 @@ pub fn opaque_token(field: &str, value: &str) -> Result<(), ApiError> {
 ///
 /// # Errors
 /// `FIELD_INVALID` naming `field`.
-pub fn session_id(field: &str, value: &str) -> Result<(), ApiError> {
+pub(crate) fn session_id(field: &str, value: &str) -> Result<(), ApiError> {
     if value.is_empty() {
         return Err(ApiError::field(field, "is required"));
     }
@@ -135,7 +135,7 @@ pub fn session_id(field: &str, value: &str) -> Result<(), ApiError> {
 }
 
 /// An unset required oneof.
-pub fn oneof_missing(oneof: &str) -> ApiError {
+pub(crate) fn oneof_missing(oneof: &str) -> ApiError {
     ApiError::field(oneof, "one of its fields is required")
 }
 

@@ -27,17 +27,17 @@ use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
-use wechat_client::AppId;
+use wechat_types::{AppId, constant_time_eq};
 
 /// How long a browser login may take, from `/authorize` to the callback.
-pub const LOGIN_TTL: Duration = Duration::from_secs(10 * 60);
+pub(crate) const LOGIN_TTL: Duration = Duration::from_secs(10 * 60);
 /// The cookie's name when the shim is served over https: `__Host-` makes the
 /// browser refuse it unless it is `Secure`, host-only and `Path=/`, so no
 /// sibling subdomain can plant one.
-pub const SECURE_COOKIE: &str = "__Host-wxid-login";
+pub(crate) const SECURE_COOKIE: &str = "__Host-wxid-login";
 /// The cookie's name on a plain-http loopback base (the demo), where a
 /// `Secure` cookie would never come back.
-pub const PLAIN_COOKIE: &str = "wxid-login";
+pub(crate) const PLAIN_COOKIE: &str = "wxid-login";
 
 const STATE_VERSION: char = '1';
 /// The random id: 128 bits, as 32 hex digits.
@@ -47,19 +47,19 @@ const EXPIRY_DIGITS: usize = 10;
 /// The MAC, truncated to 128 bits, as 32 hex digits.
 const MAC_HEX: usize = 32;
 /// The state's length: `1` + id + expiry + MAC (75, WeChat allows 128).
-pub const STATE_LEN: usize = 1 + ID_HEX + EXPIRY_DIGITS + MAC_HEX;
+pub(crate) const STATE_LEN: usize = 1 + ID_HEX + EXPIRY_DIGITS + MAC_HEX;
 /// The most cookies of our name looked at in one request.
 const MAX_CANDIDATES: usize = 4;
 /// Logins one browser may have under way at once (two tabs, a double click):
 /// the cookie keeps the newest ones that fit.
-pub const MAX_PENDING_LOGINS: usize = 3;
+pub(crate) const MAX_PENDING_LOGINS: usize = 3;
 /// The largest sealed cookie value accepted (browsers keep at most 4096
 /// bytes per cookie, name included).
 const MAX_COOKIE_VALUE: usize = 4000;
 
 /// A login's context, as sealed in the browser's cookie.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LoginContext {
+pub(crate) struct LoginContext {
     /// The state's id.
     pub id: String,
     /// The Official Account or website app.
@@ -76,7 +76,7 @@ pub struct LoginContext {
 
 /// A login just started: the state for WeChat and the cookie for the browser.
 #[derive(Debug)]
-pub struct StartedLogin {
+pub(crate) struct StartedLogin {
     /// The state to send WeChat.
     pub state: String,
     /// The `Set-Cookie` value binding the login to this browser.
@@ -85,7 +85,7 @@ pub struct StartedLogin {
 
 /// A state that this service issued for the app, not yet expired.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckedState {
+pub(crate) struct CheckedState {
     /// The state as WeChat carried it back (the key of its claim).
     pub state: String,
     /// Its id, which the cookie must name.
@@ -96,7 +96,7 @@ pub struct CheckedState {
 
 /// Why a callback's state or cookie was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum BindingError {
+pub(crate) enum BindingError {
     /// The state is malformed, forged, tampered with, for another app, or expired.
     #[error("unknown, forged or expired state")]
     BadState,
@@ -112,7 +112,7 @@ pub enum BindingError {
 }
 
 /// The keys and cookie settings of browser binding.
-pub struct WebBinding {
+pub(crate) struct WebBinding {
     state_key: hmac::Key,
     cookie_key: LessSafeKey,
     cookie_name: &'static str,
@@ -131,7 +131,7 @@ impl std::fmt::Debug for WebBinding {
 impl WebBinding {
     /// Binding with these keys; `secure` when the shim's public base is
     /// https (the cookie is then `__Host-` and `Secure`).
-    pub fn new(state_key: &[u8; 32], cookie_key: &[u8; 32], secure: bool) -> Self {
+    pub(crate) fn new(state_key: &[u8; 32], cookie_key: &[u8; 32], secure: bool) -> Self {
         let cookie_key = UnboundKey::new(&AES_256_GCM, cookie_key)
             .map(LessSafeKey::new)
             .unwrap_or_else(|_| unreachable!("AES-256-GCM takes any 32-byte key"));
@@ -144,11 +144,6 @@ impl WebBinding {
         }
     }
 
-    /// The login cookie's name.
-    pub fn cookie_name(&self) -> &'static str {
-        self.cookie_name
-    }
-
     /// Starts a login for `app_id`: a fresh state and the cookie sealing the
     /// login's context under the state's id, beside the logins still pending
     /// in the browser's `cookie_headers`.
@@ -156,7 +151,7 @@ impl WebBinding {
     /// # Errors
     /// [`BindingError::TooLarge`] when the context alone exceeds a cookie;
     /// [`BindingError::Random`] when the system has no randomness.
-    pub fn start<'a>(
+    pub(crate) fn start<'a>(
         &self,
         app_id: &AppId,
         scope: &str,
@@ -217,7 +212,7 @@ impl WebBinding {
     ///
     /// # Errors
     /// [`BindingError::BadState`].
-    pub fn check_state(
+    pub(crate) fn check_state(
         &self,
         app_id: &AppId,
         state: &str,
@@ -251,7 +246,7 @@ impl WebBinding {
     ///
     /// # Errors
     /// [`BindingError::Mismatch`] when no such cookie is there.
-    pub fn open<'a>(
+    pub(crate) fn open<'a>(
         &self,
         cookie_headers: impl IntoIterator<Item = &'a str>,
         state: &CheckedState,
@@ -330,16 +325,6 @@ fn mac_input(app_id: &str, id: &str, expiry: &str) -> Vec<u8> {
         input.extend_from_slice(part.as_bytes());
     }
     input
-}
-
-/// Equality of two tags in time independent of where they differ.
-fn constant_time_eq(expected: &[u8], presented: &[u8]) -> bool {
-    expected.len() == presented.len()
-        && expected
-            .iter()
-            .zip(presented)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
 }
 
 fn unix_secs(time: SystemTime) -> u64 {

@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use sqlx::{AnyConnection, AssertSqlSafe};
-use wechat_client::UnionId;
+use wechat_types::UnionId;
 
 use crate::db::{for_update, get_opt_string, get_opt_unionid, get_user_id};
 use crate::error::{DbFailure, StorageError};

@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime};
 
 use sqlx::{AnyConnection, Row};
-use wechat_client::AppId;
+use wechat_types::AppId;
 
 use crate::Storage;
 use crate::db::{millis, millis_after};

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use secrecy::SecretString;
 use sqlx::AnyConnection;
-use wechat_client::{AppId, OpenId};
+use wechat_types::{AppId, OpenId};
 
 use crate::db::{get_app_id, get_opt_bytes, get_opt_string, get_opt_time, get_time, millis};
 use crate::error::{DbFailure, StorageError};

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
-use wechat_client::{AppId, OpenId, UnionId};
+use wechat_types::{AppId, OpenId, UnionId};
 
 use crate::error::StorageError;
 use crate::types::{SessionId, UserId};

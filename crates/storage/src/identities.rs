@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use sqlx::{AnyConnection, AssertSqlSafe};
-use wechat_client::{AppId, OpenId, UnionId};
+use wechat_types::{AppId, OpenId, UnionId};
 
 use crate::Storage;
 use crate::db::{for_update, get_opt_unionid, get_user_id, millis};

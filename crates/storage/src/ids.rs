@@ -1,4 +1,4 @@
-//! The crate's own ids (users, sessions) and the app kind.
+//! The crate's own ids: users and sessions.
 
 use std::fmt;
 use std::str::FromStr;
@@ -59,57 +59,6 @@ uuid_id!(
     SessionId, "session_id"
 );
 
-/// The kind of WeChat app an identity belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AppKind {
-    /// A mini program (`wx.login` codes, `session_key`).
-    MiniProgram,
-    /// An Official Account (web OAuth inside WeChat).
-    OfficialAccount,
-    /// A website app (QR-code login, `snsapi_login`).
-    Website,
-}
-
-impl AppKind {
-    /// The stored spelling: `mini_program`, `official_account` or `website`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::MiniProgram => "mini_program",
-            Self::OfficialAccount => "official_account",
-            Self::Website => "website",
-        }
-    }
-
-    /// Reads the stored spelling.
-    ///
-    /// # Errors
-    /// [`ParseError`] for any other string.
-    pub fn parse(value: &str) -> Result<Self, ParseError> {
-        match value {
-            "mini_program" => Ok(Self::MiniProgram),
-            "official_account" => Ok(Self::OfficialAccount),
-            "website" => Ok(Self::Website),
-            _ => Err(ParseError {
-                what: "app_kind",
-                problem: "expected mini_program, official_account or website",
-            }),
-        }
-    }
-}
-
-impl fmt::Display for AppKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for AppKind {
-    type Err = ParseError;
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        Self::parse(value)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -121,17 +70,5 @@ mod tests {
         assert_eq!(user.to_string().parse::<UserId>().unwrap(), user);
         let error = "not-a-uuid".parse::<SessionId>().unwrap_err();
         assert!(error.to_string().starts_with("invalid session_id"));
-    }
-
-    #[test]
-    fn app_kinds_round_trip() {
-        for kind in [
-            AppKind::MiniProgram,
-            AppKind::OfficialAccount,
-            AppKind::Website,
-        ] {
-            assert_eq!(kind.as_str().parse::<AppKind>().unwrap(), kind);
-        }
-        assert!(AppKind::parse("app").is_err());
     }
 }

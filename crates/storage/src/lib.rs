@@ -52,7 +52,7 @@ pub use web_logins::{
     MAX_REPEATS as WEB_LOGIN_MAX_REPEATS, REPEAT_WINDOW as WEB_LOGIN_REPEAT_WINDOW,
 };
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
@@ -62,8 +62,35 @@ use tokio::sync::OnceCell;
 use crate::crypto::LookupKey;
 use crate::db::millis;
 
-static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/sqlite");
-static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/postgres");
+/// The migrations, embedded by `build.rs` (`migrations/sqlite`, `migrations/postgres`).
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
+}
+
+static SQLITE_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| migrator(embedded::SQLITE));
+static POSTGRES_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| migrator(embedded::POSTGRES));
+
+/// A migrator over embedded `(version, description, sql)` migrations, the
+/// same as sqlx's `migrate!` builds (same checksums, so databases migrated
+/// by either agree).
+fn migrator(migrations: &'static [(i64, &'static str, &'static str)]) -> Migrator {
+    use sqlx::SqlSafeStr as _;
+    use sqlx::migrate::{Migration, MigrationType};
+    Migrator::with_migrations(
+        migrations
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(
+                    version,
+                    description.into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    sql.starts_with("-- no-transaction"),
+                )
+            })
+            .collect(),
+    )
+}
 
 /// How often a transaction that lost a race (PostgreSQL serialization failure,
 /// deadlock, or a concurrent insert of the same key) is run again.
@@ -403,7 +430,7 @@ impl Storage {
 
     /// A handle for the WeChat client's token manager: the app access tokens,
     /// encrypted, shared by every replica on this database.
-    pub fn token_cache(&self) -> Arc<dyn wechat_client::TokenCache> {
+    pub fn token_cache(&self) -> Arc<dyn wechat_types::TokenCache> {
         Arc::new(DbTokenCache::new(self.clone()))
     }
 }

@@ -16,7 +16,7 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use wechat_client::{
+use wechat_types::{
     AccessToken, AppId, CachedToken, ForceRefreshBudget, TokenCache, TokenCacheError,
 };
 

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
-use wechat_client::{AppId, OpenId};
+use wechat_types::{AppId, OpenId};
 
 use crate::credentials::credential_aad;
 use crate::crypto::key_id_of;

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use sqlx::Row;
-use wechat_client::{
+use wechat_types::{
     AccessToken, AppId, CachedToken, ForceRefreshBudget, TokenCache, TokenCacheError,
 };
 

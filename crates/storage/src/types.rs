@@ -4,9 +4,10 @@ use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use secrecy::{SecretBox, SecretString};
-use wechat_client::{AppId, OpenId, UnionId};
+use wechat_types::{AppId, OpenId, UnionId};
 
-pub use crate::ids::{AppKind, ParseError, SessionId, UserId};
+pub use crate::ids::{ParseError, SessionId, UserId};
+pub use wechat_types::AppKind;
 
 /// An identity by its key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
-use wechat_client::UnionId;
+use wechat_types::UnionId;
 
 use crate::Storage;
 use crate::crypto::LookupKey;

@@ -10,8 +10,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha1::{Digest, Sha1};
 use sha2::Sha256;
 
-use crate::ids::AppId;
-use crate::secret::{SessionKey, constant_time_eq};
+use wechat_types::AppId;
+use wechat_types::{SessionKey, constant_time_eq};
 
 /// Why user data could not be decrypted or trusted. Messages never include the
 /// key, the ciphertext or the plaintext.

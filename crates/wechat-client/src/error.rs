@@ -5,9 +5,9 @@
 
 use std::fmt;
 
-use crate::ids::AppId;
-use crate::token_cache::TokenCacheError;
-use crate::transport::Endpoint;
+use crate::endpoint::Endpoint;
+use wechat_types::AppId;
+use wechat_types::TokenCacheError;
 
 /// Everything a WeChat call can fail with.
 #[derive(Debug, thiserror::Error)]

@@ -21,12 +21,12 @@
 mod api;
 mod client;
 mod config;
+mod credentials;
 pub mod crypto;
 mod deadline;
+mod endpoint;
 mod error;
-mod ids;
 mod retry;
-mod secret;
 mod token_cache;
 mod token_manager;
 mod transport;
@@ -34,17 +34,20 @@ mod transport;
 pub use api::app_token::AppTokenResponse;
 pub use api::mini_program::{CodeSession, PhoneInfo};
 pub use api::web_oauth::{
-    AuthorizeRequest, OAuthScope, OAuthState, WebAccessTokenResponse, WebAppKind, WebUserInfo,
+    AuthorizeRequest, OAuthScope, OAuthState, WebAccessTokenResponse, WebUserInfo,
 };
 pub use client::WeChatClient;
 pub use config::{CallObserver, CallOutcome, ClientConfig, TokenEndpoint};
+pub use credentials::AppCredentials;
 pub use deadline::Deadline;
+pub use endpoint::Endpoint;
 pub use error::{Error, ErrorKind, TransportFailure, WeChatError};
-pub use ids::{AppId, InvalidId, OpenId, UnionId};
 pub use retry::RetryPolicy;
-pub use secret::{AccessToken, AppSecret, Code, SessionKey, WebAccessToken, WebRefreshToken};
-pub use token_cache::{
-    CachedToken, ForceRefreshBudget, InMemoryTokenCache, TokenCache, TokenCacheError,
+pub use token_cache::InMemoryTokenCache;
+pub use token_manager::{AppTokenManager, TokenManagerConfig, TokenStats};
+/// WeChat's shared types (ids, the app kind, secrets, the token cache seam),
+/// re-exported so a caller of the client needs no second dependency.
+pub use wechat_types::{
+    AccessToken, AppId, AppKind, AppSecret, CachedToken, Code, ForceRefreshBudget, InvalidId,
+    OpenId, SessionKey, TokenCache, TokenCacheError, UnionId, WebAccessToken, WebRefreshToken,
 };
-pub use token_manager::{AppCredentials, AppTokenManager, TokenManagerConfig, TokenStats};
-pub use transport::Endpoint;

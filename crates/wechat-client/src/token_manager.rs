@@ -14,21 +14,13 @@ use crate::api::app_token::AppTokenResponse;
 use crate::api::mini_program::PhoneInfo;
 use crate::client::WeChatClient;
 use crate::config::TokenEndpoint;
+use crate::credentials::AppCredentials;
 use crate::deadline::Deadline;
+use crate::endpoint::Endpoint;
 use crate::error::Error;
-use crate::ids::{AppId, OpenId};
-use crate::secret::{AccessToken, AppSecret, Code, SessionKey};
-use crate::token_cache::{CachedToken, ForceRefreshBudget, TokenCache};
-use crate::transport::Endpoint;
-
-/// An app's id and secret.
-#[derive(Debug, Clone)]
-pub struct AppCredentials {
-    /// The app.
-    pub app_id: AppId,
-    /// Its AppSecret.
-    pub secret: AppSecret,
-}
+use wechat_types::{AccessToken, Code, SessionKey};
+use wechat_types::{AppId, OpenId};
+use wechat_types::{CachedToken, ForceRefreshBudget, TokenCache};
 
 /// How the manager keeps tokens.
 #[derive(Debug, Clone)]

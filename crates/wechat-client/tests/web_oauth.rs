@@ -6,8 +6,7 @@ mod common;
 
 use common::*;
 use wechat_client::{
-    AuthorizeRequest, Code, Deadline, ErrorKind, OAuthScope, OAuthState, WebAppKind,
-    WebRefreshToken,
+    AppKind, AuthorizeRequest, Code, Deadline, ErrorKind, OAuthScope, OAuthState, WebRefreshToken,
 };
 use wechat_sim::{Consent, Endpoint, SimUser};
 
@@ -21,21 +20,24 @@ fn no_redirects() -> reqwest::Client {
 /// Follows the authorize page like a browser would and returns the callback URL.
 async fn authorize(
     h: &Harness,
-    kind: WebAppKind,
+    kind: AppKind,
     app_id: &str,
     scope: OAuthScope,
     state: &str,
 ) -> url::Url {
     let app_id = app(app_id);
     let state = OAuthState::new(state).unwrap();
-    let url = h.client.authorize_url(&AuthorizeRequest {
-        app_id: &app_id,
-        kind,
-        redirect_uri: "https://app.example/cb?from=test",
-        scope,
-        state: &state,
-        force_popup: false,
-    });
+    let url = h
+        .client
+        .authorize_url(&AuthorizeRequest {
+            app_id: &app_id,
+            kind,
+            redirect_uri: "https://app.example/cb?from=test",
+            scope,
+            state: &state,
+            force_popup: false,
+        })
+        .expect("a web app has an authorize page");
     let response = no_redirects().get(&url).send().await.unwrap();
     assert_eq!(response.status(), 302, "the simulator accepted {url}");
     url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap()
@@ -54,32 +56,42 @@ async fn the_authorize_url_has_wechats_parameter_order_and_fragment() {
     let state = OAuthState::new("abc123").unwrap();
     let url = h.client.authorize_url(&AuthorizeRequest {
         app_id: &app_id,
-        kind: WebAppKind::OfficialAccount,
+        kind: AppKind::OfficialAccount,
         redirect_uri: "https://app.example/cb?x=1",
         scope: OAuthScope::UserInfo,
         state: &state,
         force_popup: false,
     });
-    assert_eq!(
-        url,
-        format!(
-            "{}/connect/oauth2/authorize?appid={OFFICIAL}&redirect_uri=https%3A%2F%2Fapp.example%2Fcb%3Fx%3D1&response_type=code&scope=snsapi_userinfo&state=abc123#wechat_redirect",
-            h.running.base_url
-        )
+    let expected = format!(
+        "{}/connect/oauth2/authorize?appid={OFFICIAL}&redirect_uri=https%3A%2F%2Fapp.example%2Fcb%3Fx%3D1&response_type=code&scope=snsapi_userinfo&state=abc123#wechat_redirect",
+        h.running.base_url
     );
-    let website = h.client.authorize_url(&AuthorizeRequest {
-        app_id: &app(WEBSITE),
-        kind: WebAppKind::Website,
-        redirect_uri: "https://app.example/cb",
-        scope: OAuthScope::Base,
-        state: &state,
-        force_popup: false,
-    });
+    assert_eq!(url.as_deref(), Some(expected.as_str()));
+    let website = h
+        .client
+        .authorize_url(&AuthorizeRequest {
+            app_id: &app(WEBSITE),
+            kind: AppKind::Website,
+            redirect_uri: "https://app.example/cb",
+            scope: OAuthScope::Base,
+            state: &state,
+            force_popup: false,
+        })
+        .expect("a website has an authorize page");
     assert!(website.contains("/connect/qrconnect?appid="), "{website}");
     assert!(
         website.contains("&scope=snsapi_login&"),
         "websites always use snsapi_login: {website}"
     );
+    let mini_program = h.client.authorize_url(&AuthorizeRequest {
+        app_id: &app(OFFICIAL),
+        kind: AppKind::MiniProgram,
+        redirect_uri: "https://app.example/cb",
+        scope: OAuthScope::Base,
+        state: &state,
+        force_popup: false,
+    });
+    assert_eq!(mini_program, None, "a mini program has no authorize page");
 }
 
 #[tokio::test]
@@ -100,7 +112,7 @@ async fn userinfo_flow_returns_tokens_unionid_and_a_utf8_profile() {
     h.sim.set_browser_user("carol");
     let callback = authorize(
         &h,
-        WebAppKind::OfficialAccount,
+        AppKind::OfficialAccount,
         OFFICIAL,
         OAuthScope::UserInfo,
         "s1",
@@ -181,7 +193,7 @@ async fn a_base_scope_token_has_no_unionid_and_may_not_read_userinfo() {
     let h = start().await;
     let callback = authorize(
         &h,
-        WebAppKind::OfficialAccount,
+        AppKind::OfficialAccount,
         OFFICIAL,
         OAuthScope::Base,
         "s2",
@@ -206,7 +218,7 @@ async fn a_base_scope_token_has_no_unionid_and_may_not_read_userinfo() {
 #[tokio::test]
 async fn website_login_goes_through_qrconnect() {
     let h = start().await;
-    let callback = authorize(&h, WebAppKind::Website, WEBSITE, OAuthScope::Login, "s3").await;
+    let callback = authorize(&h, AppKind::Website, WEBSITE, OAuthScope::Login, "s3").await;
     let code = Code::new(query(&callback, "code").unwrap());
     let tokens = h
         .client
@@ -227,7 +239,7 @@ async fn a_declining_user_comes_back_with_state_only() {
     h.sim.set_consent(Consent::Deny);
     let callback = authorize(
         &h,
-        WebAppKind::OfficialAccount,
+        AppKind::OfficialAccount,
         OFFICIAL,
         OAuthScope::UserInfo,
         "s4",

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use wechat_types::AppKind;
+
 /// How the simulator is set up: registered apps and the knobs for quirks the docs disagree on.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
@@ -34,25 +36,25 @@ impl SimConfig {
             SimApp::new(
                 "wxd000000000000001",
                 "demo-mini-program-secret-0001",
-                SimAppKind::MiniProgram,
+                AppKind::MiniProgram,
                 Some("demo-open"),
             ),
             SimApp::new(
                 "wxd000000000000002",
                 "demo-official-account-secret-02",
-                SimAppKind::OfficialAccount,
+                AppKind::OfficialAccount,
                 Some("demo-open"),
             ),
             SimApp::new(
                 "wxd000000000000003",
                 "demo-website-secret-00000000003",
-                SimAppKind::Website,
+                AppKind::Website,
                 Some("demo-open"),
             ),
             SimApp::new(
                 "wxd000000000000004",
                 "demo-lone-mini-program-secret-4",
-                SimAppKind::MiniProgram,
+                AppKind::MiniProgram,
                 None,
             ),
         ])
@@ -72,7 +74,7 @@ pub struct SimApp {
     /// The AppSecret; a wrong one gets 40125 (WECHAT_API.md §8, §12).
     pub secret: String,
     /// Which kind of app this is; it decides which endpoints and scopes it may use.
-    pub kind: SimAppKind,
+    pub kind: AppKind,
     /// The Open Platform account the app is bound to, the namespace of unionids.
     /// `None`: the app is not bound and no unionid is ever returned for it.
     pub open_platform: Option<String>,
@@ -82,7 +84,7 @@ pub struct SimApp {
 
 impl SimApp {
     /// An app with no OAuth callback domain configured.
-    pub fn new(app_id: &str, secret: &str, kind: SimAppKind, open_platform: Option<&str>) -> Self {
+    pub fn new(app_id: &str, secret: &str, kind: AppKind, open_platform: Option<&str>) -> Self {
         Self {
             app_id: app_id.to_owned(),
             secret: secret.to_owned(),
@@ -91,15 +93,4 @@ impl SimApp {
             oauth_domain: None,
         }
     }
-}
-
-/// The kinds of WeChat app the identity service talks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SimAppKind {
-    /// A mini program: `wx.login` codes, `jscode2session`, phone numbers.
-    MiniProgram,
-    /// An Official Account: in-WeChat web OAuth (`/connect/oauth2/authorize`).
-    OfficialAccount,
-    /// A website app on the Open Platform: QR login (`/connect/qrconnect`).
-    Website,
 }

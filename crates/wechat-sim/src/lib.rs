@@ -13,6 +13,7 @@ mod app_tokens;
 mod browser;
 mod clock;
 mod config;
+mod connection_kill;
 mod endpoint;
 mod errcode;
 mod faults;
@@ -26,9 +27,11 @@ mod state;
 mod users;
 
 pub use browser::Consent;
-pub use config::{SimApp, SimAppKind, SimConfig};
+pub use config::{SimApp, SimConfig};
 pub use endpoint::Endpoint;
 pub use faults::Fault;
 pub use server::RunningSim;
 pub use simulator::Simulator;
 pub use users::{SimPhone, SimUser};
+/// The kind of a simulated app: the workspace's one app-kind enum.
+pub use wechat_types::AppKind;

@@ -1,7 +1,6 @@
 //! Serving the simulator over TCP, with a hook that lets a request kill its own connection.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -10,10 +9,10 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
 use tower::ServiceExt as _;
 
+use crate::connection_kill::ConnectionKill;
 use crate::simulator::Simulator;
 
 /// A simulator listening on a local port. Dropping it stops the server too.
@@ -73,16 +72,6 @@ impl Simulator {
     }
 }
 
-/// Lets a request drop the TCP connection it came on, with no response.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct ConnectionKill(Arc<Notify>);
-
-impl ConnectionKill {
-    pub(crate) fn trigger(&self) {
-        self.0.notify_one();
-    }
-}
-
 /// Accept until aborted. Connections live in a `JoinSet`, so aborting this task closes
 /// them all along with the listener.
 async fn accept_loop(listener: TcpListener, router: Router) {
@@ -125,7 +114,7 @@ async fn serve_connection(stream: TcpStream, router: Router) {
                 tracing::debug!(%error, "connection ended with an error");
             }
         }
-        () = kill.0.notified() => {
+        () = kill.triggered() => {
             reset_handle.arm();
             tracing::debug!("connection reset by injected fault");
         }

@@ -4,12 +4,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::browser::Consent;
-use crate::config::{SimAppKind, SimConfig};
+use crate::config::SimConfig;
 use crate::endpoint::Endpoint;
 use crate::faults::Fault;
 use crate::ids;
 use crate::state::{CODE_TTL, CodeKind, State, WEBSITE_CODE_TTL};
 use crate::users::SimUser;
+use wechat_types::AppKind;
 
 /// A fake WeChat. Cheap to clone: clones share one world.
 #[derive(Clone)]
@@ -83,7 +84,7 @@ impl Simulator {
         let website = self
             .config()
             .app(app_id)
-            .is_some_and(|app| app.kind == SimAppKind::Website);
+            .is_some_and(|app| app.kind == AppKind::Website);
         let ttl = if website { WEBSITE_CODE_TTL } else { CODE_TTL };
         let kind = CodeKind::OAuth {
             scope: scope.to_owned(),

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use reqwest::header::{CONTENT_TYPE, LOCATION};
 use url::Url;
-use wechat_sim::{Consent, SimApp, SimAppKind, SimConfig};
+use wechat_sim::{AppKind, Consent, SimApp, SimConfig};
 
 const CALLBACK: &str = "https://app.example.com/wechat/callback";
 
@@ -188,7 +188,7 @@ async fn the_callback_host_must_match_the_configured_domain() {
     let mut oa = SimApp::new(
         "wxd0000000000000aa",
         "secret-aa",
-        SimAppKind::OfficialAccount,
+        AppKind::OfficialAccount,
         None,
     );
     oa.oauth_domain = Some("app.example.com".to_owned());

@@ -7,38 +7,31 @@
 //! `WECHAT_IDENTITY_CONFIG` names the file. The environment is passed in as a
 //! list, read once in `main`, so nothing else reads it and tests need no `set_var`.
 
+mod error;
 mod overlay;
 mod schema;
 mod secret_source;
 mod validate;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+pub use error::ConfigError;
 pub use overlay::ENV_PREFIX;
 pub use schema::*;
 pub use secret_source::SecretSource;
 pub use validate::{GrpcTls, ResolvedApp, ResolvedCaller, ResolvedConfig, plaintext_problem};
+/// The kind of a configured app (`kind = "mini_program"` and so on).
+pub use wechat_types::AppKind;
 
 /// The variable that names the config file.
 pub const CONFIG_FILE_ENV: &str = "WECHAT_IDENTITY_CONFIG";
 
-/// Why the configuration cannot be used; every problem found, each with its place.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The TOML or an override does not fit the schema.
-    #[error("config does not fit the schema: {0}")]
-    Parse(String),
-    /// Values that parse but cannot work together.
-    #[error("config is invalid:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
-    Invalid(Vec<String>),
+/// The process's environment, read once, by `main`: everything else gets
+/// this list (or a test's own), so configuration stays injectable. The one
+/// place the environment is read (`clippy.toml` forbids it elsewhere).
+#[allow(clippy::disallowed_methods)]
+pub fn process_env() -> Vec<(String, String)> {
+    std::env::vars().collect()
 }
 
 impl Config {

@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use wechat_types::AppKind;
 
 use super::secret_source::SecretSource;
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Listeners, limits and shutdown.
@@ -43,7 +44,7 @@ pub struct Config {
 }
 
 /// Listeners and request handling.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// gRPC listener. Default `127.0.0.1:50051`.
@@ -99,7 +100,7 @@ pub struct ServerConfig {
 }
 
 /// A rate limit per client address: a sustained rate and a burst above it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
     /// Requests a second, sustained. Default 50 (carrier-grade NAT puts many
@@ -141,7 +142,7 @@ impl Default for ServerConfig {
 }
 
 /// TLS, and mutual TLS when `client_ca_file` is set.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM certificate chain.
@@ -153,7 +154,7 @@ pub struct TlsConfig {
 }
 
 /// The database: `sqlite://path` (embedded, one replica) or `postgres://…` (several).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// Connection URL; a password belongs in `url_secret` instead.
@@ -186,7 +187,7 @@ impl Default for DatabaseConfig {
 
 /// Redis for the shared access-token cache (tokens and refresh lease); without
 /// it the database holds them, which is shared by replicas as well.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
     /// `redis://host:port/db`; a password belongs in `url_secret`.
@@ -204,7 +205,7 @@ fn default_redis_prefix() -> String {
 }
 
 /// Keys that encrypt secrets at rest (AES-256-GCM).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EncryptionConfig {
     /// The key new values are written with.
@@ -214,7 +215,7 @@ pub struct EncryptionConfig {
 }
 
 /// One encryption key: base64 of 32 random bytes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EncryptionKeyConfig {
     /// Its id, stored beside every value it encrypts.
@@ -224,7 +225,7 @@ pub struct EncryptionKeyConfig {
 }
 
 /// Session tokens.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionConfig {
     /// JWT `iss`. Default `wechat-identity`.
@@ -284,7 +285,7 @@ impl Default for SessionConfig {
 }
 
 /// WeChat's hosts and the client's patience.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WeChatConfig {
     /// Default `https://api.weixin.qq.com`.
@@ -316,7 +317,7 @@ impl Default for WeChatConfig {
 }
 
 /// Which endpoint issues app access tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenEndpointName {
     /// `cgi-bin/stable_token`.
@@ -327,13 +328,13 @@ pub enum TokenEndpointName {
 }
 
 /// A WeChat app.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppConfig {
     /// The app id, `wx…`.
     pub app_id: String,
     /// `mini_program`, `official_account` or `website`.
-    pub kind: AppKindName,
+    pub kind: AppKind,
     /// The AppSecret, from env or a file.
     pub secret: SecretSource,
     /// URL prefixes the OAuth `return_to` must match: scheme, host (spelled
@@ -348,20 +349,8 @@ pub struct AppConfig {
     pub mp_verify_token: Option<String>,
 }
 
-/// The kind of a WeChat app.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AppKindName {
-    /// A mini program: `wx.login` codes.
-    MiniProgram,
-    /// An Official Account: web OAuth inside WeChat.
-    OfficialAccount,
-    /// A website app: QR-code login.
-    Website,
-}
-
 /// An internal service allowed to call.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CallerConfig {
     /// Its name, in logs, traces and the audit trail.
@@ -381,7 +370,7 @@ fn default_permissions() -> Vec<Permission> {
 }
 
 /// A caller permission.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Permission {
     /// Every RPC but `GetAppAccessToken`: logins, profiles, binding with
@@ -406,7 +395,7 @@ impl Permission {
 }
 
 /// The in-process simulator of the demo.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SimulatorConfig {
     /// Its listener. Default `127.0.0.1:9000`.

@@ -19,6 +19,27 @@ pub enum SecretSource {
     Value(SecretString),
 }
 
+/// Written out (a config built in code and handed to a process as a file),
+/// a source keeps its place: `{ env = … }` or `{ file = … }`. An inline value
+/// is never written: serialising one is an error, so no secret reaches a file
+/// or a log line through a serialised config.
+impl serde::Serialize for SecretSource {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error as _, SerializeMap as _};
+        let mut map = serializer.serialize_map(Some(1))?;
+        match self {
+            SecretSource::Env(name) => map.serialize_entry("env", name)?,
+            SecretSource::File(path) => map.serialize_entry("file", path)?,
+            SecretSource::Value(_) => {
+                return Err(S::Error::custom(
+                    "an inline secret is never written out: use { env = … } or { file = … }",
+                ));
+            }
+        }
+        map.end()
+    }
+}
+
 impl SecretSource {
     /// Reads the secret, looking variables up in `env`.
     ///

@@ -7,8 +7,10 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use wechat_client::{AppId, AppSecret};
+use wechat_types::AppKind;
 
-use super::{AppConfig, AppKindName, CallerConfig, Config, ConfigError, Permission};
+use super::error::ConfigError;
+use super::schema::{AppConfig, CallerConfig, Config, Permission, SessionConfig, TlsConfig};
 
 /// A configuration ready to run: secrets resolved, nothing left to check.
 #[derive(Debug)]
@@ -53,7 +55,7 @@ pub struct ResolvedApp {
     /// The app id.
     pub app_id: AppId,
     /// Its kind.
-    pub kind: AppKindName,
+    pub kind: AppKind,
     /// Its secret.
     pub secret: AppSecret,
     /// Parsed `return_to` prefixes.
@@ -225,7 +227,7 @@ impl Config {
 /// ones; zero (or less than a second: JWT times are whole seconds) is an
 /// error. Combinations that work but look like mistakes are warnings.
 fn check_session_lifetimes(
-    sessions: &super::SessionConfig,
+    sessions: &SessionConfig,
     problems: &mut Vec<String>,
     warnings: &mut Vec<String>,
 ) {
@@ -273,7 +275,7 @@ fn check_session_lifetimes(
 }
 
 /// Reads the PEM files of `server.tls`; each unreadable or non-PEM file is a problem.
-fn read_tls(tls: &super::TlsConfig, problems: &mut Vec<String>) -> Option<GrpcTls> {
+fn read_tls(tls: &TlsConfig, problems: &mut Vec<String>) -> Option<GrpcTls> {
     let mut read =
         |field: &str, path: &std::path::Path, marker: &str| match std::fs::read_to_string(path) {
             Ok(text) if text.contains(marker) => Some(text),
@@ -440,7 +442,7 @@ fn resolve_apps(
                 _ => problems.push(format!("{place}.allowed_return_to: '{prefix}' is not an absolute http(s) URL without a fragment")),
             }
         }
-        if app.kind != AppKindName::MiniProgram && allowed_return_to.is_empty() {
+        if app.kind != AppKind::MiniProgram && allowed_return_to.is_empty() {
             problems.push(format!("{place}.allowed_return_to: web apps need at least one return_to prefix for the OAuth shim"));
         }
         if let Some(token) = &app.mp_verify_token

@@ -1,8 +1,13 @@
 //! What keeps the public shim cheap to abuse: a rate limit per client
-//! address on `/oauth/*` (tower_governor, GCRA), a concurrency limit that
-//! sheds load at once instead of queueing, and a request timeout. The
-//! header-read timeout and the connection cap live with the listener
+//! address on `/oauth/*` (governor's GCRA, keyed by address), a concurrency
+//! limit that sheds load at once instead of queueing, and a request timeout.
+//! The header-read timeout and the connection cap live with the listener
 //! (`http::serve`).
+//!
+//! The rate limit is governor itself behind a few lines of middleware, not
+//! tower_governor: that crate needs governor's default features (a
+//! concurrent map, a CPU-clock crate, jitter) and a header parser of its own,
+//! six crates and two duplicate versions for what `check_key` does here.
 //!
 //! The client's address is the socket's peer, or, when that peer is one of
 //! `server.trusted_proxies`, the right-most address of `X-Forwarded-For` that
@@ -15,18 +20,19 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::num::NonZeroU32;
+
 use axum::BoxError;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
-use axum::extract::ConnectInfo;
-use axum::http::{HeaderMap, Request};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use governor::{DefaultKeyedRateLimiter, Quota};
 use ipnet::IpNet;
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
-use tower_governor::GovernorError;
-use tower_governor::governor::{GovernorConfig, GovernorConfigBuilder};
-use tower_governor::key_extractor::KeyExtractor;
 
 use crate::error::ApiError;
 use crate::http::pages::error_page;
@@ -34,7 +40,7 @@ use crate::metrics::{Metrics, WebLoginEvent};
 
 /// The limits of the shim's `/oauth/*` routes.
 #[derive(Debug, Clone)]
-pub struct OAuthLimits {
+pub(crate) struct OAuthLimits {
     /// Requests a second per client address, sustained.
     pub per_second: u32,
     /// Requests a client address may send at once above the sustained rate.
@@ -49,13 +55,13 @@ pub struct OAuthLimits {
 
 /// The shim's per-client limiter, kept so that a task can forget idle
 /// clients (`retain_recent`) and its memory stays bounded.
-pub type ClientLimiter = Arc<GovernorConfig<ClientAddress, governor::middleware::NoOpMiddleware>>;
+pub(crate) type ClientLimiter = Arc<DefaultKeyedRateLimiter<IpAddr>>;
 
 /// Parses `server.trusted_proxies` entries: addresses or CIDR blocks.
 ///
 /// # Errors
 /// The entry that is neither.
-pub fn parse_trusted_proxy(entry: &str) -> Result<IpNet, String> {
+pub(crate) fn parse_trusted_proxy(entry: &str) -> Result<IpNet, String> {
     IpNet::from_str(entry)
         .or_else(|_| IpAddr::from_str(entry).map(IpNet::from))
         .map_err(|_| format!("'{entry}' is not an IP address or CIDR block"))
@@ -63,18 +69,18 @@ pub fn parse_trusted_proxy(entry: &str) -> Result<IpNet, String> {
 
 /// The rate-limiting key: the client's address, IPv6 cut to its /64.
 #[derive(Debug, Clone)]
-pub struct ClientAddress {
+pub(crate) struct ClientAddress {
     trusted: Arc<[IpNet]>,
 }
 
 impl ClientAddress {
     /// Keys by client address, believing `X-Forwarded-For` from `trusted` peers.
-    pub fn new(trusted: Arc<[IpNet]>) -> Self {
+    pub(crate) fn new(trusted: Arc<[IpNet]>) -> Self {
         Self { trusted }
     }
 
     /// The client behind a request from `peer` with these headers.
-    pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    pub(crate) fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         let mut client = canonical(peer);
         if !self.is_trusted(client) {
             return client;
@@ -101,19 +107,6 @@ impl ClientAddress {
 
     fn is_trusted(&self, address: IpAddr) -> bool {
         self.trusted.iter().any(|net| net.contains(&address))
-    }
-}
-
-impl KeyExtractor for ClientAddress {
-    type Key = IpAddr;
-
-    fn extract<T>(&self, request: &Request<T>) -> Result<Self::Key, GovernorError> {
-        let peer = request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(peer)| peer.ip())
-            .ok_or(GovernorError::UnableToExtractKey)?;
-        Ok(bucket(self.client(peer, request.headers())))
     }
 }
 
@@ -145,55 +138,86 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
         .or_else(|| SocketAddr::from_str(hop).ok().map(|socket| socket.ip()))
 }
 
-/// The per-client limiter for `limits`.
+/// The per-client limiter for `limits`: `per_second` sustained, `burst` at once.
 ///
 /// # Errors
 /// A zero rate or burst (config validation refuses them first).
-pub fn client_limiter(limits: &OAuthLimits) -> Result<ClientLimiter, String> {
-    let period = Duration::from_nanos(1_000_000_000 / u64::from(limits.per_second.max(1)));
-    GovernorConfigBuilder::default()
-        .period(period)
-        .burst_size(limits.burst)
-        .key_extractor(ClientAddress::new(limits.trusted_proxies.clone()))
-        .finish()
-        .map(Arc::new)
-        .ok_or_else(|| "server.oauth_rate_limit: per_second and burst must be above zero".into())
+pub(crate) fn client_limiter(limits: &OAuthLimits) -> Result<ClientLimiter, String> {
+    let zero = || "server.oauth_rate_limit: per_second and burst must be above zero".to_owned();
+    let per_second = NonZeroU32::new(limits.per_second).ok_or_else(zero)?;
+    let burst = NonZeroU32::new(limits.burst).ok_or_else(zero)?;
+    Ok(Arc::new(DefaultKeyedRateLimiter::keyed(
+        Quota::per_second(per_second).allow_burst(burst),
+    )))
+}
+
+/// What the rate-limiting middleware needs.
+#[derive(Debug, Clone)]
+struct RateLimit {
+    limiter: ClientLimiter,
+    addresses: ClientAddress,
+    metrics: Arc<Metrics>,
 }
 
 /// `routes` behind the shim's limits: per-client rate limit first (the
 /// cheapest refusal), then load shedding above `max_in_flight`, then the
 /// request timeout. Refusals are the shim's plain pages.
-pub fn limit(
+pub(crate) fn limit(
     routes: Router,
     limits: &OAuthLimits,
     limiter: ClientLimiter,
     metrics: Arc<Metrics>,
 ) -> Router {
-    let rate_limit = tower_governor::GovernorLayer::new(limiter).error_handler(move |error| {
-        if matches!(error, GovernorError::TooManyRequests { .. }) {
-            metrics.web_login(WebLoginEvent::RateLimited);
-            let mut page = error_page(&ApiError::TooManyRequests);
-            page.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("1"),
-            );
-            page
-        } else {
-            error_page(&ApiError::internal(
-                "the shim served a request without its peer address",
+    let rate_limit = RateLimit {
+        limiter,
+        addresses: ClientAddress::new(limits.trusted_proxies.clone()),
+        metrics,
+    };
+    routes
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(refusal))
+                .load_shed()
+                // Global: one budget for every route (a plain concurrency
+                // limit would give each route its own).
+                .layer(GlobalConcurrencyLimitLayer::new(limits.max_in_flight))
+                .timeout(limits.request_timeout),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            rate_limit,
+            rate_limited,
+        ))
+}
+
+/// Refuses a request whose client is over its rate (a 429 page saying when
+/// to come back), before anything else looks at it.
+async fn rate_limited(State(limit): State<RateLimit>, request: Request, next: Next) -> Response {
+    let Some(ConnectInfo(peer)) = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .copied()
+    else {
+        return error_page(&ApiError::internal(
+            "the shim served a request without its peer address",
+        ));
+    };
+    let client = bucket(limit.addresses.client(peer.ip(), request.headers()));
+    if let Err(not_until) = limit.limiter.check_key(&client) {
+        limit.metrics.web_login(WebLoginEvent::RateLimited);
+        let wait = not_until
+            .wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
             ))
+            .as_secs()
+            .max(1);
+        let mut page = error_page(&ApiError::TooManyRequests);
+        if let Ok(value) = axum::http::HeaderValue::from_str(&wait.to_string()) {
+            page.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, value);
         }
-    });
-    routes.layer(
-        ServiceBuilder::new()
-            .layer(rate_limit)
-            .layer(HandleErrorLayer::new(refusal))
-            .load_shed()
-            // Global: one budget for every route (a plain concurrency limit
-            // would give each route its own).
-            .layer(GlobalConcurrencyLimitLayer::new(limits.max_in_flight))
-            .timeout(limits.request_timeout),
-    )
+        return page;
+    }
+    next.run(request).await
 }
 
 /// The page for a request the limits refused.

@@ -10,13 +10,13 @@
 //! - `trace`: a span per request.
 
 pub mod demo_page;
-pub mod limits;
-pub mod oauth;
-pub mod pages;
+pub(crate) mod limits;
+pub(crate) mod oauth;
+pub(crate) mod pages;
 mod plain_routes;
-pub mod serve;
+pub(crate) mod serve;
 mod trace;
 
-pub use oauth::{OAuthShim, oauth_routes};
-pub use plain_routes::{Readiness, ShimState, plain_routes};
-pub use trace::trace_request;
+pub(crate) use oauth::{OAuthShim, oauth_routes};
+pub(crate) use plain_routes::{Readiness, ShimState, plain_routes};
+pub(crate) use trace::trace_request;

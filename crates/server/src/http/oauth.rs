@@ -23,11 +23,12 @@ use wechat_client::Deadline;
 
 use crate::error::ApiError;
 use crate::http::pages::{error_page, redirect};
-use crate::service::{AuthorizeRequestParams, CallbackRequest, Services};
+use crate::service::Services;
+use crate::service::web_callback::{AuthorizeRequestParams, CallbackRequest};
 
 /// What the OAuth routes need.
 #[derive(Debug, Clone)]
-pub struct OAuthShim {
+pub(crate) struct OAuthShim {
     /// The service.
     pub services: Arc<Services>,
     /// The shim's public base URL, as browsers and WeChat reach it.
@@ -37,7 +38,7 @@ pub struct OAuthShim {
 }
 
 /// The authorize and callback routes.
-pub fn oauth_routes(shim: OAuthShim) -> Router {
+pub(crate) fn oauth_routes(shim: OAuthShim) -> Router {
     Router::new()
         .route("/oauth/{app_id}/authorize", get(authorize))
         .route("/oauth/{app_id}/callback", get(callback))
@@ -47,7 +48,7 @@ pub fn oauth_routes(shim: OAuthShim) -> Router {
 impl OAuthShim {
     /// Where WeChat sends the browser back for `app_id`; the host must be the
     /// app's configured callback domain in the WeChat console.
-    pub fn callback_url(&self, app_id: &str) -> String {
+    pub(crate) fn callback_url(&self, app_id: &str) -> String {
         format!(
             "{}/oauth/{app_id}/callback",
             self.public_base_url.as_str().trim_end_matches('/'),

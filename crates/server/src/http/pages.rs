@@ -18,7 +18,7 @@ const BROWSER_HEADERS: [(header::HeaderName, &str); 4] = [
 ];
 
 /// A `302 Found` to `location`.
-pub fn redirect(location: &Url) -> Response {
+pub(crate) fn redirect(location: &Url) -> Response {
     let Ok(value) = HeaderValue::from_str(location.as_str()) else {
         return error_page(&ApiError::internal(
             "redirect location is not a header value",
@@ -30,7 +30,7 @@ pub fn redirect(location: &Url) -> Response {
 }
 
 /// An HTML page for `error`, with the error table's HTTP status.
-pub fn error_page(error: &ApiError) -> Response {
+pub(crate) fn error_page(error: &ApiError) -> Response {
     let status = error.http_status();
     if status.is_server_error() {
         tracing::warn!(error = %error, "sign-in page failed");
@@ -50,11 +50,16 @@ pub fn error_page(error: &ApiError) -> Response {
 }
 
 /// The header naming an error page's reason (lower case), for scripts and tests.
-pub const ERROR_HEADER: &str = "x-wechat-identity-error";
+pub(crate) const ERROR_HEADER: &str = "x-wechat-identity-error";
 
 /// A page with `status`, a title, one paragraph and the error's reason (in
 /// lower case, for support requests); every text is escaped.
-pub fn page(status: StatusCode, title: &str, message: &str, reason: Option<&str>) -> Response {
+pub(crate) fn page(
+    status: StatusCode,
+    title: &str,
+    message: &str,
+    reason: Option<&str>,
+) -> Response {
     let reason = reason
         .map(|reason| {
             format!(
@@ -76,7 +81,7 @@ pub fn page(status: StatusCode, title: &str, message: &str, reason: Option<&str>
 
 /// An HTML response with the browser headers and a CSP that allows no
 /// script, style or resource at all.
-pub fn html(status: StatusCode, body: String) -> Response {
+pub(crate) fn html(status: StatusCode, body: String) -> Response {
     let mut response = (
         status,
         [
@@ -103,7 +108,7 @@ fn add_browser_headers(response: &mut Response) {
 
 /// `text` with HTML's special characters escaped, for element content and
 /// double-quoted attributes.
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

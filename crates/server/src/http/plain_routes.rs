@@ -13,14 +13,14 @@ use axum::routing::get;
 
 /// Whether the service can serve: database reachable, migrations applied.
 #[async_trait]
-pub trait Readiness: Send + Sync + std::fmt::Debug + 'static {
+pub(crate) trait Readiness: Send + Sync + std::fmt::Debug + 'static {
     /// `Ok` when ready; otherwise a short reason for the probe's body (no secrets).
     async fn ready(&self) -> Result<(), String>;
 }
 
 /// What the plain routes serve.
 #[derive(Debug, Clone)]
-pub struct ShimState {
+pub(crate) struct ShimState {
     /// The JWKS document.
     pub jwks: Arc<str>,
     /// `MP_verify_` tokens of the configured apps; the file's content is the token (§13).
@@ -30,7 +30,7 @@ pub struct ShimState {
 }
 
 /// The routes, ready to merge into the shim's router.
-pub fn plain_routes(state: ShimState) -> Router {
+pub(crate) fn plain_routes(state: ShimState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))

@@ -24,7 +24,7 @@ use tower::ServiceExt as _;
 
 /// The listener's limits.
 #[derive(Debug, Clone, Copy)]
-pub struct ConnectionLimits {
+pub(crate) struct ConnectionLimits {
     /// How long a client may take to send a request's headers (and how long
     /// an idle keep-alive connection stays open).
     pub header_read_timeout: Duration,
@@ -39,7 +39,7 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 ///
 /// # Errors
 /// Never: accept errors (out of file descriptors) are logged and retried.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,

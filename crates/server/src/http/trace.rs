@@ -8,7 +8,7 @@ use axum::response::Response;
 use tracing::Instrument;
 
 /// Wraps a request in its `http` span.
-pub async fn trace_request(request: Request, next: Next) -> Response {
+pub(crate) async fn trace_request(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()

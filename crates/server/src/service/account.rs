@@ -4,15 +4,14 @@ use std::time::{Duration, SystemTime};
 
 use secrecy::{ExposeSecret, SecretString};
 use storage::{
-    Account, AppKind, BindRequest, IdentityRef, ImportedIdentity, Phone, UserLookup, UserProfile,
-    WebTokens,
+    Account, BindRequest, IdentityRef, ImportedIdentity, Phone, UserLookup, UserProfile, WebTokens,
 };
 use wechat_client::{
     AppId, Code, Endpoint, ErrorKind, OpenId, UnionId, WebAccessToken, WebRefreshToken,
 };
 
 use crate::apps::Wanted;
-use crate::config::{AppKindName, ResolvedApp};
+use crate::config::ResolvedApp;
 use crate::error::ApiError;
 use crate::pb;
 use crate::validate;
@@ -21,14 +20,6 @@ use super::{Ctx, Services, convert, now, parse_user_id};
 
 /// A web access token this close to expiry is refreshed before use.
 const WEB_TOKEN_MARGIN: Duration = Duration::from_secs(60);
-
-fn stored_kind(kind: AppKindName) -> AppKind {
-    match kind {
-        AppKindName::MiniProgram => AppKind::MiniProgram,
-        AppKindName::OfficialAccount => AppKind::OfficialAccount,
-        AppKindName::Website => AppKind::Website,
-    }
-}
 
 fn identity_ref(prefix: &str, identity: &pb::WechatIdentity) -> Result<IdentityRef, ApiError> {
     let app_field = format!("{prefix}.app_id");
@@ -75,7 +66,7 @@ impl Services {
     ///
     /// # Errors
     /// See the RPC's comment in identity.proto.
-    pub async fn phone_number(
+    pub(crate) async fn phone_number(
         &self,
         ctx: &Ctx,
         request: pb::GetPhoneNumberRequest,
@@ -133,7 +124,7 @@ impl Services {
     ///
     /// # Errors
     /// See the RPC's comment in identity.proto.
-    pub async fn bind_user(
+    pub(crate) async fn bind_user(
         &self,
         ctx: &Ctx,
         request: pb::BindUserRequest,
@@ -210,7 +201,7 @@ impl Services {
             BindProof::Identity { app, identity } => (
                 identity,
                 Some(ImportedIdentity {
-                    app_kind: stored_kind(app.kind),
+                    app_kind: app.kind,
                     unionid: None,
                 }),
             ),
@@ -235,7 +226,7 @@ impl Services {
     ///
     /// # Errors
     /// `APP_NOT_FOUND`, `IDENTITY_NOT_FOUND`.
-    pub async fn unbind_user(
+    pub(crate) async fn unbind_user(
         &self,
         ctx: &Ctx,
         request: pb::UnbindUserRequest,
@@ -258,7 +249,7 @@ impl Services {
     ///
     /// # Errors
     /// See the RPC's comment in identity.proto.
-    pub async fn profile(
+    pub(crate) async fn profile(
         &self,
         ctx: &Ctx,
         request: pb::GetProfileRequest,

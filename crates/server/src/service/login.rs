@@ -17,7 +17,7 @@ impl Services {
     ///
     /// # Errors
     /// See the RPC's comment in identity.proto.
-    pub async fn mini_program_login(
+    pub(crate) async fn mini_program_login(
         &self,
         ctx: &Ctx,
         request: pb::MiniProgramLoginRequest,
@@ -49,7 +49,7 @@ impl Services {
     ///
     /// # Errors
     /// `TICKET_INVALID` for an unknown, expired or spent ticket.
-    pub async fn web_login(
+    pub(crate) async fn web_login(
         &self,
         ctx: &Ctx,
         request: pb::WebLoginRequest,

@@ -7,9 +7,7 @@ mod account;
 mod convert;
 mod login;
 mod sessions;
-mod web_callback;
-
-pub use web_callback::{AuthorizeRedirect, AuthorizeRequestParams, CallbackRequest};
+pub(crate) mod web_callback;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -24,7 +22,7 @@ use crate::sessions::jwt::TokenKeys;
 
 /// Everything the RPCs need, shared by every request.
 #[derive(Debug)]
-pub struct Services {
+pub(crate) struct Services {
     /// Users, identities, sessions.
     pub storage: storage::Storage,
     /// WeChat.
@@ -47,7 +45,7 @@ pub struct Services {
 
 /// How long session tokens live.
 #[derive(Debug, Clone, Copy)]
-pub struct Lifetimes {
+pub(crate) struct Lifetimes {
     /// Access token (JWT), never beyond the session's end.
     pub access: Duration,
     /// Refresh tokens, the session's longest life and the reuse grace.
@@ -56,7 +54,7 @@ pub struct Lifetimes {
 
 /// Who asks, and until when.
 #[derive(Debug, Clone)]
-pub struct Ctx {
+pub(crate) struct Ctx {
     /// The authenticated caller.
     pub caller: Arc<Caller>,
     /// The request's deadline.

@@ -68,7 +68,7 @@ impl Services {
     /// # Errors
     /// `REFRESH_TOKEN_INVALID`, `REFRESH_TOKEN_REUSED` (the session is
     /// revoked), `SESSION_EXPIRED`.
-    pub async fn refresh_token(
+    pub(crate) async fn refresh_token(
         &self,
         _ctx: &Ctx,
         request: pb::RefreshTokenRequest,
@@ -103,7 +103,7 @@ impl Services {
     ///
     /// # Errors
     /// `FIELD_INVALID` for an empty token; storage unavailable.
-    pub async fn verify_token(
+    pub(crate) async fn verify_token(
         &self,
         _ctx: &Ctx,
         request: pb::VerifyTokenRequest,
@@ -136,7 +136,7 @@ impl Services {
     ///
     /// # Errors
     /// `SESSION_NOT_FOUND` for an unknown session_id; an unknown refresh token succeeds.
-    pub async fn revoke_session(
+    pub(crate) async fn revoke_session(
         &self,
         ctx: &Ctx,
         request: pb::RevokeSessionRequest,
@@ -176,7 +176,7 @@ impl Services {
     ///
     /// # Errors
     /// `APP_NOT_FOUND`, WeChat errors of a fetch.
-    pub async fn app_access_token(
+    pub(crate) async fn app_access_token(
         &self,
         ctx: &Ctx,
         request: pb::GetAppAccessTokenRequest,

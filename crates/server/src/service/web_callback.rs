@@ -13,12 +13,12 @@
 use std::time::{Duration, SystemTime};
 
 use secrecy::{ExposeSecret, SecretString};
-use storage::{AppKind, IdentityLogin, WebLoginClaim, WebLoginClaimed, WebLoginOutcome, WebTokens};
+use storage::{IdentityLogin, WebLoginClaim, WebLoginClaimed, WebLoginOutcome, WebTokens};
 use url::Url;
-use wechat_client::{AuthorizeRequest, Code, Deadline, OAuthScope, OAuthState, WebAppKind};
+use wechat_client::{AuthorizeRequest, Code, Deadline, OAuthScope, OAuthState};
 
 use crate::apps::Wanted;
-use crate::config::{AppKindName, ResolvedApp};
+use crate::config::{AppKind, ResolvedApp};
 use crate::error::ApiError;
 use crate::metrics::WebLoginEvent;
 use crate::return_to;
@@ -40,7 +40,7 @@ const SNAPSHOT_USER: &str = "snapshot_user";
 
 /// The redirect that starts a browser login.
 #[derive(Debug)]
-pub struct AuthorizeRedirect {
+pub(crate) struct AuthorizeRedirect {
     /// WeChat's authorize (or qrconnect) page.
     pub wechat_url: Url,
     /// The `Set-Cookie` value binding the login to this browser.
@@ -49,7 +49,7 @@ pub struct AuthorizeRedirect {
 
 /// An authorize request as the shim received it.
 #[derive(Debug, Clone, Copy)]
-pub struct AuthorizeRequestParams<'a> {
+pub(crate) struct AuthorizeRequestParams<'a> {
     /// The app in the path.
     pub app_id: &'a str,
     /// The `return_to` parameter.
@@ -66,7 +66,7 @@ pub struct AuthorizeRequestParams<'a> {
 
 /// A callback as the shim received it.
 #[derive(Debug)]
-pub struct CallbackRequest {
+pub(crate) struct CallbackRequest {
     /// The app in the path.
     pub app_id: String,
     /// The `state` parameter.
@@ -88,7 +88,7 @@ impl Services {
     /// # Errors
     /// `AppNotFound` for an unknown or mini program app, `FieldInvalid` naming
     /// `return_to`, `scope` or `state`.
-    pub fn authorize(
+    pub(crate) fn authorize(
         &self,
         request: &AuthorizeRequestParams<'_>,
     ) -> Result<AuthorizeRedirect, ApiError> {
@@ -114,7 +114,7 @@ impl Services {
                 ApiError::field("return_to", "is not an allowed return URL for this app")
             })?;
         let scope = match app.kind {
-            AppKindName::Website => OAuthScope::Login,
+            AppKind::Website => OAuthScope::Login,
             _ => match scope.filter(|s| !s.is_empty()) {
                 None => OAuthScope::Base,
                 Some(value) => match OAuthScope::parse(value) {
@@ -157,15 +157,14 @@ impl Services {
             .map_err(|_| ApiError::internal("a generated state failed its own check"))?;
         let wechat_url = self.wechat.authorize_url(&AuthorizeRequest {
             app_id: &app.app_id,
-            kind: match app.kind {
-                AppKindName::Website => WebAppKind::Website,
-                _ => WebAppKind::OfficialAccount,
-            },
+            kind: app.kind,
             redirect_uri: callback_url,
             scope,
             state: &state,
             force_popup: false,
         });
+        let wechat_url = wechat_url
+            .ok_or_else(|| ApiError::internal("web login was started for a mini program"))?;
         self.metrics.web_login(WebLoginEvent::Started);
         Ok(AuthorizeRedirect {
             wechat_url: Url::parse(&wechat_url).map_err(ApiError::internal)?,
@@ -187,7 +186,7 @@ impl Services {
     /// `AppNotFound`, `FieldInvalid` (state, code, return_to),
     /// `LoginSessionMismatch`, `Unavailable` (storage, or a repeat that
     /// waited for the first callback in vain).
-    pub async fn web_callback(&self, request: CallbackRequest) -> Result<Url, ApiError> {
+    pub(crate) async fn web_callback(&self, request: CallbackRequest) -> Result<Url, ApiError> {
         let app = self.apps.resolve("app_id", &request.app_id, Wanted::Web)?;
         let state = request
             .state
@@ -370,10 +369,7 @@ impl Services {
         let at = now();
         Ok(Some(IdentityLogin {
             app_id: app.app_id.clone(),
-            app_kind: match app.kind {
-                AppKindName::Website => AppKind::Website,
-                _ => AppKind::OfficialAccount,
-            },
+            app_kind: app.kind,
             openid: tokens.openid,
             unionid: tokens.unionid,
             scope: Some(tokens.scope.clone()),

@@ -16,13 +16,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// The longest token accepted for verification (the contract's field limit).
-pub const MAX_TOKEN_LEN: usize = 4096;
+pub(crate) const MAX_TOKEN_LEN: usize = 4096;
 /// How far in the future `iat` may be (clock skew between replicas).
 const IAT_SKEW: Duration = Duration::from_secs(60);
 
 /// The claims of an access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Claims {
+pub(crate) struct Claims {
     /// The user_id.
     pub sub: String,
     /// The session_id.
@@ -47,7 +47,7 @@ pub struct Claims {
 
 /// A fresh `jti`: 16 bytes from the thread's CSPRNG (seeded from the OS), as
 /// unpadded base64url, 22 characters.
-pub fn new_token_id() -> String {
+pub(crate) fn new_token_id() -> String {
     let bytes: [u8; 16] = rand::random();
     B64.encode(bytes)
 }
@@ -55,7 +55,7 @@ pub fn new_token_id() -> String {
 /// Why a token did not verify; for logs and metrics only (callers just see inactive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("{}", self.as_str())]
-pub enum Rejection {
+pub(crate) enum Rejection {
     /// Not three base64url parts of JSON, or too long.
     Malformed,
     /// `alg` is not EdDSA (this blocks `none` and HMAC-confusion tokens).
@@ -72,7 +72,7 @@ pub enum Rejection {
 
 impl Rejection {
     /// The reason, for logs and metrics (`Display` prints it too).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Rejection::Malformed => "malformed",
             Rejection::Algorithm => "wrong algorithm",
@@ -86,7 +86,7 @@ impl Rejection {
 
 /// An Ed25519 signing key with its id.
 #[derive(Debug)]
-pub struct SigningKey {
+pub(crate) struct SigningKey {
     kid: String,
     pair: Ed25519KeyPair,
 }
@@ -94,14 +94,14 @@ pub struct SigningKey {
 /// A key could not be made or read.
 #[derive(Debug, thiserror::Error)]
 #[error("ed25519 key: {0}")]
-pub struct KeyError(&'static str);
+pub(crate) struct KeyError(&'static str);
 
 impl SigningKey {
     /// A new random key, with its PKCS#8 document (to store, encrypted).
     ///
     /// # Errors
     /// The system random source failed.
-    pub fn generate() -> Result<(Self, Vec<u8>), KeyError> {
+    pub(crate) fn generate() -> Result<(Self, Vec<u8>), KeyError> {
         let rng = ring::rand::SystemRandom::new();
         let pkcs8 =
             Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| KeyError("cannot generate"))?;
@@ -113,7 +113,7 @@ impl SigningKey {
     ///
     /// # Errors
     /// The document is not an Ed25519 PKCS#8 key.
-    pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, KeyError> {
+    pub(crate) fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, KeyError> {
         let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8)
             .map_err(|_| KeyError("not an Ed25519 PKCS#8 key"))?;
         let kid = key_id(pair.public_key().as_ref());
@@ -125,7 +125,7 @@ impl SigningKey {
     ///
     /// # Errors
     /// Not PEM, or not an Ed25519 key.
-    pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
+    pub(crate) fn from_pem(pem: &str) -> Result<Self, KeyError> {
         let body = pem
             .trim()
             .strip_prefix("-----BEGIN PRIVATE KEY-----")
@@ -139,17 +139,17 @@ impl SigningKey {
     }
 
     /// The key id: base64url of the first 12 bytes of SHA-256 of the public key.
-    pub fn kid(&self) -> &str {
+    pub(crate) fn kid(&self) -> &str {
         &self.kid
     }
 
     /// The public key, raw 32 bytes.
-    pub fn public_key(&self) -> &[u8] {
+    pub(crate) fn public_key(&self) -> &[u8] {
         self.pair.public_key().as_ref()
     }
 
     /// The public key as a JWK (JSON text).
-    pub fn public_jwk(&self) -> String {
+    pub(crate) fn public_jwk(&self) -> String {
         jwk(&self.kid, self.public_key()).to_string()
     }
 }
@@ -167,7 +167,7 @@ fn key_id(public_key: &[u8]) -> String {
 
 /// Signs with the current key and verifies with every published one.
 #[derive(Debug)]
-pub struct TokenKeys {
+pub(crate) struct TokenKeys {
     current: SigningKey,
     verifiers: HashMap<String, Vec<u8>>,
     issuer: String,
@@ -185,7 +185,7 @@ struct Header<'a> {
 impl TokenKeys {
     /// Keys for `issuer` and `audience`: `current` signs, `current` and every
     /// public key in `also_verify` (retired keys, raw 32 bytes) verify.
-    pub fn new(
+    pub(crate) fn new(
         current: SigningKey,
         also_verify: Vec<Vec<u8>>,
         issuer: String,
@@ -211,17 +211,17 @@ impl TokenKeys {
     }
 
     /// The JSON Web Key Set to publish at `/.well-known/jwks.json`.
-    pub fn jwks(&self) -> &str {
+    pub(crate) fn jwks(&self) -> &str {
         &self.jwks
     }
 
     /// The issuer and audience tokens carry.
-    pub fn issuer_audience(&self) -> (&str, &str) {
+    pub(crate) fn issuer_audience(&self) -> (&str, &str) {
         (&self.issuer, &self.audience)
     }
 
     /// A signed token for `claims`.
-    pub fn sign(&self, claims: &Claims) -> String {
+    pub(crate) fn sign(&self, claims: &Claims) -> String {
         let header = Header {
             alg: "EdDSA",
             typ: "JWT",
@@ -239,7 +239,7 @@ impl TokenKeys {
     ///
     /// # Errors
     /// A [`Rejection`] saying why the token is not valid.
-    pub fn verify(&self, token: &str, now: SystemTime) -> Result<Claims, Rejection> {
+    pub(crate) fn verify(&self, token: &str, now: SystemTime) -> Result<Claims, Rejection> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(Rejection::Malformed);
         }

@@ -35,7 +35,7 @@ const SHARDS: usize = 16;
 
 /// What VerifyToken answers.
 #[derive(Debug, Clone)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// The token verifies and its session is live; `user_id` is the session's
     /// current owner (a merge may have moved it off the token's `sub`).
     Active {
@@ -50,7 +50,7 @@ pub enum Verdict {
 
 /// How a verdict was reached, for `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lookup {
+pub(crate) enum Lookup {
     /// From memory: no signature check, no read.
     Memory,
     /// The signature was known; the session was read.
@@ -63,7 +63,7 @@ pub enum Lookup {
 
 impl Lookup {
     /// The metric label.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Lookup::Memory => "memory",
             Lookup::SessionRead => "session_read",
@@ -75,7 +75,7 @@ impl Lookup {
 
 /// The VerifyToken cache of one process.
 #[derive(Debug)]
-pub struct VerifyCache {
+pub(crate) struct VerifyCache {
     storage: Storage,
     shards: Box<[Mutex<Shard>]>,
     /// Entries per generation per shard; zero: nothing is kept.
@@ -118,7 +118,7 @@ impl VerifyCache {
     /// A cache of at most `entries` tokens whose session standings are trusted
     /// for at most `propagation` after the last poll of the session epoch
     /// (zero: never, every call reads the session).
-    pub fn new(storage: Storage, entries: usize, propagation: Duration) -> Self {
+    pub(crate) fn new(storage: Storage, entries: usize, propagation: Duration) -> Self {
         Self {
             storage,
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
@@ -134,7 +134,7 @@ impl VerifyCache {
     ///
     /// # Errors
     /// The session could not be read.
-    pub async fn verify(
+    pub(crate) async fn verify(
         &self,
         keys: &TokenKeys,
         token: &str,
@@ -192,7 +192,7 @@ impl VerifyCache {
 
     /// Polls the session epoch every quarter of `propagation`, for as long as
     /// the service runs. Does nothing when standings are never trusted.
-    pub async fn follow_epoch(self: Arc<Self>) {
+    pub(crate) async fn follow_epoch(self: Arc<Self>) {
         if self.propagation.is_zero() || self.generation_size == 0 {
             return;
         }

@@ -5,14 +5,16 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 use storage::RedisTokenCache;
-use wechat_client::{AccessToken, CachedToken, ForceRefreshBudget, TokenCache};
+use wechat_types::{AccessToken, CachedToken, ForceRefreshBudget, TokenCache};
 
-use crate::support::{TestDb, app, in_ci, key_ring, secs};
+use crate::support::{TestDb, app, key_ring, secs};
+use test_support::in_ci;
 
 const REDIS_ENV: &str = "WECHAT_IDENTITY_TEST_REDIS";
 const REDIS_DEFAULT: &str = "redis://127.0.0.1:6379";
 
 fn redis_url() -> String {
+    #[allow(clippy::disallowed_methods)] // the tests' own setting, not the service's config
     std::env::var(REDIS_ENV).unwrap_or_else(|_| REDIS_DEFAULT.to_owned())
 }
 

@@ -8,7 +8,7 @@ use storage::{
     AppKind, KeyRing, Phone, RekeyOptions, RekeyProgress, Storage, UserId, UserLookup,
     WebLoginClaim, WebLoginClaimed, WebLoginOutcome, WebTokens,
 };
-use wechat_client::{AccessToken, CachedToken, ForceRefreshBudget};
+use wechat_types::{AccessToken, CachedToken, ForceRefreshBudget};
 
 use crate::support::{TestDb, app, login, openid, secs, t0};
 

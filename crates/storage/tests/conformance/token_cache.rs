@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use wechat_client::{AccessToken, CachedToken, ForceRefreshBudget, TokenCache};
+use wechat_types::{AccessToken, CachedToken, ForceRefreshBudget, TokenCache};
 
 use crate::support::{TestDb, app, key_ring, secs, t0};
 

@@ -4,11 +4,12 @@
 use serde::Deserialize;
 
 use crate::client::WeChatClient;
+use crate::credentials::AppCredentials;
 use crate::deadline::Deadline;
+use crate::endpoint::Endpoint;
 use crate::error::Error;
-use crate::secret::AccessToken;
-use crate::token_manager::AppCredentials;
-use crate::transport::{Endpoint, Request};
+use crate::transport::Request;
+use wechat_types::AccessToken;
 
 /// A freshly issued app access token.
 #[derive(Debug, Clone, Deserialize)]

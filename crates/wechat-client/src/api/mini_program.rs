@@ -3,13 +3,14 @@
 use serde::Deserialize;
 
 use crate::client::WeChatClient;
+use crate::credentials::AppCredentials;
 use crate::crypto;
 use crate::deadline::Deadline;
+use crate::endpoint::Endpoint;
 use crate::error::Error;
-use crate::ids::{AppId, OpenId, UnionId};
-use crate::secret::{AccessToken, Code, SessionKey};
-use crate::token_manager::AppCredentials;
-use crate::transport::{Endpoint, Request};
+use crate::transport::Request;
+use wechat_types::{AccessToken, Code, SessionKey};
+use wechat_types::{AppId, OpenId, UnionId};
 
 /// What `jscode2session` answers for a `wx.login` code (§7). `expires_in` is no
 /// longer sent, so none is kept.

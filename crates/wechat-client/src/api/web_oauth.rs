@@ -5,21 +5,13 @@ use std::fmt;
 use serde::{Deserialize, Deserializer};
 
 use crate::client::WeChatClient;
+use crate::credentials::AppCredentials;
 use crate::deadline::Deadline;
+use crate::endpoint::Endpoint;
 use crate::error::Error;
-use crate::ids::{AppId, InvalidId, OpenId, UnionId};
-use crate::secret::{Code, WebAccessToken, WebRefreshToken};
-use crate::token_manager::AppCredentials;
-use crate::transport::{Endpoint, Request};
-
-/// The kind of app a browser authorizes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WebAppKind {
-    /// An Official Account page inside WeChat: `connect/oauth2/authorize` (§1).
-    OfficialAccount,
-    /// A website's QR-code login: `connect/qrconnect` (§6), always `snsapi_login`.
-    Website,
-}
+use crate::transport::Request;
+use wechat_types::{AppId, AppKind, InvalidId, OpenId, UnionId};
+use wechat_types::{Code, WebAccessToken, WebRefreshToken};
 
 /// What the user is asked to grant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +66,10 @@ impl OAuthState {
             || value.len() > 128
             || !value.bytes().all(|b| b.is_ascii_alphanumeric())
         {
-            return Err(InvalidId::state());
+            return Err(InvalidId::new(
+                "state",
+                "must be 1 to 128 ASCII letters and digits",
+            ));
         }
         Ok(Self(value))
     }
@@ -97,8 +92,9 @@ impl fmt::Debug for OAuthState {
 pub struct AuthorizeRequest<'a> {
     /// The Official Account or website app.
     pub app_id: &'a AppId,
-    /// Which authorize page.
-    pub kind: WebAppKind,
+    /// Which authorize page: an Official Account's (`connect/oauth2/authorize`,
+    /// §1) or a website's (`connect/qrconnect`, §6). A mini program has none.
+    pub kind: AppKind,
     /// Where WeChat sends the browser back; its host must be the app's
     /// configured callback domain (§13).
     pub redirect_uri: &'a str,
@@ -209,11 +205,13 @@ struct Ack {}
 
 impl WeChatClient {
     /// The authorize URL to redirect a browser to, with WeChat's parameters in
-    /// the exact order its regex match needs (§1) and `#wechat_redirect`.
-    pub fn authorize_url(&self, request: &AuthorizeRequest<'_>) -> String {
+    /// the exact order its regex match needs (§1) and `#wechat_redirect`;
+    /// `None` for a mini program, which has no authorize page.
+    pub fn authorize_url(&self, request: &AuthorizeRequest<'_>) -> Option<String> {
         let (page, scope) = match request.kind {
-            WebAppKind::OfficialAccount => ("/connect/oauth2/authorize", request.scope),
-            WebAppKind::Website => ("/connect/qrconnect", OAuthScope::Login),
+            AppKind::OfficialAccount => ("/connect/oauth2/authorize", request.scope),
+            AppKind::Website => ("/connect/qrconnect", OAuthScope::Login),
+            AppKind::MiniProgram => return None,
         };
         let redirect: String =
             url::form_urlencoded::byte_serialize(request.redirect_uri.as_bytes()).collect();
@@ -228,7 +226,7 @@ impl WeChatClient {
             url.push_str("&forcePopup=true");
         }
         url.push_str("#wechat_redirect");
-        url
+        Some(url)
     }
 
     /// Exchanges a web OAuth code for the user's tokens (§2).

@@ -6,17 +6,19 @@ use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use serde_json::{Map, Value, json};
 
+use super::answer::{Outcome, answer};
+use super::app_checks::authenticated_app;
+use super::params::Params;
 use crate::app_tokens::IssuedToken;
-use crate::config::SimAppKind;
 use crate::endpoint::Endpoint;
 use crate::errcode;
-use crate::routes::{Outcome, Params, answer, authenticated_app};
 use crate::simulator::Simulator;
+use wechat_types::AppKind;
 
-const ANY_KIND: [SimAppKind; 3] = [
-    SimAppKind::MiniProgram,
-    SimAppKind::OfficialAccount,
-    SimAppKind::Website,
+const ANY_KIND: [AppKind; 3] = [
+    AppKind::MiniProgram,
+    AppKind::OfficialAccount,
+    AppKind::Website,
 ];
 
 fn token_body(issued: &IssuedToken) -> Value {

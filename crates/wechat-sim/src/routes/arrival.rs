@@ -8,12 +8,12 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use super::params::Params;
+use crate::connection_kill::ConnectionKill;
 use crate::endpoint::Endpoint;
 use crate::errcode;
 use crate::faults::Fault;
 use crate::reply;
-use crate::routes::Params;
-use crate::server::ConnectionKill;
 use crate::simulator::Simulator;
 
 /// Control requests and unknown paths pass straight through.

@@ -8,10 +8,11 @@ use axum::response::{IntoResponse, Response};
 use url::Url;
 
 use crate::browser::Consent;
-use crate::config::{SimApp, SimAppKind};
+use crate::config::SimApp;
 use crate::endpoint::Endpoint;
 use crate::reply::authorize_error_page;
 use crate::simulator::Simulator;
+use wechat_types::AppKind;
 
 /// §1: the link is regex-matched; these come first, in this order.
 const REQUIRED_ORDER: [&str; 4] = ["appid", "redirect_uri", "response_type", "scope"];
@@ -96,9 +97,9 @@ fn check_request<'a>(
     }
     let app = page_app(sim, endpoint, app_id)?;
     let allowed: &[&str] = match app.kind {
-        SimAppKind::OfficialAccount => &["snsapi_base", "snsapi_userinfo"],
-        SimAppKind::Website => &["snsapi_login"],
-        SimAppKind::MiniProgram => &[],
+        AppKind::OfficialAccount => &["snsapi_base", "snsapi_userinfo"],
+        AppKind::Website => &["snsapi_login"],
+        AppKind::MiniProgram => &[],
     };
     if !scope.split(',').all(|part| allowed.contains(&part)) {
         return Err(page_error(Some(10005), "scope"));
@@ -154,9 +155,9 @@ fn page_app<'a>(
         .app(app_id)
         .ok_or(page_error(Some(10012), "appid"))?;
     match (endpoint, app.kind) {
-        (Endpoint::OAuthAuthorize, SimAppKind::OfficialAccount)
-        | (Endpoint::QrConnect, SimAppKind::Website) => Ok(app),
-        (Endpoint::OAuthAuthorize, SimAppKind::Website) => Err(page_error(Some(10016), "appid")),
+        (Endpoint::OAuthAuthorize, AppKind::OfficialAccount)
+        | (Endpoint::QrConnect, AppKind::Website) => Ok(app),
+        (Endpoint::OAuthAuthorize, AppKind::Website) => Err(page_error(Some(10016), "appid")),
         _ => Err(page_error(Some(10012), "appid")),
     }
 }

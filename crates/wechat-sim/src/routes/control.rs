@@ -15,11 +15,11 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use super::params::Params;
 use crate::browser::Consent;
 use crate::endpoint::Endpoint;
 use crate::faults::Fault;
 use crate::reply::bad_control_input;
-use crate::routes::Params;
 use crate::simulator::Simulator;
 use crate::users::SimUser;
 

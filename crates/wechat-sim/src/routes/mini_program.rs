@@ -8,13 +8,15 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
 
-use crate::config::SimAppKind;
+use super::answer::{Outcome, answer};
+use super::app_checks::{app_of_access_token, authenticated_app};
+use super::params::Params;
 use crate::endpoint::Endpoint;
 use crate::errcode;
 use crate::ids;
-use crate::routes::{Outcome, Params, answer, app_of_access_token, authenticated_app};
 use crate::simulator::Simulator;
 use crate::state::{CodeKind, CodeRefusal};
+use wechat_types::AppKind;
 
 /// `GET /sns/jscode2session?appid&secret&js_code&grant_type=authorization_code`.
 pub(crate) async fn js_code2_session(
@@ -30,7 +32,7 @@ fn exchange_login_code(sim: &Simulator, params: &Params) -> Outcome {
         sim,
         params.get("appid"),
         params.get("secret"),
-        &[SimAppKind::MiniProgram],
+        &[AppKind::MiniProgram],
     )?;
     if params.get("grant_type") != Some("authorization_code") {
         return Err(errcode::INVALID_GRANT_TYPE);
@@ -70,7 +72,7 @@ fn exchange_phone_code(sim: &Simulator, params: &Params, body: &[u8]) -> Outcome
     let mut state = sim.state();
     let app_id = app_of_access_token(&state, params.get("access_token"))?;
     let app = sim.config().app(&app_id).ok_or(errcode::INVALID_APPID)?;
-    if app.kind != SimAppKind::MiniProgram {
+    if app.kind != AppKind::MiniProgram {
         return Err(errcode::API_UNAUTHORIZED);
     }
     // WECHAT_API.md §10: a form-encoded body gets 47001.

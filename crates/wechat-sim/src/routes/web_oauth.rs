@@ -5,16 +5,19 @@ use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use crate::config::{SimApp, SimAppKind};
+use super::answer::{Outcome, answer};
+use super::app_checks::{app_of_kind, authenticated_app};
+use super::params::Params;
+use crate::config::SimApp;
 use crate::endpoint::Endpoint;
 use crate::errcode;
 use crate::ids;
 use crate::oauth_tokens::{AccessRefusal, OAuthGrant, OAuthIssued, RefreshRefusal};
-use crate::routes::{Outcome, Params, answer, app_of_kind, authenticated_app};
 use crate::simulator::Simulator;
 use crate::state::{CodeKind, CodeRefusal};
+use wechat_types::AppKind;
 
-const WEB_KINDS: [SimAppKind; 2] = [SimAppKind::OfficialAccount, SimAppKind::Website];
+const WEB_KINDS: [AppKind; 2] = [AppKind::OfficialAccount, AppKind::Website];
 
 /// Scopes that show the consent page and unlock the profile (and the unionid).
 fn grants_profile(scope: &str) -> bool {
@@ -70,7 +73,7 @@ fn exchange_oauth_code(sim: &Simulator, params: &Params) -> Outcome {
 /// comes only with a profile scope and a bound app.
 fn grant_for(app: &SimApp, user: &str, scope: String, snapshot_user: bool) -> OAuthGrant {
     let snapshot = snapshot_user
-        && app.kind == SimAppKind::OfficialAccount
+        && app.kind == AppKind::OfficialAccount
         && scope.split(',').any(|part| part == "snsapi_userinfo");
     let openid = if snapshot {
         ids::snapshot_openid(&app.app_id, user)

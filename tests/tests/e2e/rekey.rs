@@ -10,13 +10,17 @@ use std::time::Duration;
 use e2e::binary::{Running, free_port, run};
 use e2e::postgres::TestDatabase;
 use e2e::web::{Browser, param, redirect_of};
-use e2e::{ADMIN_KEY, Backend, MINI, OFFICIAL, RETURN_TO};
+use e2e::{ADMIN_KEY, Backend, MINI, OFFICIAL, RETURN_TO, ServiceConfig};
+use server::config::{
+    EncryptionConfig, EncryptionKeyConfig, Permission, SecretSource, SimulatorConfig,
+};
 use server::pb::get_profile_request::Lookup;
 use server::pb::identity_service_client::IdentityServiceClient;
 use server::pb::{
     GetAppAccessTokenRequest, GetPhoneNumberRequest, GetProfileRequest, MiniProgramLoginRequest,
     VerifyTokenRequest, WebLoginRequest,
 };
+use test_support::config::loopback;
 
 const START: Duration = Duration::from_secs(30);
 
@@ -24,41 +28,45 @@ type Client = IdentityServiceClient<
     tonic::service::interceptor::InterceptedService<tonic::transport::Channel, e2e::Bearer>,
 >;
 
-/// A config on `database_url` whose keys come from the environment: k1 only,
-/// until the env overrides below add k2.
-fn write_config(dir: &Path, database_url: &str, grpc: u16, http: u16, sim: u16) {
-    let admin = free_port();
-    let config = format!(
-        r#"
-        [server]
-        grpc_listen = "127.0.0.1:{grpc}"
-        http_listen = "127.0.0.1:{http}"
-        admin_listen = "127.0.0.1:{admin}"
-        public_base_url = "http://127.0.0.1:{http}"
-        shutdown_grace = "3s"
-        [database]
-        url = "{database_url}"
-        [encryption]
-        current_key_id = "k1"
-        keys = [{{ id = "k1", key = {{ env = "KEY_K1" }} }}]
-        [[apps]]
-        app_id = "{MINI}"
-        kind = "mini_program"
-        secret = {{ value = "demo-mini-program-secret-0001" }}
-        [[apps]]
-        app_id = "{OFFICIAL}"
-        kind = "official_account"
-        secret = {{ value = "demo-official-account-secret-02" }}
-        allowed_return_to = ["{RETURN_TO}"]
-        [[callers]]
-        name = "ops"
-        key = {{ value = "{ADMIN_KEY}" }}
-        permissions = ["core", "import", "admin"]
-        [simulator]
-        listen = "127.0.0.1:{sim}"
-        "#
-    );
-    std::fs::write(dir.join("config.toml"), config).unwrap();
+/// A config on `database_url` whose encryption keys come from the
+/// environment: k1 only, until the env overrides below add k2. Answers the
+/// environment its other secrets are read from.
+fn write_config(
+    dir: &Path,
+    database_url: &str,
+    grpc: u16,
+    http: u16,
+    sim: u16,
+) -> Vec<(String, String)> {
+    let mut built = ServiceConfig::new(database_url)
+        .listening(loopback(grpc), loopback(http), loopback(free_port()))
+        .with_caller(
+            "ops",
+            ADMIN_KEY,
+            &[Permission::Core, Permission::Import, Permission::Admin],
+        );
+    let config = &mut built.config;
+    config.server.shutdown_grace = Duration::from_secs(3);
+    config.encryption = EncryptionConfig {
+        current_key_id: "k1".into(),
+        keys: vec![EncryptionKeyConfig {
+            id: "k1".into(),
+            key: SecretSource::Env("KEY_K1".into()),
+        }],
+    };
+    config
+        .apps
+        .retain(|app| [MINI, OFFICIAL].contains(&app.app_id.as_str()));
+    config.simulator = Some(SimulatorConfig {
+        listen: loopback(sim),
+        latency: Duration::ZERO,
+    });
+    built.write(dir);
+    built
+        .env
+        .into_iter()
+        .filter(|(name, _)| !name.contains("ENCRYPTION_KEY"))
+        .collect()
 }
 
 async fn client(grpc: u16) -> Client {
@@ -117,11 +125,16 @@ async fn rekey_moves_everything_to_the_new_key_and_the_old_key_can_leave_the_con
         },
     };
     let (grpc, http, sim) = (free_port(), free_port(), free_port());
-    write_config(dir.path(), &database_url, grpc, http, sim);
+    let secrets = write_config(dir.path(), &database_url, grpc, http, sim);
     let config = dir.path().join("config.toml");
     let config = config.to_str().unwrap();
     let (k1, k2) = (e2e::encryption_key(), e2e::encryption_key());
-    let only_k1 = vec![("KEY_K1", k1.as_str()), ("RUST_LOG", "info")];
+    let secrets: Vec<(&str, &str)> = secrets
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    let mut only_k1 = vec![("KEY_K1", k1.as_str()), ("RUST_LOG", "info")];
+    only_k1.extend(secrets.iter().copied());
     let mut rotated = only_k1.clone();
     rotated.extend([
         ("KEY_K2", k2.as_str()),
@@ -129,13 +142,14 @@ async fn rekey_moves_everything_to_the_new_key_and_the_old_key_can_leave_the_con
         ("WECHAT_IDENTITY__ENCRYPTION__KEYS__1__ID", "k2"),
         ("WECHAT_IDENTITY__ENCRYPTION__KEYS__1__KEY__ENV", "KEY_K2"),
     ]);
-    let only_k2 = vec![
+    let mut only_k2 = vec![
         ("KEY_K2", k2.as_str()),
         ("RUST_LOG", "info"),
         ("WECHAT_IDENTITY__ENCRYPTION__CURRENT_KEY_ID", "k2"),
         ("WECHAT_IDENTITY__ENCRYPTION__KEYS__0__ID", "k2"),
         ("WECHAT_IDENTITY__ENCRYPTION__KEYS__0__KEY__ENV", "KEY_K2"),
     ];
+    only_k2.extend(secrets.iter().copied());
 
     let (status, output) = run(&["--config", config, "check-config"], dir.path(), &only_k1).await;
     assert!(status.success(), "{output}");
@@ -314,12 +328,9 @@ async fn rekey_moves_everything_to_the_new_key_and_the_old_key_can_leave_the_con
     assert!(server.exit(Duration::from_secs(10)).await.success());
 
     // A value under a key the config lacks is a problem check-config names.
-    let (status, output) = run(
-        &["--config", config, "check-config"],
-        dir.path(),
-        &[("KEY_K1", k1.as_str()), ("RUST_LOG", "info")],
-    )
-    .await;
+    let mut k1_again = vec![("KEY_K1", k1.as_str()), ("RUST_LOG", "info")];
+    k1_again.extend(secrets.iter().copied());
+    let (status, output) = run(&["--config", config, "check-config"], dir.path(), &k1_again).await;
     assert_eq!(status.code(), Some(2), "{output}");
     assert!(
         output.contains("are under key id \"k2\", which is not in encryption.keys"),

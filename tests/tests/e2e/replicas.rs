@@ -11,9 +11,11 @@ use std::time::Duration;
 use e2e::binary::{Running, free_port};
 use e2e::postgres::TestDatabase;
 use e2e::web::{Browser, param, redirect_of};
-use e2e::{ADMIN_KEY, Bearer, MINI, OFFICIAL, RETURN_TO};
+use e2e::{ADMIN_KEY, Bearer, MINI, OFFICIAL, RETURN_TO, ServiceConfig};
+use server::config::{Permission, RedisConfig};
 use server::pb::identity_service_client::IdentityServiceClient;
 use server::pb::{GetPhoneNumberRequest, WebLoginRequest};
+use test_support::config::loopback;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use wechat_sim::{Endpoint, SimConfig, Simulator};
@@ -38,53 +40,33 @@ async fn start_replicas(
     redis_prefix: Option<&str>,
     dir: &std::path::Path,
 ) -> Vec<Replica> {
-    let key = e2e::encryption_key();
+    // One key for all: ServiceConfig::new makes a fresh one per config.
+    let shared = ServiceConfig::new(&database.url);
     let mut replicas = Vec::new();
     for index in 0..REPLICAS {
         let (grpc, http, admin) = (free_port(), free_port(), free_port());
-        let config = format!(
-            r#"
-            [server]
-            grpc_listen = "127.0.0.1:{grpc}"
-            http_listen = "127.0.0.1:{http}"
-            admin_listen = "127.0.0.1:{admin}"
-            public_base_url = "http://127.0.0.1:{http}"
-            [database]
-            url = "{url}"
-            [encryption]
-            current_key_id = "k1"
-            keys = [{{ id = "k1", key = {{ env = "ENCRYPTION_KEY" }} }}]
-            [wechat]
-            api_base = "{wechat}"
-            api_fallback = ""
-            open_base = "{wechat}"
-            [[apps]]
-            app_id = "{MINI}"
-            kind = "mini_program"
-            secret = {{ value = "demo-mini-program-secret-0001" }}
-            [[apps]]
-            app_id = "{OFFICIAL}"
-            kind = "official_account"
-            secret = {{ value = "demo-official-account-secret-02" }}
-            allowed_return_to = ["{RETURN_TO}"]
-            [[callers]]
-            name = "ops"
-            key = {{ value = "{ADMIN_KEY}" }}
-            permissions = ["core", "admin"]
-            {redis}
-            "#,
-            url = database.url,
-            redis = redis_prefix
-                .map(|prefix| format!("[redis]\nurl = \"{REDIS}\"\nkey_prefix = \"{prefix}\""))
-                .unwrap_or_default(),
-        );
+        let mut built = ServiceConfig::new(&database.url)
+            .listening(loopback(grpc), loopback(http), loopback(admin))
+            .wechat_at(wechat)
+            .with_caller("ops", ADMIN_KEY, &[Permission::Core, Permission::Admin]);
+        built.config.encryption = shared.config.encryption.clone();
+        built.env.extend(shared.env.iter().cloned());
+        built
+            .config
+            .apps
+            .retain(|app| [MINI, OFFICIAL].contains(&app.app_id.as_str()));
+        if let Some(prefix) = redis_prefix {
+            built.config.redis = Some(RedisConfig {
+                url: Some(REDIS.into()),
+                url_secret: None,
+                key_prefix: prefix.into(),
+            });
+        }
         let path = dir.join(format!("replica-{index}.toml"));
-        std::fs::write(&path, config).unwrap();
-        let process = Running::start(
-            &["--config", path.to_str().unwrap()],
-            dir,
-            &[("ENCRYPTION_KEY", &key), ("RUST_LOG", "info")],
-        );
+        std::fs::write(&path, built.to_toml()).unwrap();
+        let mut env = built.env_pairs();
+        env.push(("RUST_LOG", "info"));
+        let process = Running::start(&["--config", path.to_str().unwrap()], dir, &env);
         replicas.push(Replica {
             process,
             grpc,

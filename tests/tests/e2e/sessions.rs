@@ -26,12 +26,12 @@ async fn logged_in(app: &TestApp, client: &mut Client) -> (String, Session) {
     (response.user_id, response.session.unwrap())
 }
 
-/// The defaults on `backend`, with `[sessions]` set as `sessions` (TOML lines).
-fn with_sessions(backend: Backend, sessions: &str) -> Options {
-    Options {
-        extra_toml: format!("[sessions]\n{sessions}"),
-        ..Options::on(backend)
-    }
+/// The defaults on `backend`, with `[sessions]` changed by `change`.
+fn with_sessions(
+    backend: Backend,
+    change: impl Fn(&mut server::config::SessionConfig) + Send + Sync + 'static,
+) -> Options {
+    Options::on(backend).configure(move |config| change(&mut config.config.sessions))
 }
 
 async fn refresh(client: &mut Client, refresh_token: &str) -> Result<Session, tonic::Status> {
@@ -112,7 +112,10 @@ async fn verify_token_describes_an_active_token(backend: Backend) {
 async fn refresh_rotates_and_a_reused_token_revokes_the_session(backend: Backend) {
     // Without a reuse grace, as before there was one: the very next
     // presentation of a rotated token revokes.
-    let Some(app) = spawn_with(with_sessions(backend, r#"refresh_reuse_grace = "0s""#)).await
+    let Some(app) = spawn_with(with_sessions(backend, |sessions| {
+        sessions.refresh_reuse_grace = Duration::ZERO;
+    }))
+    .await
     else {
         return;
     };
@@ -225,9 +228,11 @@ async fn kid_of(app: &TestApp) -> (String, String) {
 }
 
 async fn a_configured_signing_key_signs_instead_of_a_generated_one(backend: Backend) {
-    let configured = || Options {
-        extra_toml: format!("[sessions]\nsigning_key = {{ value = {SIGNING_KEY_PEM:?} }}"),
-        ..Options::on(backend)
+    let configured = || {
+        Options::on(backend).configure(|config| {
+            let key = config.secret("SIGNING_KEY", SIGNING_KEY_PEM);
+            config.config.sessions.signing_key = Some(key);
+        })
     };
     let Some(first) = spawn_with(configured()).await else {
         return;
@@ -327,7 +332,10 @@ async fn a_refresh_retried_within_the_grace_keeps_the_session(backend: Backend) 
 }
 
 async fn reuse_after_the_grace_or_of_an_older_token_revokes_the_session(backend: Backend) {
-    let Some(app) = spawn_with(with_sessions(backend, r#"refresh_reuse_grace = "1s""#)).await
+    let Some(app) = spawn_with(with_sessions(backend, |sessions| {
+        sessions.refresh_reuse_grace = Duration::from_secs(1);
+    }))
+    .await
     else {
         return;
     };
@@ -361,10 +369,11 @@ async fn reuse_after_the_grace_or_of_an_older_token_revokes_the_session(backend:
 
 async fn a_session_ends_at_its_max_lifetime(backend: Backend) {
     // Durations of seconds are fine (access_ttl = refresh_ttl only warns).
-    let Some(app) = spawn_with(with_sessions(
-        backend,
-        "access_ttl = \"2s\"\nrefresh_ttl = \"2s\"\nmax_lifetime = \"3s\"",
-    ))
+    let Some(app) = spawn_with(with_sessions(backend, |sessions| {
+        sessions.access_ttl = Duration::from_secs(2);
+        sessions.refresh_ttl = Duration::from_secs(2);
+        sessions.max_lifetime = Duration::from_secs(3);
+    }))
     .await
     else {
         return;

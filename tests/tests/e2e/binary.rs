@@ -8,13 +8,17 @@ use std::time::Duration;
 
 use e2e::binary::{Running, free_port, run};
 use e2e::web::{Browser, param, redirect_of};
-use e2e::{ADMIN_KEY, MINI, OFFICIAL, RETURN_TO, in_ci};
+use e2e::{ADMIN_KEY, MINI, OFFICIAL, RETURN_TO, ServiceConfig, in_ci};
+use server::config::{
+    CallerConfig, EncryptionConfig, EncryptionKeyConfig, Permission, SecretSource, SimulatorConfig,
+};
 use server::pb::get_profile_request::Lookup;
 use server::pb::identity_service_client::IdentityServiceClient;
 use server::pb::{
     GetAppAccessTokenRequest, GetPhoneNumberRequest, GetProfileRequest, MiniProgramLoginRequest,
     RefreshTokenRequest, VerifyTokenRequest, WebLoginRequest,
 };
+use test_support::config::loopback;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -34,44 +38,49 @@ struct Setup {
 }
 
 impl Setup {
-    fn new(sim_latency: &str) -> Self {
+    /// The config a deployment would write: secrets from the environment
+    /// and from a file, the simulator in-process answering after `sim_latency`.
+    fn new(sim_latency: Duration) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (grpc, http, admin, sim) = (free_port(), free_port(), free_port(), free_port());
-        let config = format!(
-            r#"
-            [server]
-            grpc_listen = "127.0.0.1:{grpc}"
-            http_listen = "127.0.0.1:{http}"
-            admin_listen = "127.0.0.1:{admin}"
-            public_base_url = "http://127.0.0.1:{http}"
-            shutdown_grace = "3s"
-            [database]
-            url = "sqlite://{db}"
-            [encryption]
-            current_key_id = "k1"
-            keys = [{{ id = "k1", key = {{ env = "TEST_ENCRYPTION_KEY" }} }}]
-            [[apps]]
-            app_id = "{MINI}"
-            kind = "mini_program"
-            secret = {{ env = "MINI_SECRET" }}
-            [[apps]]
-            app_id = "{OFFICIAL}"
-            kind = "official_account"
-            secret = {{ file = "{secret_file}" }}
-            allowed_return_to = ["{RETURN_TO}"]
-            [[callers]]
-            name = "ops"
-            key = {{ env = "OPS_KEY" }}
-            permissions = ["core", "import", "admin"]
-            [simulator]
-            listen = "127.0.0.1:{sim}"
-            latency = "{sim_latency}"
-            "#,
-            db = dir.path().join("identity.db").display(),
-            secret_file = dir.path().join("official.secret").display(),
+        let database = format!("sqlite://{}", dir.path().join("identity.db").display());
+        let secret_file = dir.path().join("official.secret");
+        std::fs::write(&secret_file, OFFICIAL_SECRET).unwrap();
+        let mut built = ServiceConfig::new(&database).listening(
+            loopback(grpc),
+            loopback(http),
+            loopback(admin),
         );
-        std::fs::write(dir.path().join("official.secret"), OFFICIAL_SECRET).unwrap();
-        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        let config = &mut built.config;
+        config.server.shutdown_grace = Duration::from_secs(3);
+        config.encryption = EncryptionConfig {
+            current_key_id: "k1".into(),
+            keys: vec![EncryptionKeyConfig {
+                id: "k1".into(),
+                key: SecretSource::Env("TEST_ENCRYPTION_KEY".into()),
+            }],
+        };
+        config
+            .apps
+            .retain(|app| [MINI, OFFICIAL].contains(&app.app_id.as_str()));
+        for app in &mut config.apps {
+            app.secret = if app.app_id == MINI {
+                SecretSource::Env("MINI_SECRET".into())
+            } else {
+                SecretSource::File(secret_file.clone())
+            };
+        }
+        config.callers = vec![CallerConfig {
+            name: "ops".into(),
+            key: Some(SecretSource::Env("OPS_KEY".into())),
+            key_sha256: None,
+            permissions: vec![Permission::Core, Permission::Import, Permission::Admin],
+        }];
+        config.simulator = Some(SimulatorConfig {
+            listen: loopback(sim),
+            latency: sim_latency,
+        });
+        built.write(dir.path());
         let key = e2e::encryption_key();
         Self {
             dir,
@@ -140,7 +149,7 @@ async fn json(url: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn nothing_secret_reaches_the_logs_of_a_full_flow_even_at_trace() {
-    let setup = Setup::new("0s");
+    let setup = Setup::new(Duration::ZERO);
     let mut server = setup.start("trace");
     server.wait_for("wechat-identity serving", START).await;
     let mut client = client(setup.channel().await);
@@ -322,7 +331,7 @@ async fn nothing_secret_reaches_the_logs_of_a_full_flow_even_at_trace() {
 
 #[tokio::test]
 async fn sigterm_reports_not_serving_drains_the_call_in_flight_and_exits_0() {
-    let setup = Setup::new("1500ms");
+    let setup = Setup::new(Duration::from_millis(1500));
     let mut server = setup.start("info");
     server.wait_for("wechat-identity serving", START).await;
     let channel = setup.channel().await;
@@ -367,7 +376,7 @@ async fn sigterm_reports_not_serving_drains_the_call_in_flight_and_exits_0() {
 
 #[tokio::test]
 async fn check_config_lists_every_problem_and_migrate_prepares_the_database() {
-    let setup = Setup::new("0s");
+    let setup = Setup::new(Duration::ZERO);
     let config = setup.dir.path().join("config.toml");
     let config = config.to_str().unwrap();
     let (status, output) = run(
@@ -455,7 +464,7 @@ async fn check_config_lists_every_problem_and_migrate_prepares_the_database() {
 
 #[tokio::test]
 async fn grpc_in_clear_off_loopback_is_refused_at_start_unless_allowed_and_then_warned() {
-    let setup = Setup::new("0s");
+    let setup = Setup::new(Duration::ZERO);
     let config = setup.dir.path().join("config.toml");
     let grpc = format!("0.0.0.0:{}", free_port());
     let mut env = setup.env("info");
@@ -666,7 +675,7 @@ async fn a_mini_program_login_is_traced_over_otlp_in_the_callers_trace_without_s
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
 
-    let setup = Setup::new("0s");
+    let setup = Setup::new(Duration::ZERO);
     let mut server = setup.start_with(
         "info",
         &[

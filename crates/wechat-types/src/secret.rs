@@ -74,8 +74,9 @@ secret!(
     Code
 );
 
-/// Compares two byte strings without an early exit on the first difference.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares two byte strings without an early exit on the first difference
+/// (the length is not hidden).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -41,10 +41,9 @@ async fn wait_for(app: &TestApp, wanted: ServingStatus) {
 
 #[tokio::test]
 async fn health_is_not_serving_while_postgres_is_unreachable_and_serving_once_it_is_back() {
-    let Some(app) = spawn_with(Options {
-        server_toml: r#"health_check_interval = "200ms""#.into(),
-        ..Options::on(Backend::Postgres)
-    })
+    let Some(app) = spawn_with(Options::on(Backend::Postgres).configure(|config| {
+        config.config.server.health_check_interval = Duration::from_millis(200);
+    }))
     .await
     else {
         return;

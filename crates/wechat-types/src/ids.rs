@@ -13,11 +13,10 @@ pub struct InvalidId {
 }
 
 impl InvalidId {
-    pub(crate) fn state() -> Self {
-        Self {
-            what: "state",
-            problem: "must be 1 to 128 ASCII letters and digits",
-        }
+    /// An error saying `what` (the field) broke a rule: `problem` completes the
+    /// sentence ("state" "must be 1 to 128 ASCII letters and digits").
+    pub fn new(what: &'static str, problem: &'static str) -> Self {
+        Self { what, problem }
     }
 }
 

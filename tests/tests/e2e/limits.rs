@@ -97,13 +97,16 @@ async fn a_few_hundred_concurrent_calls_are_all_served(backend: Backend) {
 }
 
 /// The shim with a rate limit of 5 requests at once, then 1 a second.
-async fn spawn_limited(backend: Backend, trusted_proxies: &str) -> Option<TestApp> {
-    spawn_with(Options {
-        server_toml: format!(
-            "oauth_rate_limit = {{ per_second = 1, burst = 5 }}\ntrusted_proxies = [{trusted_proxies}]"
-        ),
-        ..Options::on(backend)
-    })
+async fn spawn_limited(
+    backend: Backend,
+    trusted_proxies: &'static [&'static str],
+) -> Option<TestApp> {
+    spawn_with(Options::on(backend).configure(move |config| {
+        let server = &mut config.config.server;
+        server.oauth_rate_limit.per_second = 1;
+        server.oauth_rate_limit.burst = 5;
+        server.trusted_proxies = trusted_proxies.iter().map(|p| (*p).to_owned()).collect();
+    }))
     .await
 }
 
@@ -123,7 +126,7 @@ async fn authorize_as(app: &TestApp, forwarded_for: &str) -> u16 {
 async fn the_shim_limits_each_client_address_and_believes_forwarded_for_only_from_its_proxies(
     backend: Backend,
 ) {
-    let Some(app) = spawn_limited(backend, r#""127.0.0.1""#).await else {
+    let Some(app) = spawn_limited(backend, &["127.0.0.1"]).await else {
         return;
     };
     for _ in 0..5 {
@@ -161,7 +164,7 @@ async fn the_shim_limits_each_client_address_and_believes_forwarded_for_only_fro
     app.stop().await;
 
     // Without a trusted proxy, the header is the client's own claim: ignored.
-    let Some(app) = spawn_limited(backend, "").await else {
+    let Some(app) = spawn_limited(backend, &[]).await else {
         return;
     };
     for n in 0..5 {
@@ -191,10 +194,9 @@ async fn the_shim_limits_each_client_address_and_believes_forwarded_for_only_fro
 }
 
 async fn a_client_that_trickles_its_headers_is_cut_off(backend: Backend) {
-    let Some(app) = spawn_with(Options {
-        server_toml: "http_header_read_timeout = \"1s\"".into(),
-        ..Options::on(backend)
-    })
+    let Some(app) = spawn_with(Options::on(backend).configure(|config| {
+        config.config.server.http_header_read_timeout = Duration::from_secs(1);
+    }))
     .await
     else {
         return;
