@@ -13,14 +13,14 @@ use crate::config::{
 };
 
 /// The demo's data folder.
-pub const DATA_DIR: &str = "./data";
+pub(crate) const DATA_DIR: &str = "./data";
 const KEY_FILE: &str = "encryption.key";
 
 /// The demo configuration: apps are the simulator's demo apps.
 ///
 /// # Errors
 /// The data folder or key file could not be created or read.
-pub fn config(data_dir: &Path) -> Result<Config, String> {
+pub(crate) fn config(data_dir: &Path) -> Result<Config, String> {
     std::fs::create_dir_all(data_dir)
         .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
     let key_path = data_dir.join(KEY_FILE);
@@ -97,7 +97,7 @@ fn write_private(path: &Path, content: &str) -> Result<(), String> {
 }
 
 /// The banner: what runs where, and commands to try.
-pub fn banner(
+pub(crate) fn banner(
     grpc: SocketAddr,
     http: SocketAddr,
     admin: SocketAddr,

@@ -27,7 +27,7 @@ const COUNT_BATCH: u32 = 1000;
 /// What `check-config` says about the keys: one line per key, and problems
 /// an operator must fix (values no configured key can read).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeyCheck {
+pub(crate) struct KeyCheck {
     /// One line per configured key.
     pub lines: Vec<String>,
     /// Values under key ids the config lacks, or without a key id at all.
@@ -35,7 +35,7 @@ pub struct KeyCheck {
 }
 
 /// Describes `usage` against the configured key ids (the current one first).
-pub fn describe_usage(usage: &KeyUsage, configured: &[String]) -> KeyCheck {
+pub(crate) fn describe_usage(usage: &KeyUsage, configured: &[String]) -> KeyCheck {
     let mut check = KeyCheck::default();
     for (index, id) in configured.iter().enumerate() {
         let count = usage.count(id);
@@ -82,7 +82,7 @@ fn sqlite_file(url: &str) -> Option<&str> {
 ///
 /// # Errors
 /// The database or Redis is unreachable or unreadable; the message holds no secret.
-pub async fn usage(resolved: &ResolvedConfig) -> Result<Option<KeyUsage>, String> {
+pub(crate) async fn usage(resolved: &ResolvedConfig) -> Result<Option<KeyUsage>, String> {
     if let Some(file) = sqlite_file(resolved.database_url.expose_secret())
         && (file.contains(":memory:") || !Path::new(file).exists())
     {
@@ -133,7 +133,7 @@ async fn redis_cache(
 
 /// What a rekey run did, for its last lines.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RekeySummary {
+pub(crate) struct RekeySummary {
     /// Values re-encrypted.
     pub rekeyed: u64,
     /// Values a running server rewrote meanwhile (under its own current key).
@@ -164,7 +164,7 @@ fn progress_line(progress: &RekeyProgress) -> String {
 /// # Errors
 /// The database or Redis failed, or the schema is behind the binary; batches
 /// committed before stay done, and running again goes on from there.
-pub async fn rekey(
+pub(crate) async fn rekey(
     resolved: &ResolvedConfig,
     options: &RekeyOptions,
     mut progress: impl FnMut(&str) + Send,

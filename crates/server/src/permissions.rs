@@ -66,7 +66,7 @@ pub const TABLE: &[Rule] = &[
 ];
 
 /// The permissions `rpc` needs for a request of `variant`; `None` when the
-/// table has no such row, which [`check`] refuses.
+/// table has no such row, which `check` refuses.
 pub fn needs(rpc: &str, variant: Option<&str>) -> Option<&'static [Permission]> {
     TABLE
         .iter()

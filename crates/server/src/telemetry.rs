@@ -21,7 +21,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 /// How log lines look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// One JSON object per line, for log collectors.
     Json,
     /// Readable lines, for a terminal.
@@ -29,28 +29,28 @@ pub enum LogFormat {
 }
 
 /// The filter used when `RUST_LOG` is unset.
-pub const DEFAULT_FILTER: &str = "info,sqlx=warn,hyper=warn,h2=warn,tower=warn";
+pub(crate) const DEFAULT_FILTER: &str = "info,sqlx=warn,hyper=warn,h2=warn,tower=warn";
 
 /// The standard variables this module reads (from the list `main` passes).
-pub const OTLP_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+pub(crate) const OTLP_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 /// Overrides [`OTLP_ENDPOINT_ENV`] for traces.
-pub const OTLP_TRACES_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+pub(crate) const OTLP_TRACES_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
 /// The service name on every span. Default `wechat-identity`.
-pub const SERVICE_NAME_ENV: &str = "OTEL_SERVICE_NAME";
+pub(crate) const SERVICE_NAME_ENV: &str = "OTEL_SERVICE_NAME";
 /// `true` turns traces off whatever the endpoint.
-pub const SDK_DISABLED_ENV: &str = "OTEL_SDK_DISABLED";
+pub(crate) const SDK_DISABLED_ENV: &str = "OTEL_SDK_DISABLED";
 
 /// Set once traces are exported: only then is trace context read from callers.
 static TRACING_ON: AtomicBool = AtomicBool::new(false);
 
 /// Whether spans are exported over OTLP.
-pub fn traces_enabled() -> bool {
+pub(crate) fn traces_enabled() -> bool {
     TRACING_ON.load(Ordering::Relaxed)
 }
 
 /// A logging setup could not be installed.
 #[derive(Debug, thiserror::Error)]
-pub enum TelemetryError {
+pub(crate) enum TelemetryError {
     /// `RUST_LOG` does not parse.
     #[error("RUST_LOG is not a valid filter: {0}")]
     Filter(String),
@@ -64,7 +64,7 @@ pub enum TelemetryError {
 
 /// Where traces go, from the standard OpenTelemetry variables.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OtlpConfig {
+pub(crate) struct OtlpConfig {
     /// The collector's OTLP/gRPC endpoint, e.g. `http://otel-collector:4317`.
     pub endpoint: String,
     /// `service.name` of every span.
@@ -73,7 +73,7 @@ pub struct OtlpConfig {
 
 impl OtlpConfig {
     /// The OTLP settings in `env`, or `None` when traces are off.
-    pub fn from_env(env: &[(String, String)]) -> Option<Self> {
+    pub(crate) fn from_env(env: &[(String, String)]) -> Option<Self> {
         let get = |name: &str| {
             env.iter()
                 .find(|(key, _)| key == name)
@@ -93,14 +93,14 @@ impl OtlpConfig {
 
 /// The installed telemetry; [`Telemetry::shutdown`] flushes spans still queued.
 #[derive(Debug)]
-pub struct Telemetry {
+pub(crate) struct Telemetry {
     provider: Option<SdkTracerProvider>,
 }
 
 impl Telemetry {
     /// Flushes and stops the span exporter. Call it outside the runtime's
     /// worker threads (after `block_on` returned), with the runtime still alive.
-    pub fn shutdown(self) {
+    pub(crate) fn shutdown(self) {
         if let Some(provider) = self.provider
             && let Err(error) = provider.shutdown_with_timeout(Duration::from_secs(5))
         {
@@ -116,7 +116,7 @@ impl Telemetry {
 /// # Errors
 /// A filter that does not parse, an unusable OTLP endpoint, or a second
 /// initialisation.
-pub fn init(
+pub(crate) fn init(
     format: LogFormat,
     filter: Option<&str>,
     otlp: Option<&OtlpConfig>,
@@ -219,7 +219,9 @@ impl SpanExporter for OnRuntime {
 
 /// Reads W3C trace context (`traceparent`, `tracestate`) from a caller's
 /// headers or gRPC metadata, when traces are on.
-pub fn parent_context(get: impl Fn(&str) -> Option<String>) -> Option<opentelemetry::Context> {
+pub(crate) fn parent_context(
+    get: impl Fn(&str) -> Option<String>,
+) -> Option<opentelemetry::Context> {
     if !traces_enabled() {
         return None;
     }
@@ -251,7 +253,7 @@ pub fn parent_context(get: impl Fn(&str) -> Option<String>) -> Option<openteleme
 
 /// Makes `span` a child of the caller's trace, if the caller sent one, and
 /// records its `trace_id` field (for the log lines) when traces are on.
-pub fn adopt_parent(span: &tracing::Span, get: impl Fn(&str) -> Option<String>) {
+pub(crate) fn adopt_parent(span: &tracing::Span, get: impl Fn(&str) -> Option<String>) {
     use opentelemetry::trace::TraceContextExt;
     use tracing_opentelemetry::OpenTelemetrySpanExt;
     let Some(parent) = parent_context(get) else {

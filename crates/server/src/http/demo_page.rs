@@ -15,11 +15,11 @@ use serde::Deserialize;
 use crate::http::pages::{escape, html};
 
 /// The page's path, which the demo apps allow as `return_to`.
-pub const DEMO_PATH: &str = "/demo/";
+pub(crate) const DEMO_PATH: &str = "/demo/";
 
 /// What the page links to.
 #[derive(Debug, Clone)]
-pub struct DemoPage {
+pub(crate) struct DemoPage {
     /// The shim's base URL, e.g. `http://127.0.0.1:8080`.
     pub http_base: String,
     /// The gRPC address for the grpcurl command.
@@ -38,7 +38,7 @@ struct Landing {
 }
 
 /// `GET /demo/`.
-pub fn demo_routes(page: DemoPage) -> Router {
+pub(crate) fn demo_routes(page: DemoPage) -> Router {
     Router::new()
         .route(DEMO_PATH, get(landing))
         .with_state(page)

@@ -9,7 +9,7 @@
 //! - [`serve`]: the listener (HTTP/1.1, a connection cap, a header-read timeout);
 //! - `trace`: a span per request.
 
-pub mod demo_page;
+pub(crate) mod demo_page;
 pub(crate) mod limits;
 pub(crate) mod oauth;
 pub(crate) mod pages;
