@@ -5,6 +5,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 use wechat_sim::{SimConfig, Simulator};
 
 /// A fake WeChat server for local runs and demos. No credentials needed.
@@ -21,11 +25,8 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_filter(log_filter()))
         .init();
     let args = Args::parse();
     let mut config = SimConfig::demo();
@@ -55,4 +56,14 @@ async fn main() -> ExitCode {
     tracing::info!("shutting down");
     running.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// `RUST_LOG` as a list of `target=level` (a bare level is the default), or
+/// `info` when unset or unreadable.
+#[allow(clippy::disallowed_methods)] // the simulator's one setting from the environment
+fn log_filter() -> Targets {
+    std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO))
 }
