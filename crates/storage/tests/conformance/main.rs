@@ -8,6 +8,7 @@ mod logins;
 mod maintenance;
 mod redis_cache;
 mod rekey;
+mod schema;
 mod sessions;
 mod support;
 mod token_cache;
