@@ -32,8 +32,14 @@ pub(crate) fn redirect(location: &Url) -> Response {
 /// An HTML page for `error`, with the error table's HTTP status.
 pub(crate) fn error_page(error: &ApiError) -> Response {
     let status = error.http_status();
-    if status.is_server_error() {
-        tracing::warn!(error = %error, "sign-in page failed");
+    match error {
+        // The cause goes to the log, as on the gRPC side; the page says only
+        // that something failed.
+        ApiError::Internal(cause) => tracing::error!(cause = %cause, "sign-in page failed"),
+        other if status.is_server_error() => {
+            tracing::warn!(error = %other, "sign-in page failed");
+        }
+        _ => {}
     }
     let message = match error {
         // Internal causes stay in the log.
@@ -142,5 +148,39 @@ mod tests {
         assert_eq!(response.headers()[ERROR_HEADER], "field_invalid");
         assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
         assert_eq!(response.headers()[header::REFERRER_POLICY], "no-referrer");
+    }
+
+    /// Log output captured in memory.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_internal_error_page_logs_its_cause_and_shows_none_of_it() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let response = tracing::subscriber::with_default(subscriber, || {
+            error_page(&ApiError::internal("the pool timed out after 5s"))
+        });
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let log = String::from_utf8_lossy(&captured.0.lock().expect("not poisoned")).into_owned();
+        assert!(log.contains("ERROR"), "{log}");
+        assert!(log.contains("the pool timed out after 5s"), "{log}");
     }
 }
