@@ -13,6 +13,7 @@ mod audit;
 mod binding;
 mod checkpoint;
 mod codes;
+mod columns;
 mod config;
 mod credentials;
 mod crypto;
@@ -35,6 +36,11 @@ mod users;
 mod web_logins;
 
 pub use config::{Engine, StorageConfig};
+
+/// The profile columns of `users` (comma-separated), as every statement that
+/// reads, writes or merges a profile names them; the schema test checks that
+/// each column of `users` is one of them or one a merge handles by name.
+pub const USER_PROFILE_COLUMNS: &str = columns::user_profile_columns!();
 pub use crypto::KeyRing;
 pub use error::StorageError;
 pub use group_commit::GroupCommitStats;

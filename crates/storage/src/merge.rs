@@ -4,6 +4,7 @@ use std::time::SystemTime;
 
 use sqlx::{AnyConnection, AssertSqlSafe};
 
+use crate::columns::user_profile_columns;
 use crate::db::{for_update, get_opt_bytes, get_opt_i64, get_opt_string, millis};
 use crate::error::{DbFailure, StorageError};
 use crate::types::{LoginOutcome, MergeRecord, UserId};
@@ -28,8 +29,7 @@ impl Storage {
         let mut users = Vec::with_capacity(2);
         for user_id in [kept, absorbed] {
             let row = sqlx::query(AssertSqlSafe(format!(
-                "SELECT external_id, profile_updated_at, phone_ciphertext, phone_hash, \
-                 phone_updated_at, nickname, avatar_url, sex, province, city, country, privileges \
+                "SELECT external_id, profile_updated_at, phone_ciphertext, phone_updated_at \
                  FROM users WHERE user_id = $1{lock}"
             )))
             .bind(user_id.to_string())
@@ -93,18 +93,16 @@ impl Storage {
         let kept_profile_at = get_opt_i64(kept_row, "profile_updated_at")?;
         let absorbed_profile_at = get_opt_i64(absorbed_row, "profile_updated_at")?;
         if absorbed_profile_at > kept_profile_at {
-            sqlx::query(
-                "UPDATE users SET nickname = $1, avatar_url = $2, sex = $3, province = $4, \
-                 city = $5, country = $6, privileges = $7, profile_updated_at = $8 WHERE user_id = $9",
-            )
-            .bind(get_opt_string(absorbed_row, "nickname")?)
-            .bind(get_opt_string(absorbed_row, "avatar_url")?)
-            .bind(get_opt_i64(absorbed_row, "sex")?)
-            .bind(get_opt_string(absorbed_row, "province")?)
-            .bind(get_opt_string(absorbed_row, "city")?)
-            .bind(get_opt_string(absorbed_row, "country")?)
-            .bind(get_opt_string(absorbed_row, "privileges")?)
-            .bind(absorbed_profile_at)
+            // Copied in the database, column by column of the one list, so a
+            // profile column added later is carried over without a change here.
+            sqlx::query(concat!(
+                "UPDATE users SET (",
+                user_profile_columns!(),
+                ", profile_updated_at) = (SELECT ",
+                user_profile_columns!(),
+                ", profile_updated_at FROM users WHERE user_id = $1) WHERE user_id = $2",
+            ))
+            .bind(absorbed.to_string())
             .bind(kept.to_string())
             .execute(&mut *conn)
             .await?;

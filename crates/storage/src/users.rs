@@ -8,6 +8,7 @@ use sqlx::{AnyConnection, Row};
 use wechat_types::UnionId;
 
 use crate::Storage;
+use crate::columns::user_profile_columns;
 use crate::crypto::LookupKey;
 use crate::db::{
     corrupt, get_app_id, get_i64, get_openid, get_opt_bytes, get_opt_string, get_opt_unionid,
@@ -24,8 +25,9 @@ use crate::types::{
 macro_rules! profile_query {
     ($condition:literal) => {
         concat!(
-            "SELECT u.user_id, u.external_id, u.nickname, u.avatar_url, u.sex, u.province, \
-             u.city, u.country, u.privileges, u.phone_ciphertext, u.created_at, u.updated_at, \
+            "SELECT u.user_id, u.external_id, ",
+            $crate::columns::user_profile_columns!(),
+            ", u.phone_ciphertext, u.created_at, u.updated_at, \
              i.app_id, i.openid, i.unionid, i.app_kind, i.scope, i.is_snapshot, i.linked_at, \
              i.last_login_at \
              FROM users u LEFT JOIN identities i ON i.user_id = u.user_id WHERE ",
@@ -80,10 +82,11 @@ pub(crate) async fn write_profile(
     at: SystemTime,
 ) -> Result<u64, sqlx::Error> {
     let privileges = serde_json::to_string(&profile.privileges).unwrap_or_else(|_| "[]".into());
-    let done = sqlx::query(
-        "UPDATE users SET nickname = $1, avatar_url = $2, sex = $3, province = $4, city = $5, \
-         country = $6, privileges = $7, profile_updated_at = $8, updated_at = $8 WHERE user_id = $9",
-    )
+    let done = sqlx::query(concat!(
+        "UPDATE users SET (",
+        user_profile_columns!(),
+        ", profile_updated_at, updated_at) = ($1, $2, $3, $4, $5, $6, $7, $8, $8) WHERE user_id = $9",
+    ))
     .bind(profile.nickname.clone())
     .bind(profile.avatar_url.clone())
     .bind(i64::from(profile.sex.min(2)))

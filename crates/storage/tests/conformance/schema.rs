@@ -212,3 +212,33 @@ fn a_column_missing_on_one_engine_is_reported() {
     assert!(found[0].starts_with("users: columns"), "{found:?}");
     assert!(differences(&sqlite, &sqlite).is_empty());
 }
+
+/// The columns of `users` a merge handles by name (merge.rs): keys and
+/// times it keeps, the external id it moves, the phone it re-encrypts. Every
+/// other column must be a profile column, which a merge copies as a list.
+const USER_COLUMNS_MERGED_BY_NAME: [&str; 8] = [
+    "user_id",
+    "external_id",
+    "created_at",
+    "updated_at",
+    "profile_updated_at",
+    "phone_ciphertext",
+    "phone_hash",
+    "phone_updated_at",
+];
+
+#[tokio::test]
+async fn every_column_of_users_is_one_a_merge_carries_over() {
+    let db = TestDb::sqlite().await.unwrap();
+    let schema = sqlite_schema(&db.config.url).await;
+    let columns: BTreeSet<&str> = schema["users"].columns.keys().map(String::as_str).collect();
+    let handled: BTreeSet<&str> = storage::USER_PROFILE_COLUMNS
+        .split(", ")
+        .chain(USER_COLUMNS_MERGED_BY_NAME)
+        .collect();
+    assert_eq!(
+        columns, handled,
+        "a column of users is neither in storage's profile column list (columns.rs) nor handled \
+         by name in merge.rs: a merge would drop it"
+    );
+}
