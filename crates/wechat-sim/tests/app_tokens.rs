@@ -155,6 +155,16 @@ async fn a_forced_refresh_replaces_the_token_but_only_every_30_seconds() {
 #[tokio::test]
 async fn forced_refreshes_stop_after_20_a_day() {
     let h = start().await;
+    // The 20 refreshes take ten simulated minutes: start them just after a
+    // Beijing midnight, or a run near 16:00 UTC crosses into a new day, whose
+    // fresh count allows a 21st.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let into_beijing_day = (now + 8 * 3600) % 86_400;
+    h.sim
+        .advance_clock(Duration::from_secs(86_400 - into_beijing_day + 60));
     let mut token = String::new();
     for _ in 0..20 {
         let next = h
