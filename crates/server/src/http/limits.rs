@@ -29,6 +29,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use governor::clock::Clock as _;
 use governor::{DefaultKeyedRateLimiter, Quota};
 use ipnet::IpNet;
 use tower::ServiceBuilder;
@@ -205,16 +206,12 @@ async fn rate_limited(State(limit): State<RateLimit>, request: Request, next: Ne
     if let Err(not_until) = limit.limiter.check_key(&client) {
         limit.metrics.web_login(WebLoginEvent::RateLimited);
         let wait = not_until
-            .wait_time_from(governor::clock::Clock::now(
-                &governor::clock::DefaultClock::default(),
-            ))
+            .wait_time_from(limit.limiter.clock().now())
             .as_secs()
             .max(1);
         let mut page = error_page(&ApiError::TooManyRequests);
-        if let Ok(value) = axum::http::HeaderValue::from_str(&wait.to_string()) {
-            page.headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, value);
-        }
+        page.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, wait.into());
         return page;
     }
     next.run(request).await
