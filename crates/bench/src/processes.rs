@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use server::config::Permission;
 use test_support::config::{ServiceConfig, loopback};
 use test_support::postgres::{TestDatabase, host_of};
-use test_support::process::{Running, free_port};
+use test_support::process::{Running, free_port, try_binary};
 
 /// The key the benchmark's caller presents.
 pub(crate) const CALLER_KEY: &str = "bench-caller-key-000000000000000000000";
@@ -65,20 +65,6 @@ impl ScratchDir {
 impl Drop for ScratchDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The `wechat-identity` binary built beside this one.
-fn identity_binary() -> Result<PathBuf, String> {
-    let me = std::env::current_exe().map_err(|e| e.to_string())?;
-    let path = me.parent().ok_or("no folder")?.join("wechat-identity");
-    if path.exists() {
-        Ok(path)
-    } else {
-        Err(format!(
-            "{} is missing: build it with the same profile (cargo build --release -p server)",
-            path.display()
-        ))
     }
 }
 
@@ -138,20 +124,17 @@ impl ServerProcess {
         let mut config = ServiceConfig::new(&url)
             .listening(loopback(grpc), loopback(http), loopback(admin))
             .wechat_at(&sim)
-            .with_caller("bench", CALLER_KEY, &[Permission::Core, Permission::Admin]);
+            .with_caller("bench", CALLER_KEY, &[Permission::Core, Permission::Admin])
+            .only_apps(&[MINI, OFFICIAL]);
         // The flood speaks for many client addresses through X-Forwarded-For.
         config.config.server.trusted_proxies = vec!["127.0.0.1".into()];
-        config
-            .config
-            .apps
-            .retain(|app| [MINI, OFFICIAL].contains(&app.app_id.as_str()));
         let path = config.write(dir.path());
         let path = path.to_str().ok_or("the temp dir's path is not UTF-8")?;
         let mut env = config.env_pairs();
         env.push(("RUST_LOG", "warn,wechat_identity=info"));
         let started = Instant::now();
         let mut process =
-            Running::start_program(&identity_binary()?, &["--config", path], dir.path(), &env);
+            Running::start_program(&try_binary()?, &["--config", path], dir.path(), &env);
         process.ready_when("wechat-identity serving", START).await?;
         Ok(Self {
             process,

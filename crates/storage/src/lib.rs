@@ -37,10 +37,6 @@ mod web_logins;
 
 pub use config::{Engine, StorageConfig};
 
-/// The profile columns of `users` (comma-separated), as every statement that
-/// reads, writes or merges a profile names them; the schema test checks that
-/// each column of `users` is one of them or one a merge handles by name.
-pub const USER_PROFILE_COLUMNS: &str = columns::user_profile_columns!();
 pub use crypto::KeyRing;
 pub use error::StorageError;
 pub use group_commit::GroupCommitStats;
@@ -57,6 +53,11 @@ pub use types::{
 pub use web_logins::{
     MAX_REPEATS as WEB_LOGIN_MAX_REPEATS, REPEAT_WINDOW as WEB_LOGIN_REPEAT_WINDOW,
 };
+
+/// The profile columns of `users` (comma-separated), as every statement that
+/// reads, writes or merges a profile names them; the schema test checks that
+/// each column of `users` is one of them or one a merge handles by name.
+pub const USER_PROFILE_COLUMNS: &str = columns::user_profile_columns!();
 
 use std::sync::{Arc, LazyLock};
 

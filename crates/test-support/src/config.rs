@@ -149,6 +149,34 @@ impl ServiceConfig {
         self
     }
 
+    /// Keeps only the apps named (of the four demo apps).
+    #[must_use]
+    pub fn only_apps(mut self, app_ids: &[&str]) -> Self {
+        self.config
+            .apps
+            .retain(|app| app_ids.contains(&app.app_id.as_str()));
+        self
+    }
+
+    /// Encrypts with one key, `id`, read from `variable`, which the test
+    /// sets itself (as an operator would, or to change keys between runs).
+    #[must_use]
+    pub fn encrypting_with(mut self, id: &str, variable: &str) -> Self {
+        for key in &self.config.encryption.keys {
+            if let SecretSource::Env(replaced) = &key.key {
+                self.env.retain(|(name, _)| name != replaced);
+            }
+        }
+        self.config.encryption = EncryptionConfig {
+            current_key_id: id.into(),
+            keys: vec![EncryptionKeyConfig {
+                id: id.into(),
+                key: SecretSource::Env(variable.into()),
+            }],
+        };
+        self
+    }
+
     /// Every web app also allows these `return_to` prefixes.
     #[must_use]
     pub fn allowing_return_to(mut self, prefixes: &[String]) -> Self {

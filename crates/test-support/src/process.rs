@@ -20,15 +20,26 @@ use tokio::process::{Child, Command};
 pub const BIN_ENV: &str = "WECHAT_IDENTITY_BIN";
 
 /// The binary under test, checked once per test process against its sources.
+///
+/// # Panics
+/// When it is missing or older than its sources, saying what to build.
 pub fn binary() -> PathBuf {
-    static CHECKED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    try_binary().unwrap_or_else(|problem| panic!("{problem}"))
+}
+
+/// As [`binary`], with the problem as an error, for the bench.
+///
+/// # Errors
+/// The binary is missing or older than its sources.
+pub fn try_binary() -> Result<PathBuf, String> {
+    static CHECKED: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
     CHECKED.get_or_init(find_binary).clone()
 }
 
 #[allow(clippy::disallowed_methods)] // a test's own override, not the service's config
-fn find_binary() -> PathBuf {
+fn find_binary() -> Result<PathBuf, String> {
     if let Ok(path) = std::env::var(BIN_ENV) {
-        return PathBuf::from(path);
+        return Ok(PathBuf::from(path));
     }
     let me = std::env::current_exe().unwrap();
     // target/<profile>/bench, or target/<profile>/deps/<test>.
@@ -40,21 +51,22 @@ fn find_binary() -> PathBuf {
         folder.parent().unwrap().join("wechat-identity")
     };
     let Some(built) = modified(&path) else {
-        panic!(
-            "no {}: run the README's test command (cargo test --workspace), which builds it",
+        return Err(format!(
+            "no {}: run the README's test command (cargo test --workspace), or cargo build -p server with the same profile",
             path.display()
-        );
+        ));
     };
     // Cargo lists every input of the binary in its dep-info file beside it.
     let newest_source = std::fs::read_to_string(path.with_extension("d"))
         .ok()
         .and_then(|deps| dep_info_inputs(&deps).filter_map(|p| newest(&p)).max());
-    assert!(
-        newest_source.is_none_or(|source| source <= built),
-        "{} is older than the sources it is built from: run cargo test --workspace (or cargo build -p server) first",
-        path.display()
-    );
-    path
+    if newest_source.is_some_and(|source| source > built) {
+        return Err(format!(
+            "{} is older than the sources it is built from: run cargo test --workspace (or cargo build -p server) first",
+            path.display()
+        ));
+    }
+    Ok(path)
 }
 
 fn modified(path: &Path) -> Option<std::time::SystemTime> {

@@ -9,9 +9,7 @@ use std::time::Duration;
 use e2e::binary::{Running, free_port, run};
 use e2e::web::{Browser, param, redirect_of};
 use e2e::{ADMIN_KEY, MINI, OFFICIAL, RETURN_TO, ServiceConfig, in_ci};
-use server::config::{
-    CallerConfig, EncryptionConfig, EncryptionKeyConfig, Permission, SecretSource, SimulatorConfig,
-};
+use server::config::{CallerConfig, Permission, SecretSource, SimulatorConfig};
 use server::pb::get_profile_request::Lookup;
 use server::pb::identity_service_client::IdentityServiceClient;
 use server::pb::{
@@ -46,23 +44,12 @@ impl Setup {
         let database = format!("sqlite://{}", dir.path().join("identity.db").display());
         let secret_file = dir.path().join("official.secret");
         std::fs::write(&secret_file, OFFICIAL_SECRET).unwrap();
-        let mut built = ServiceConfig::new(&database).listening(
-            loopback(grpc),
-            loopback(http),
-            loopback(admin),
-        );
+        let mut built = ServiceConfig::new(&database)
+            .listening(loopback(grpc), loopback(http), loopback(admin))
+            .encrypting_with("k1", "TEST_ENCRYPTION_KEY")
+            .only_apps(&[MINI, OFFICIAL]);
         let config = &mut built.config;
         config.server.shutdown_grace = Duration::from_secs(3);
-        config.encryption = EncryptionConfig {
-            current_key_id: "k1".into(),
-            keys: vec![EncryptionKeyConfig {
-                id: "k1".into(),
-                key: SecretSource::Env("TEST_ENCRYPTION_KEY".into()),
-            }],
-        };
-        config
-            .apps
-            .retain(|app| [MINI, OFFICIAL].contains(&app.app_id.as_str()));
         for app in &mut config.apps {
             app.secret = if app.app_id == MINI {
                 SecretSource::Env("MINI_SECRET".into())

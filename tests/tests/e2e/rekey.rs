@@ -11,9 +11,7 @@ use e2e::binary::{Running, free_port, run};
 use e2e::postgres::TestDatabase;
 use e2e::web::{Browser, param, redirect_of};
 use e2e::{ADMIN_KEY, Backend, MINI, OFFICIAL, RETURN_TO, ServiceConfig};
-use server::config::{
-    EncryptionConfig, EncryptionKeyConfig, Permission, SecretSource, SimulatorConfig,
-};
+use server::config::{Permission, SimulatorConfig};
 use server::pb::get_profile_request::Lookup;
 use server::pb::identity_service_client::IdentityServiceClient;
 use server::pb::{
@@ -44,19 +42,11 @@ fn write_config(
             "ops",
             ADMIN_KEY,
             &[Permission::Core, Permission::Import, Permission::Admin],
-        );
+        )
+        .encrypting_with("k1", "KEY_K1")
+        .only_apps(&[MINI, OFFICIAL]);
     let config = &mut built.config;
     config.server.shutdown_grace = Duration::from_secs(3);
-    config.encryption = EncryptionConfig {
-        current_key_id: "k1".into(),
-        keys: vec![EncryptionKeyConfig {
-            id: "k1".into(),
-            key: SecretSource::Env("KEY_K1".into()),
-        }],
-    };
-    config
-        .apps
-        .retain(|app| [MINI, OFFICIAL].contains(&app.app_id.as_str()));
     config.simulator = Some(SimulatorConfig {
         listen: loopback(sim),
         latency: Duration::ZERO,

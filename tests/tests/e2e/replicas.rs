@@ -48,13 +48,10 @@ async fn start_replicas(
         let mut built = ServiceConfig::new(&database.url)
             .listening(loopback(grpc), loopback(http), loopback(admin))
             .wechat_at(wechat)
-            .with_caller("ops", ADMIN_KEY, &[Permission::Core, Permission::Admin]);
+            .with_caller("ops", ADMIN_KEY, &[Permission::Core, Permission::Admin])
+            .only_apps(&[MINI, OFFICIAL]);
         built.config.encryption = shared.config.encryption.clone();
         built.env.extend(shared.env.iter().cloned());
-        built
-            .config
-            .apps
-            .retain(|app| [MINI, OFFICIAL].contains(&app.app_id.as_str()));
         if let Some(prefix) = redis_prefix {
             built.config.redis = Some(RedisConfig {
                 url: Some(REDIS.into()),
