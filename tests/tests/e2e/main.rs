@@ -12,6 +12,7 @@ mod architecture;
 mod binary;
 mod browser;
 mod callers;
+mod crash;
 mod deploy;
 mod health;
 mod limits;
