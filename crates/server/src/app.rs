@@ -148,6 +148,7 @@ pub async fn connect_storage(
     let config = StorageConfig {
         url: resolved.database_url.expose_secret().to_owned(),
         sqlite_readers: database.sqlite_readers,
+        sqlite_write_queue: database.sqlite_write_queue,
         postgres_max_connections: database.postgres_max_connections,
         acquire_timeout,
         ..StorageConfig::new(resolved.database_url.expose_secret())

@@ -122,6 +122,11 @@ pub enum ApiError {
     /// rate limit allows. Never a gRPC answer.
     #[error("too many sign-in requests from this address: wait a moment and try again")]
     TooManyRequests,
+    /// RESOURCE_EXHAUSTED `SERVICE_OVERLOADED`: more writes wait for the
+    /// database than the service queues; this one was refused before
+    /// anything was written.
+    #[error("the service is overloaded: retry after a short pause")]
+    Overloaded,
     /// UNAVAILABLE, no details: the service or its storage is unavailable.
     #[error("the service is temporarily unavailable")]
     Unavailable,
@@ -165,7 +170,7 @@ impl ApiError {
             | WebAuthorizationExpired
             | WeChatAppMisconfigured
             | LoginSessionMismatch => Code::FailedPrecondition,
-            WeChatRateLimited | TooManyRequests => Code::ResourceExhausted,
+            WeChatRateLimited | TooManyRequests | Overloaded => Code::ResourceExhausted,
             WeChatUnavailable | Unavailable => Code::Unavailable,
             DeadlineExceeded => Code::DeadlineExceeded,
             Internal(_) => Code::Internal,
@@ -201,6 +206,7 @@ impl ApiError {
             DeadlineExceeded => "DEADLINE_EXCEEDED",
             LoginSessionMismatch => "LOGIN_SESSION_MISMATCH",
             TooManyRequests => "TOO_MANY_REQUESTS",
+            Overloaded => "SERVICE_OVERLOADED",
             Unavailable | Internal(_) => return None,
         })
     }

@@ -200,7 +200,7 @@ impl Metrics {
         );
         registry.register(
             "storage_group_commit_events",
-            "SQLite group commit: commits, writes committed (writes/commits is the mean batch), rollbacks of batches replayed one by one, WAL checkpoints off the commit path",
+            "SQLite group commit: commits, writes committed (writes/commits is the mean batch), rollbacks of batches replayed one by one, writes refused because the queue was full, WAL checkpoints off the commit path",
             group_commit.clone(),
         );
         registry.register(
@@ -302,6 +302,7 @@ impl Metrics {
                 ("commit", now.commits, seen.commits),
                 ("write", now.writes, seen.writes),
                 ("rollback", now.rollbacks, seen.rollbacks),
+                ("refused", now.refused, seen.refused),
                 ("checkpoint", now.checkpoints, seen.checkpoints),
             ],
         );

@@ -2,7 +2,7 @@
 
 use std::time::SystemTime;
 
-use sqlx::AnyConnection;
+use crate::sql::{Conn, query};
 
 use crate::Storage;
 use crate::db::{corrupt, get_opt_string, get_string, get_time, millis};
@@ -11,7 +11,7 @@ use crate::types::{AuditEvent, UserId};
 
 /// Appends an event. `details` must hold no secret.
 pub(crate) async fn record(
-    conn: &mut AnyConnection,
+    conn: &mut dyn Conn,
     at: SystemTime,
     actor: &str,
     kind: &str,
@@ -19,7 +19,7 @@ pub(crate) async fn record(
     other_user_id: Option<&UserId>,
     details: serde_json::Value,
 ) -> Result<(), StorageError> {
-    sqlx::query(
+    query(
         "INSERT INTO audit_events (event_id, at, actor, kind, user_id, other_user_id, details) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
@@ -47,7 +47,7 @@ impl Storage {
     ) -> Result<Vec<AuditEvent>, StorageError> {
         let rows = match user_id {
             Some(user_id) => {
-                sqlx::query(
+                query(
                     "SELECT at, actor, kind, user_id, other_user_id, details FROM audit_events \
                      WHERE user_id = $1 OR other_user_id = $1 ORDER BY at DESC, event_id DESC LIMIT $2",
                 )
@@ -57,7 +57,7 @@ impl Storage {
                 .await?
             }
             None => {
-                sqlx::query(
+                query(
                     "SELECT at, actor, kind, user_id, other_user_id, details FROM audit_events \
                      ORDER BY at DESC, event_id DESC LIMIT $1",
                 )

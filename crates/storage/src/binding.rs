@@ -3,30 +3,31 @@
 
 use std::time::SystemTime;
 
-use sqlx::{AnyConnection, AssertSqlSafe};
+use crate::sql::{Conn, query};
 use wechat_types::UnionId;
 
 use crate::db::{for_update, get_opt_string, get_opt_unionid, get_user_id};
+use crate::error::DbError;
 use crate::error::{DbFailure, StorageError};
 use crate::identities::{NewIdentity, claim_unionid, insert_identity};
 use crate::types::{Account, BindRequest, IdentityRef, UserId, UserProfile};
 use crate::users::insert_user;
-use crate::{Storage, audit, write_tx};
+use crate::{Storage, audit};
 
 /// A concurrent bind took the external id between our check and our write:
 /// run the bind again, which now sees the holder.
-fn external_id_race(error: sqlx::Error) -> DbFailure {
-    match &error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => DbFailure::Retry,
-        _ => DbFailure::from(error),
+fn external_id_race(error: DbError) -> DbFailure {
+    match error {
+        DbError::Unique(_) => DbFailure::Retry,
+        error => DbFailure::from(error),
     }
 }
 
 async fn external_id_of(
-    conn: &mut AnyConnection,
+    conn: &mut dyn Conn,
     user_id: &UserId,
 ) -> Result<Option<String>, StorageError> {
-    let row = sqlx::query("SELECT external_id FROM users WHERE user_id = $1")
+    let row = query("SELECT external_id FROM users WHERE user_id = $1")
         .bind(user_id.to_string())
         .fetch_optional(&mut *conn)
         .await?;
@@ -37,18 +38,18 @@ async fn external_id_of(
 }
 
 async fn holder_of_external_id(
-    conn: &mut AnyConnection,
+    conn: &mut dyn Conn,
     external_id: &str,
 ) -> Result<Option<UserId>, StorageError> {
-    let row = sqlx::query("SELECT user_id FROM users WHERE external_id = $1")
+    let row = query("SELECT user_id FROM users WHERE external_id = $1")
         .bind(external_id.to_owned())
         .fetch_optional(&mut *conn)
         .await?;
     row.map(|row| get_user_id(&row, "user_id")).transpose()
 }
 
-async fn user_exists(conn: &mut AnyConnection, user_id: &UserId) -> Result<bool, StorageError> {
-    Ok(sqlx::query("SELECT 1 FROM users WHERE user_id = $1")
+async fn user_exists(conn: &mut dyn Conn, user_id: &UserId) -> Result<bool, StorageError> {
+    Ok(query("SELECT 1 FROM users WHERE user_id = $1")
         .bind(user_id.to_string())
         .fetch_optional(&mut *conn)
         .await?
@@ -58,24 +59,23 @@ async fn user_exists(conn: &mut AnyConnection, user_id: &UserId) -> Result<bool,
 /// Points a unionid at `user_id` when the user that held it keeps no identity
 /// carrying it (deleting the mapping when nobody does).
 async fn follow_unionid(
-    conn: &mut AnyConnection,
+    conn: &mut dyn Conn,
     unionid: &UnionId,
     from: &UserId,
     to: Option<&UserId>,
 ) -> Result<(), StorageError> {
-    let still_there =
-        sqlx::query("SELECT 1 FROM identities WHERE user_id = $1 AND unionid = $2 LIMIT 1")
-            .bind(from.to_string())
-            .bind(unionid.to_string())
-            .fetch_optional(&mut *conn)
-            .await?
-            .is_some();
+    let still_there = query("SELECT 1 FROM identities WHERE user_id = $1 AND unionid = $2 LIMIT 1")
+        .bind(from.to_string())
+        .bind(unionid.to_string())
+        .fetch_optional(&mut *conn)
+        .await?
+        .is_some();
     if still_there {
         return Ok(());
     }
     match to {
         Some(to) => {
-            sqlx::query("UPDATE unionids SET user_id = $1 WHERE unionid = $2 AND user_id = $3")
+            query("UPDATE unionids SET user_id = $1 WHERE unionid = $2 AND user_id = $3")
                 .bind(to.to_string())
                 .bind(unionid.to_string())
                 .bind(from.to_string())
@@ -83,7 +83,7 @@ async fn follow_unionid(
                 .await?;
         }
         None => {
-            sqlx::query("DELETE FROM unionids WHERE unionid = $1 AND user_id = $2")
+            query("DELETE FROM unionids WHERE unionid = $1 AND user_id = $2")
                 .bind(unionid.to_string())
                 .bind(from.to_string())
                 .execute(&mut *conn)
@@ -95,13 +95,13 @@ async fn follow_unionid(
 
 /// Revokes the sessions an identity opened for a user it no longer belongs to.
 async fn end_identity_sessions(
-    conn: &mut AnyConnection,
+    conn: &mut dyn Conn,
     identity: &IdentityRef,
     user_id: &UserId,
     reason: &str,
     at: SystemTime,
 ) -> Result<u64, StorageError> {
-    let done = sqlx::query(
+    let done = query(
         "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 \
          WHERE app_id = $3 AND openid = $4 AND user_id = $5 AND revoked_at IS NULL",
     )
@@ -130,10 +130,13 @@ impl Storage {
         // The answer is read inside the transaction: once the bind commits,
         // nothing is left that could fail and report it as not done (the
         // service gives a ticket back after a failed bind).
-        write_tx!(self, |tx| {
-            let user_id = self.bind_tx(&mut tx, request).await?;
-            self.profile_in_tx(&mut tx, &user_id).await
+        self.write(request.clone(), |storage, conn, request| {
+            Box::pin(async move {
+                let user_id = storage.bind_tx(conn, request).await?;
+                storage.profile_in_tx(conn, &user_id).await
+            })
         })
+        .await
     }
 
     /// Binds the identity a login ticket names, spending the ticket in the
@@ -152,27 +155,31 @@ impl Storage {
         actor: &str,
         at: SystemTime,
     ) -> Result<Option<UserProfile>, StorageError> {
-        write_tx!(self, |tx| {
-            let Some(spent) = crate::tickets::spend_ticket(&mut tx, ticket, at).await? else {
-                return Ok(None);
-            };
-            let request = BindRequest {
-                identity: spent.identity,
-                import: None,
-                account: account.clone(),
-                replace_existing,
-                actor: actor.to_owned(),
-                at,
-            };
-            let user_id = self.bind_tx(&mut tx, &request).await?;
-            self.profile_in_tx(&mut tx, &user_id).await.map(Some)
+        let input = (ticket.to_owned(), account.clone(), actor.to_owned());
+        self.write(input, move |storage, conn, (ticket, account, actor)| {
+            Box::pin(async move {
+                let Some(spent) = crate::tickets::spend_ticket(conn, ticket, at).await? else {
+                    return Ok(None);
+                };
+                let request = BindRequest {
+                    identity: spent.identity,
+                    import: None,
+                    account: account.clone(),
+                    replace_existing,
+                    actor: actor.clone(),
+                    at,
+                };
+                let user_id = storage.bind_tx(conn, &request).await?;
+                storage.profile_in_tx(conn, &user_id).await.map(Some)
+            })
         })
+        .await
     }
 
     /// The profile of `user_id` as the transaction on `conn` leaves it.
     async fn profile_in_tx(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut dyn Conn,
         user_id: &UserId,
     ) -> Result<UserProfile, DbFailure> {
         self.load_profile(conn, user_id)
@@ -182,14 +189,14 @@ impl Storage {
 
     async fn bind_tx(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut dyn Conn,
         request: &BindRequest,
     ) -> Result<UserId, DbFailure> {
         let identity = &request.identity;
-        let row = sqlx::query(AssertSqlSafe(format!(
+        let row = query(format!(
             "SELECT user_id, unionid FROM identities WHERE app_id = $1 AND openid = $2{}",
             for_update(self.engine())
-        )))
+        ))
         .bind(identity.app_id.to_string())
         .bind(identity.openid.to_string())
         .fetch_optional(&mut *conn)
@@ -220,7 +227,7 @@ impl Storage {
                 match (current_external, holder) {
                     (Some(own), _) if own == *external_id => return Ok(current),
                     (None, None) => {
-                        sqlx::query(
+                        query(
                             "UPDATE users SET external_id = $1, updated_at = $2 WHERE user_id = $3",
                         )
                         .bind(external_id.clone())
@@ -264,7 +271,7 @@ impl Storage {
             }
         };
 
-        sqlx::query("UPDATE identities SET user_id = $1 WHERE app_id = $2 AND openid = $3")
+        query("UPDATE identities SET user_id = $1 WHERE app_id = $2 AND openid = $3")
             .bind(target.to_string())
             .bind(identity.app_id.to_string())
             .bind(identity.openid.to_string())
@@ -295,7 +302,7 @@ impl Storage {
     /// A bind of an unknown identity: a trusted import creates it on the target.
     async fn import_identity(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut dyn Conn,
         request: &BindRequest,
     ) -> Result<UserId, DbFailure> {
         let Some(import) = &request.import else {
@@ -367,20 +374,24 @@ impl Storage {
     ) -> Result<UserProfile, StorageError> {
         // Read inside the transaction, as for `bind`: a committed unbind is
         // never answered with an error.
-        write_tx!(self, |tx| {
-            let user_id = self.unbind_tx(&mut tx, identity, actor, at).await?;
-            self.profile_in_tx(&mut tx, &user_id).await
+        let input = (identity.clone(), actor.to_owned());
+        self.write(input, move |storage, conn, (identity, actor)| {
+            Box::pin(async move {
+                let user_id = storage.unbind_tx(conn, identity, actor, at).await?;
+                storage.profile_in_tx(conn, &user_id).await
+            })
         })
+        .await
     }
 
     async fn unbind_tx(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut dyn Conn,
         identity: &IdentityRef,
         actor: &str,
         at: SystemTime,
     ) -> Result<UserId, DbFailure> {
-        let row = sqlx::query(
+        let row = query(
             "DELETE FROM identities WHERE app_id = $1 AND openid = $2 RETURNING user_id, unionid",
         )
         .bind(identity.app_id.to_string())

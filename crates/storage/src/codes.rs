@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use sqlx::{AnyConnection, Row};
+use crate::sql::{Conn, query};
 use wechat_types::AppId;
 
 use crate::Storage;
@@ -34,7 +34,7 @@ impl Storage {
     ) -> Result<CodeClaim, StorageError> {
         let input = (self.code_hash(app_id, code).await?, app_id.to_string());
         // Each statement stands alone: a claim is one insert-or-take-over.
-        self.grouped_statements(input, move |_, conn, (hash, app_id)| {
+        self.write_autocommit(input, move |_, conn, (hash, app_id)| {
             Box::pin(claim_in_tx(conn, hash, app_id, at))
         })
         .await
@@ -51,11 +51,16 @@ impl Storage {
         code: &str,
     ) -> Result<(), StorageError> {
         let hash = self.code_hash(app_id, code).await?;
-        sqlx::query("UPDATE used_codes SET ambiguous = 1 WHERE code_hash = $1")
-            .bind(hash)
-            .execute(self.writer())
-            .await?;
-        Ok(())
+        self.write_autocommit(hash, |_, conn, hash| {
+            Box::pin(async move {
+                query("UPDATE used_codes SET ambiguous = 1 WHERE code_hash = $1")
+                    .bind(hash.clone())
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// The exchange failed before WeChat saw the code: forget the claim so a
@@ -65,23 +70,28 @@ impl Storage {
     /// Database errors.
     pub async fn release_code(&self, app_id: &AppId, code: &str) -> Result<(), StorageError> {
         let hash = self.code_hash(app_id, code).await?;
-        sqlx::query("DELETE FROM used_codes WHERE code_hash = $1")
-            .bind(hash)
-            .execute(self.writer())
-            .await?;
-        Ok(())
+        self.write_autocommit(hash, |_, conn, hash| {
+            Box::pin(async move {
+                query("DELETE FROM used_codes WHERE code_hash = $1")
+                    .bind(hash.clone())
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 }
 
 async fn claim_in_tx(
-    conn: &mut AnyConnection,
+    conn: &mut dyn Conn,
     hash: &[u8],
     app_id: &str,
     at: SystemTime,
 ) -> Result<CodeClaim, DbFailure> {
     // Insert, or take over an expired record; a live record is left alone
     // and nothing is returned.
-    let claimed = sqlx::query(
+    let claimed = query(
         "INSERT INTO used_codes (code_hash, app_id, claimed_at, expires_at, ambiguous) \
          VALUES ($1, $2, $3, $4, 0) ON CONFLICT (code_hash) DO UPDATE SET \
          claimed_at = excluded.claimed_at, expires_at = excluded.expires_at, ambiguous = 0 \
@@ -96,12 +106,12 @@ async fn claim_in_tx(
     if claimed.is_some() {
         return Ok(CodeClaim::Fresh);
     }
-    let row = sqlx::query("SELECT ambiguous FROM used_codes WHERE code_hash = $1")
+    let row = query("SELECT ambiguous FROM used_codes WHERE code_hash = $1")
         .bind(hash.to_vec())
         .fetch_optional(&mut *conn)
         .await?;
     let ambiguous = match row {
-        Some(row) => row.try_get::<i64, _>("ambiguous")? != 0,
+        Some(row) => row.get::<i64>("ambiguous")? != 0,
         None => false,
     };
     Ok(if ambiguous {

@@ -21,6 +21,9 @@ pub struct StorageConfig {
     pub acquire_timeout: Duration,
     /// How long SQLite waits on a lock held by another process before giving up.
     pub sqlite_busy_timeout: Duration,
+    /// SQLite: how many writes may wait for the writer; beyond it a write is
+    /// refused at once with [`crate::StorageError::Overloaded`].
+    pub sqlite_write_queue: usize,
 }
 
 impl StorageConfig {
@@ -33,6 +36,7 @@ impl StorageConfig {
             postgres_max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
             sqlite_busy_timeout: Duration::from_secs(5),
+            sqlite_write_queue: 1024,
         }
     }
 
@@ -57,6 +61,7 @@ impl fmt::Debug for StorageConfig {
             .field("postgres_max_connections", &self.postgres_max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("sqlite_busy_timeout", &self.sqlite_busy_timeout)
+            .field("sqlite_write_queue", &self.sqlite_write_queue)
             .finish()
     }
 }

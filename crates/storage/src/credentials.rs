@@ -3,14 +3,14 @@
 
 use std::time::SystemTime;
 
+use crate::sql::{Conn, query};
 use secrecy::SecretString;
-use sqlx::AnyConnection;
 use wechat_types::{AppId, OpenId};
 
+use crate::Storage;
 use crate::db::{get_app_id, get_opt_bytes, get_opt_string, get_opt_time, get_time, millis};
 use crate::error::{DbFailure, StorageError};
 use crate::types::{UserId, WebAuthorization, WebTokens};
-use crate::{Storage, write_tx};
 
 pub(crate) fn credential_aad(column: &str, app_id: &AppId, openid: &OpenId) -> String {
     format!("wechat_credentials.{column}:{app_id}:{openid}")
@@ -19,7 +19,7 @@ pub(crate) fn credential_aad(column: &str, app_id: &AppId, openid: &OpenId) -> S
 impl Storage {
     pub(crate) async fn write_session_key(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut dyn Conn,
         app_id: &AppId,
         openid: &OpenId,
         session_key: &SecretString,
@@ -28,7 +28,7 @@ impl Storage {
         let sealed = self
             .keys()
             .encrypt_str(&credential_aad("session_key", app_id, openid), session_key)?;
-        sqlx::query(
+        query(
             "INSERT INTO wechat_credentials (app_id, openid, session_key, session_key_updated_at) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (app_id, openid) DO UPDATE SET \
              session_key = excluded.session_key, session_key_updated_at = excluded.session_key_updated_at",
@@ -44,7 +44,7 @@ impl Storage {
 
     pub(crate) async fn write_web_tokens(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut dyn Conn,
         app_id: &AppId,
         openid: &OpenId,
         tokens: &WebTokens,
@@ -59,7 +59,7 @@ impl Storage {
             &credential_aad("web_refresh_token", app_id, openid),
             &tokens.refresh_token,
         )?;
-        sqlx::query(
+        query(
             "INSERT INTO wechat_credentials (app_id, openid, web_access_token, web_access_expires_at, \
              web_refresh_token, web_refresh_expires_at, web_scope, last_used_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (app_id, openid) DO UPDATE SET \
@@ -91,13 +91,12 @@ impl Storage {
         app_id: &AppId,
         openid: &OpenId,
     ) -> Result<Option<SecretString>, StorageError> {
-        let row = sqlx::query(
-            "SELECT session_key FROM wechat_credentials WHERE app_id = $1 AND openid = $2",
-        )
-        .bind(app_id.to_string())
-        .bind(openid.to_string())
-        .fetch_optional(self.reader())
-        .await?;
+        let row =
+            query("SELECT session_key FROM wechat_credentials WHERE app_id = $1 AND openid = $2")
+                .bind(app_id.to_string())
+                .bind(openid.to_string())
+                .fetch_optional(self.reader())
+                .await?;
         let Some(sealed) = row
             .map(|row| get_opt_bytes(&row, "session_key"))
             .transpose()?
@@ -119,7 +118,7 @@ impl Storage {
         &self,
         user_id: &UserId,
     ) -> Result<Option<WebAuthorization>, StorageError> {
-        let row = sqlx::query(
+        let row = query(
             "SELECT c.app_id, c.openid, c.web_access_token, c.web_access_expires_at, \
              c.web_refresh_token, c.web_refresh_expires_at, c.web_scope, c.last_used_at \
              FROM wechat_credentials c JOIN identities i \
@@ -172,21 +171,25 @@ impl Storage {
         tokens: &WebTokens,
         at: SystemTime,
     ) -> Result<(), StorageError> {
-        write_tx!(self, |tx| async {
-            let exists = sqlx::query("SELECT 1 FROM identities WHERE app_id = $1 AND openid = $2")
-                .bind(app_id.to_string())
-                .bind(openid.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
-            if exists.is_none() {
-                return Err(DbFailure::Fatal(StorageError::NotFound {
-                    what: "identity",
-                }));
-            }
-            self.write_web_tokens(&mut tx, app_id, openid, tokens, at)
-                .await?;
-            Ok(())
-        }
-        .await)
+        let input = (app_id.clone(), openid.clone(), tokens.clone());
+        self.write(input, move |storage, conn, (app_id, openid, tokens)| {
+            Box::pin(async move {
+                let exists = query("SELECT 1 FROM identities WHERE app_id = $1 AND openid = $2")
+                    .bind(app_id.to_string())
+                    .bind(openid.to_string())
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                if exists.is_none() {
+                    return Err(DbFailure::Fatal(StorageError::NotFound {
+                        what: "identity",
+                    }));
+                }
+                storage
+                    .write_web_tokens(conn, app_id, openid, tokens, at)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 }

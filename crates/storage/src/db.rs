@@ -2,8 +2,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sqlx::Row;
-use sqlx::any::AnyRow;
+use crate::sql::Row;
 use wechat_types::{AppId, OpenId, UnionId};
 
 use crate::error::StorageError;
@@ -37,59 +36,59 @@ pub(crate) fn corrupt(what: &'static str) -> StorageError {
     StorageError::Internal
 }
 
-pub(crate) fn get_i64(row: &AnyRow, column: &str) -> Result<i64, StorageError> {
-    Ok(row.try_get::<i64, _>(column)?)
+pub(crate) fn get_i64(row: &Row, column: &str) -> Result<i64, StorageError> {
+    Ok(row.get::<i64>(column)?)
 }
 
-pub(crate) fn get_opt_i64(row: &AnyRow, column: &str) -> Result<Option<i64>, StorageError> {
-    Ok(row.try_get::<Option<i64>, _>(column)?)
+pub(crate) fn get_opt_i64(row: &Row, column: &str) -> Result<Option<i64>, StorageError> {
+    Ok(row.get::<Option<i64>>(column)?)
 }
 
-pub(crate) fn get_string(row: &AnyRow, column: &str) -> Result<String, StorageError> {
-    Ok(row.try_get::<String, _>(column)?)
+pub(crate) fn get_string(row: &Row, column: &str) -> Result<String, StorageError> {
+    Ok(row.get::<String>(column)?)
 }
 
-pub(crate) fn get_opt_string(row: &AnyRow, column: &str) -> Result<Option<String>, StorageError> {
-    Ok(row.try_get::<Option<String>, _>(column)?)
+pub(crate) fn get_opt_string(row: &Row, column: &str) -> Result<Option<String>, StorageError> {
+    Ok(row.get::<Option<String>>(column)?)
 }
 
-pub(crate) fn get_bytes(row: &AnyRow, column: &str) -> Result<Vec<u8>, StorageError> {
-    Ok(row.try_get::<Vec<u8>, _>(column)?)
+pub(crate) fn get_bytes(row: &Row, column: &str) -> Result<Vec<u8>, StorageError> {
+    Ok(row.get::<Vec<u8>>(column)?)
 }
 
-pub(crate) fn get_opt_bytes(row: &AnyRow, column: &str) -> Result<Option<Vec<u8>>, StorageError> {
-    Ok(row.try_get::<Option<Vec<u8>>, _>(column)?)
+pub(crate) fn get_opt_bytes(row: &Row, column: &str) -> Result<Option<Vec<u8>>, StorageError> {
+    Ok(row.get::<Option<Vec<u8>>>(column)?)
 }
 
-pub(crate) fn get_time(row: &AnyRow, column: &str) -> Result<SystemTime, StorageError> {
+pub(crate) fn get_time(row: &Row, column: &str) -> Result<SystemTime, StorageError> {
     get_i64(row, column).map(time)
 }
 
-pub(crate) fn get_opt_time(row: &AnyRow, column: &str) -> Result<Option<SystemTime>, StorageError> {
+pub(crate) fn get_opt_time(row: &Row, column: &str) -> Result<Option<SystemTime>, StorageError> {
     Ok(get_opt_i64(row, column)?.map(time))
 }
 
-pub(crate) fn get_user_id(row: &AnyRow, column: &str) -> Result<UserId, StorageError> {
+pub(crate) fn get_user_id(row: &Row, column: &str) -> Result<UserId, StorageError> {
     get_string(row, column)?
         .parse()
         .map_err(|_| corrupt("user_id"))
 }
 
-pub(crate) fn get_session_id(row: &AnyRow, column: &str) -> Result<SessionId, StorageError> {
+pub(crate) fn get_session_id(row: &Row, column: &str) -> Result<SessionId, StorageError> {
     get_string(row, column)?
         .parse()
         .map_err(|_| corrupt("session_id"))
 }
 
-pub(crate) fn get_app_id(row: &AnyRow, column: &str) -> Result<AppId, StorageError> {
+pub(crate) fn get_app_id(row: &Row, column: &str) -> Result<AppId, StorageError> {
     AppId::new(get_string(row, column)?).map_err(|_| corrupt("app_id"))
 }
 
-pub(crate) fn get_openid(row: &AnyRow, column: &str) -> Result<OpenId, StorageError> {
+pub(crate) fn get_openid(row: &Row, column: &str) -> Result<OpenId, StorageError> {
     OpenId::new(get_string(row, column)?).map_err(|_| corrupt("openid"))
 }
 
-pub(crate) fn get_opt_unionid(row: &AnyRow, column: &str) -> Result<Option<UnionId>, StorageError> {
+pub(crate) fn get_opt_unionid(row: &Row, column: &str) -> Result<Option<UnionId>, StorageError> {
     get_opt_string(row, column)?
         .map(|value| UnionId::new(value).map_err(|_| corrupt("unionid")))
         .transpose()

@@ -28,6 +28,10 @@ pub enum StorageError {
     /// The database could not be reached in time; the caller may retry later.
     #[error("storage unavailable")]
     Unavailable,
+    /// Too many writes are waiting already (SQLite's bounded write queue):
+    /// refused at once, nothing written; the caller may retry after a pause.
+    #[error("storage overloaded")]
+    Overloaded,
     /// The encryption keys do not fit the stored data or are malformed.
     #[error("encryption keys: {0}")]
     Keys(String),
@@ -52,19 +56,139 @@ impl From<StorageError> for DbFailure {
     }
 }
 
+/// A database error as the query layer (`sql.rs`) reports it, whichever
+/// driver ran the statement: sorted once, here, into what the crate acts on.
+#[derive(Debug)]
+pub(crate) enum DbError {
+    /// A unique key or primary key was violated; the constraint's name
+    /// (PostgreSQL) or the driver's message (SQLite names table.column).
+    Unique(String),
+    /// A foreign key was violated, by a delete (`deleting`) or an insert.
+    ForeignKey {
+        /// A delete (or update) of a referenced row, rather than an insert.
+        deleting: bool,
+        /// The constraint's name or the driver's message.
+        detail: String,
+    },
+    /// A serialization failure or deadlock (PostgreSQL): run the transaction again.
+    Retry,
+    /// The database could not be reached or stayed locked: try later.
+    Unavailable(String),
+    /// A statement expected a row and got none.
+    NoRow,
+    /// A value came back as another type than the code expects.
+    Decode(String),
+    /// Anything else (a bad statement, a full disk), with the driver's text.
+    Other(String),
+}
+
+impl fmt::Display for DbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unique(detail) => write!(f, "unique violation: {detail}"),
+            Self::ForeignKey { detail, .. } => write!(f, "foreign key violation: {detail}"),
+            Self::Retry => f.write_str("serialization failure"),
+            Self::Unavailable(detail) => write!(f, "database unavailable: {detail}"),
+            Self::NoRow => f.write_str("no row"),
+            Self::Decode(detail) => write!(f, "unexpected value: {detail}"),
+            Self::Other(detail) => write!(f, "database error: {detail}"),
+        }
+    }
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::Database(db) => {
+                let detail = format!("{} {}", db.constraint().unwrap_or_default(), db.message());
+                let code = db.code();
+                let code = code.as_deref().unwrap_or_default();
+                if matches!(code, "40001" | "40P01") {
+                    Self::Retry
+                } else if db.is_unique_violation() {
+                    Self::Unique(detail)
+                } else if db.is_foreign_key_violation() {
+                    Self::ForeignKey {
+                        deleting: db.message().to_ascii_lowercase().contains("delete"),
+                        detail,
+                    }
+                } else if matches!(code, "5" | "6" | "517") || is_postgres_outage(code) {
+                    // SQLITE_BUSY / SQLITE_LOCKED after busy_timeout, or PostgreSQL refusing.
+                    Self::Unavailable(format!("{code}: {}", db.message()))
+                } else {
+                    Self::Other(format!("{code}: {}", db.message()))
+                }
+            }
+            sqlx::Error::RowNotFound => Self::NoRow,
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => Self::Unavailable(error.to_string()),
+            sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::ColumnNotFound(_)
+            | sqlx::Error::ColumnIndexOutOfBounds { .. }
+            | sqlx::Error::Decode(_) => Self::Decode(error.to_string()),
+            _ => Self::Other(error.to_string()),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(error: rusqlite::Error) -> Self {
+        use rusqlite::ffi::ErrorCode;
+        match &error {
+            rusqlite::Error::SqliteFailure(failure, message) => {
+                let detail = message.clone().unwrap_or_else(|| failure.to_string());
+                match (failure.code, failure.extended_code) {
+                    (ErrorCode::ConstraintViolation, 2067 | 1555) => Self::Unique(detail),
+                    (ErrorCode::ConstraintViolation, 787) => Self::ForeignKey {
+                        // SQLite says "FOREIGN KEY constraint failed" either way;
+                        // deletes here are guarded, so a violation is an insert's.
+                        deleting: false,
+                        detail,
+                    },
+                    (ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked, _) => {
+                        Self::Unavailable(detail)
+                    }
+                    _ => Self::Other(format!("{}: {detail}", failure.extended_code)),
+                }
+            }
+            rusqlite::Error::QueryReturnedNoRows => Self::NoRow,
+            rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::InvalidColumnIndex(_)
+            | rusqlite::Error::InvalidColumnName(_) => Self::Decode(error.to_string()),
+            _ => Self::Other(error.to_string()),
+        }
+    }
+}
+
+impl From<DbError> for DbFailure {
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::Retry => Self::Retry,
+            error => Self::Fatal(error.into()),
+        }
+    }
+}
+
+impl From<DbError> for StorageError {
+    fn from(error: DbError) -> Self {
+        convert(error)
+    }
+}
+
 impl From<sqlx::Error> for DbFailure {
     fn from(error: sqlx::Error) -> Self {
-        if is_retryable(&error) {
-            Self::Retry
-        } else {
-            Self::Fatal(convert_sqlx_err(error))
-        }
+        DbError::from(error).into()
     }
 }
 
 impl From<sqlx::Error> for StorageError {
     fn from(error: sqlx::Error) -> Self {
-        convert_sqlx_err(error)
+        convert(error.into())
     }
 }
 
@@ -77,56 +201,39 @@ impl fmt::Display for DbFailure {
     }
 }
 
-/// PostgreSQL's serialization failure and deadlock, which are cured by retrying.
-fn is_retryable(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("40001" | "40P01")),
-        _ => false,
-    }
-}
-
 /// Maps a database error to a [`StorageError`], once, for the whole crate.
 ///
 /// Unique violations name the constraint's subject, foreign keys become
 /// `NotFound`/`Conflict`, lost connections and pool timeouts `Unavailable`; the
 /// rest is logged and becomes `Internal`.
-pub(crate) fn convert_sqlx_err(error: sqlx::Error) -> StorageError {
-    match &error {
-        sqlx::Error::Database(db) => {
-            let subject = constraint_subject(db.constraint().unwrap_or_default(), db.message());
-            if db.is_unique_violation() {
-                return StorageError::AlreadyExists { what: subject };
-            }
-            if db.is_foreign_key_violation() {
-                // A missing parent is reported by the insert that referenced it.
-                return if db.message().to_ascii_lowercase().contains("delete") {
-                    StorageError::Conflict { what: subject }
-                } else {
-                    StorageError::NotFound { what: subject }
-                };
-            }
-            if matches!(db.code().as_deref(), Some("5" | "6" | "517")) {
-                // SQLITE_BUSY / SQLITE_LOCKED after busy_timeout.
-                tracing::warn!(code = ?db.code(), "database busy");
-                return StorageError::Unavailable;
-            }
-            if db.code().as_deref().is_some_and(is_postgres_outage) {
-                tracing::warn!(code = ?db.code(), "database unavailable");
-                return StorageError::Unavailable;
-            }
-            tracing::error!(code = ?db.code(), message = %db.message(), "database error");
-            StorageError::Internal
-        }
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-            tracing::warn!(error = %error, "database unavailable");
+pub(crate) fn convert(error: DbError) -> StorageError {
+    match error {
+        DbError::Unique(detail) => StorageError::AlreadyExists {
+            what: constraint_subject(&detail),
+        },
+        // A missing parent is reported by the insert that referenced it.
+        DbError::ForeignKey {
+            deleting: true,
+            detail,
+        } => StorageError::Conflict {
+            what: constraint_subject(&detail),
+        },
+        DbError::ForeignKey {
+            deleting: false,
+            detail,
+        } => StorageError::NotFound {
+            what: constraint_subject(&detail),
+        },
+        DbError::Retry => {
+            tracing::warn!("a statement lost a race outside a retried transaction");
             StorageError::Unavailable
         }
-        sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => {
-            tracing::warn!(error = %error, "database connection lost");
+        DbError::Unavailable(detail) => {
+            tracing::warn!(error = %detail, "database unavailable");
             StorageError::Unavailable
         }
-        _ => {
-            tracing::error!(error = %error, "database error");
+        error @ (DbError::NoRow | DbError::Decode(_) | DbError::Other(_)) => {
+            tracing::error!(%error, "database error");
             StorageError::Internal
         }
     }
@@ -148,8 +255,7 @@ fn is_postgres_outage(code: &str) -> bool {
 
 /// Which table a violated constraint protects, as a short noun. PostgreSQL names
 /// the constraint; SQLite only says "UNIQUE constraint failed: users.external_id".
-fn constraint_subject(constraint: &str, message: &str) -> &'static str {
-    let haystack = format!("{constraint} {message}");
+fn constraint_subject(haystack: &str) -> &'static str {
     let subjects = [
         ("external_id", "external_id"),
         ("identities", "identity"),
@@ -177,24 +283,21 @@ mod tests {
     #[test]
     fn constraint_subject_reads_both_engines() {
         assert_eq!(
-            constraint_subject("", "UNIQUE constraint failed: users.external_id"),
+            constraint_subject("UNIQUE constraint failed: users.external_id"),
             "external_id"
         );
         assert_eq!(
-            constraint_subject("users_external_id_unique", "duplicate key"),
+            constraint_subject("users_external_id_unique duplicate key"),
             "external_id"
         );
-        assert_eq!(
-            constraint_subject("identities_pkey", "duplicate"),
-            "identity"
-        );
-        assert_eq!(constraint_subject("", "something else"), "record");
+        assert_eq!(constraint_subject("identities_pkey duplicate"), "identity");
+        assert_eq!(constraint_subject("something else"), "record");
     }
 
     #[test]
     fn pool_timeout_is_unavailable() {
         assert!(matches!(
-            convert_sqlx_err(sqlx::Error::PoolTimedOut),
+            convert(sqlx::Error::PoolTimedOut.into()),
             StorageError::Unavailable
         ));
     }

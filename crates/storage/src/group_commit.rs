@@ -1,20 +1,21 @@
-//! Group commit for SQLite's one writer connection: the hot writes (refresh
-//! token rotations, logins) queued at the same moment run one after another in
-//! one transaction, from one writer task.
+//! Group commit on SQLite's one writer: every write runs on the thread that
+//! owns the writer connection (`sqlite.rs`), and the writes queued at
+//! the same moment run one after another in one transaction.
 //!
-//! SQLite allows one writer at a time, so those writes were serial anyway; what
-//! made them slow was not SQLite but the hops around it. Every statement is a
-//! round trip to sqlx's connection thread, and every transaction paid for
-//! `BEGIN`, `COMMIT` and a hand-over of the pool's one connection to the next
-//! waiting task. Here the statements of a batch run back to back from one
-//! task, and `BEGIN`, `COMMIT` and the hand-over are paid once per batch.
+//! SQLite allows one writer at a time, so writes were serial anyway; what
+//! made them slow was not SQLite but the hops around it (see BENCHMARKS.md).
+//! Here a statement is a function call on the connection's own thread, and
+//! `BEGIN`, `COMMIT` and the wake-up of the thread are paid once per batch.
 //!
 //! A job runs exactly as it would alone: it sees every earlier job's writes,
 //! as it would have after their commits. When any job of a batch fails, or the
 //! batch cannot commit, the whole batch is rolled back and every job runs
-//! again in its own transaction (retried as `write_tx!` does), so one job's
+//! again in its own transaction (retried as any write is), so one job's
 //! failure is reported to that job alone and no partial write survives.
 //! Results reach the callers only after the commit that holds their writes.
+//!
+//! The queue is bounded: when it is full a write is refused at once with
+//! [`StorageError::Overloaded`] instead of growing memory and everyone's wait.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,12 +23,13 @@ use std::sync::{Arc, Weak};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use sqlx::AnyConnection;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use crate::error::{DbFailure, StorageError};
-use crate::{Inner, Storage, session_epoch, write_tx};
+use crate::sql::Conn;
+use crate::sqlite::SqliteConn;
+use crate::{Inner, MAX_TX_ATTEMPTS, Storage, session_epoch};
 
 /// At most this many jobs share a transaction: the first job of a batch
 /// waits for the last, so a batch is kept short.
@@ -36,7 +38,7 @@ const MAX_BATCH: usize = 64;
 /// The work of one write on `input`: run on the open transaction's
 /// connection, as often as needed (a batch that failed runs it again alone).
 pub(crate) trait Work<I, T>:
-    for<'c> Fn(&'c Storage, &'c mut AnyConnection, &'c I) -> BoxFuture<'c, Result<T, DbFailure>>
+    for<'c> Fn(&'c Storage, &'c mut dyn Conn, &'c I) -> BoxFuture<'c, Result<T, DbFailure>>
     + Send
     + Sync
     + 'static
@@ -44,7 +46,7 @@ pub(crate) trait Work<I, T>:
 }
 
 impl<I, T, F> Work<I, T> for F where
-    F: for<'c> Fn(&'c Storage, &'c mut AnyConnection, &'c I) -> BoxFuture<'c, Result<T, DbFailure>>
+    F: for<'c> Fn(&'c Storage, &'c mut dyn Conn, &'c I) -> BoxFuture<'c, Result<T, DbFailure>>
         + Send
         + Sync
         + 'static
@@ -56,7 +58,7 @@ trait Job: Send {
     fn run<'c>(
         &'c mut self,
         storage: &'c Storage,
-        conn: &'c mut AnyConnection,
+        conn: &'c mut dyn Conn,
     ) -> BoxFuture<'c, Result<(), DbFailure>>;
     fn span(&self) -> &tracing::Span;
     /// Answers the caller: the kept output, or `failure`.
@@ -75,7 +77,7 @@ impl<I: Send + Sync + 'static, T: Send + 'static, F: Work<I, T>> Job for Pending
     fn run<'c>(
         &'c mut self,
         storage: &'c Storage,
-        conn: &'c mut AnyConnection,
+        conn: &'c mut dyn Conn,
     ) -> BoxFuture<'c, Result<(), DbFailure>> {
         let Self {
             input,
@@ -85,7 +87,7 @@ impl<I: Send + Sync + 'static, T: Send + 'static, F: Work<I, T>> Job for Pending
         } = self;
         Box::pin(async move {
             *output = None;
-            // A panicking write must not take the writer task (and with it
+            // A panicking write must not take the writer thread (and with it
             // every later write) down: it fails alone, like any error.
             let done = AssertUnwindSafe(work(storage, conn, input))
                 .catch_unwind()
@@ -114,10 +116,13 @@ impl<I: Send + Sync + 'static, T: Send + 'static, F: Work<I, T>> Job for Pending
     }
 }
 
-/// The handle the storage keeps: jobs go in, the writer task runs them.
+/// The handle the storage keeps: jobs go in, the writer thread runs them.
 #[derive(Debug)]
 pub(crate) struct GroupCommit {
-    jobs: mpsc::UnboundedSender<Box<dyn Job>>,
+    /// `None` once closed: the thread finishes what is queued and ends.
+    jobs: std::sync::RwLock<Option<mpsc::Sender<Box<dyn Job>>>>,
+    /// Told when the thread ended (and the connection is closed).
+    ended: tokio::sync::Mutex<Option<oneshot::Receiver<()>>>,
     counters: Arc<Counters>,
 }
 
@@ -131,6 +136,8 @@ pub struct GroupCommitStats {
     /// Batches rolled back because one of their writes (or the commit)
     /// failed; their writes then ran again one by one.
     pub rollbacks: u64,
+    /// Writes refused because the queue was full.
+    pub refused: u64,
     /// WAL checkpoints run off the commit path (see `checkpoint`).
     pub checkpoints: u64,
 }
@@ -140,6 +147,7 @@ struct Counters {
     commits: AtomicU64,
     writes: AtomicU64,
     rollbacks: AtomicU64,
+    refused: AtomicU64,
 }
 
 impl Counters {
@@ -157,14 +165,47 @@ impl std::fmt::Debug for dyn Job {
 }
 
 impl GroupCommit {
-    /// Starts the writer task for the storage behind `storage`, on the
-    /// current runtime. The task holds the storage only while it runs a
-    /// batch, and ends once the storage is dropped.
-    pub(crate) fn start(storage: Weak<Inner>) -> Self {
-        let (jobs, queue) = mpsc::unbounded_channel();
+    /// Starts the writer thread on `conn`, for the storage behind `storage`;
+    /// at most `capacity` writes wait in its queue. The thread holds the
+    /// storage only while it runs a batch, and ends once the storage is
+    /// dropped. It enters the current runtime, so a write may use tokio.
+    pub(crate) fn start(
+        storage: Weak<Inner>,
+        conn: SqliteConn,
+        capacity: usize,
+    ) -> Result<Self, StorageError> {
+        let (jobs, queue) = mpsc::channel(capacity.max(1));
         let counters = Arc::new(Counters::default());
-        tokio::spawn(serve(storage, queue, counters.clone()));
-        Self { jobs, counters }
+        let runtime = tokio::runtime::Handle::current();
+        let thread_counters = counters.clone();
+        let (end, ended) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("sqlite-writer".to_owned())
+            .spawn(move || {
+                let _runtime = runtime.enter();
+                serve(&storage, conn, queue, &thread_counters);
+                let _ = end.send(());
+            })
+            .map_err(|error| {
+                tracing::error!(%error, "cannot start the SQLite writer thread");
+                StorageError::Internal
+            })?;
+        Ok(Self {
+            jobs: std::sync::RwLock::new(Some(jobs)),
+            ended: tokio::sync::Mutex::new(Some(ended)),
+            counters,
+        })
+    }
+
+    /// Refuses new writes ([`StorageError::Unavailable`]), lets the queued
+    /// ones finish, and waits for the writer to close its connection.
+    pub(crate) async fn close(&self) {
+        if let Ok(mut jobs) = self.jobs.write() {
+            jobs.take();
+        }
+        if let Some(ended) = self.ended.lock().await.take() {
+            let _ = ended.await;
+        }
     }
 
     /// What it did so far.
@@ -173,11 +214,13 @@ impl GroupCommit {
             commits: self.counters.commits.load(Ordering::Relaxed),
             writes: self.counters.writes.load(Ordering::Relaxed),
             rollbacks: self.counters.rollbacks.load(Ordering::Relaxed),
+            refused: self.counters.refused.load(Ordering::Relaxed),
             checkpoints: 0,
         }
     }
 
-    /// Queues `work` on `input` and waits for the commit that holds it.
+    /// Queues `work` on `input` and waits for the commit that holds it;
+    /// [`StorageError::Overloaded`] at once when the queue is full.
     pub(crate) async fn submit<I: Send + Sync + 'static, T: Send + 'static>(
         &self,
         input: I,
@@ -191,20 +234,35 @@ impl GroupCommit {
             reply,
             span: tracing::Span::current(),
         });
-        if self.jobs.send(job).is_err() {
-            return Err(StorageError::Unavailable);
+        let sent = match self.jobs.read().as_deref() {
+            Ok(Some(jobs)) => jobs.try_send(job),
+            _ => return Err(StorageError::Unavailable),
+        };
+        match sent {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(StorageError::Overloaded);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(StorageError::Unavailable),
         }
         answer.await.unwrap_or(Err(StorageError::Unavailable))
     }
 }
 
-async fn serve(
-    storage: Weak<Inner>,
-    mut queue: mpsc::UnboundedReceiver<Box<dyn Job>>,
-    counters: Arc<Counters>,
+fn serve(
+    storage: &Weak<Inner>,
+    mut conn: SqliteConn,
+    mut queue: mpsc::Receiver<Box<dyn Job>>,
+    counters: &Counters,
 ) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = queue.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            let Ok(job) = queue.try_recv() else { break };
+            batch.push(job);
+        }
         // Gone only when every handle was dropped with writes still queued.
         let Some(inner) = storage.upgrade() else {
             for job in batch.drain(..) {
@@ -213,13 +271,13 @@ async fn serve(
             continue;
         };
         let storage = Storage { inner };
-        if batch.len() == 1 || !run_together(&storage, &counters, &mut batch).await {
+        if batch.len() == 1 || !run_together(&storage, &mut conn, counters, &mut batch) {
             if batch.len() > 1 {
                 counters.rollbacks.fetch_add(1, Ordering::Relaxed);
             }
             for mut job in batch.drain(..) {
                 let span = job.span().clone();
-                let outcome = run_alone(&storage, job.as_mut()).instrument(span).await;
+                let outcome = span.in_scope(|| run_alone(&storage, &mut conn, job.as_mut()));
                 if outcome.is_ok() {
                     counters.committed(1);
                 }
@@ -231,33 +289,34 @@ async fn serve(
 
 /// Runs the batch in one transaction and answers every job; `false` (nothing
 /// answered, nothing written) when a job or the commit failed.
-async fn run_together(
+fn run_together(
     storage: &Storage,
+    conn: &mut SqliteConn,
     counters: &Counters,
     batch: &mut Vec<Box<dyn Job>>,
 ) -> bool {
-    let Ok(mut tx) = storage.begin_write().await else {
+    if let Err(error) = conn.begin() {
+        tracing::debug!(%error, "a group of writes could not begin: each runs alone");
         return false;
-    };
-    let (ran, sessions_changed) = session_epoch::tracking(async {
+    }
+    let jobs = batch.len();
+    let (ran, sessions_changed) = futures::executor::block_on(session_epoch::tracking(async {
         for job in batch.iter_mut() {
             let span = job.span().clone();
-            if let Err(failure) = job.run(storage, &mut tx).instrument(span).await {
-                tracing::debug!(%failure, jobs = batch.len(), "a grouped write failed: each runs alone");
+            if let Err(failure) = job.run(storage, &mut *conn).instrument(span).await {
+                tracing::debug!(%failure, jobs, "a grouped write failed: each runs alone");
                 return false;
             }
         }
         true
-    })
-    .await;
+    }));
     if !ran {
-        if let Err(error) = tx.rollback().await {
-            tracing::warn!(%error, "rolling back a failed group of writes failed");
-        }
+        conn.rollback();
         return false;
     }
-    if let Err(error) = tx.commit().await {
+    if let Err(error) = conn.commit() {
         tracing::debug!(%error, "a group commit failed: each write runs alone");
+        conn.rollback();
         return false;
     }
     if sessions_changed {
@@ -270,8 +329,36 @@ async fn run_together(
     true
 }
 
-async fn run_alone(storage: &Storage, job: &mut dyn Job) -> Result<(), StorageError> {
-    write_tx!(storage, |tx| job.run(storage, &mut tx).await)
+/// Runs one job in a transaction of its own, again when it lost a race.
+fn run_alone(
+    storage: &Storage,
+    conn: &mut SqliteConn,
+    job: &mut dyn Job,
+) -> Result<(), StorageError> {
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        conn.begin()?;
+        let (outcome, sessions_changed) =
+            futures::executor::block_on(session_epoch::tracking(job.run(storage, &mut *conn)));
+        let outcome = outcome.and_then(|()| conn.commit().map_err(DbFailure::from));
+        if outcome.is_err() {
+            conn.rollback();
+        } else if sessions_changed {
+            storage.sessions_changed();
+        }
+        match outcome {
+            Ok(()) => return Ok(()),
+            Err(DbFailure::Retry) if attempt < MAX_TX_ATTEMPTS => {
+                tracing::debug!(attempt, "write lost a race, retrying");
+            }
+            Err(DbFailure::Retry) => {
+                tracing::warn!(attempt, "write kept losing races");
+                return Err(StorageError::Unavailable);
+            }
+            Err(DbFailure::Fatal(error)) => return Err(error),
+        }
+    }
 }
 
 #[cfg(test)]

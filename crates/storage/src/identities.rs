@@ -3,7 +3,8 @@
 
 use std::time::SystemTime;
 
-use sqlx::{AnyConnection, AssertSqlSafe};
+use crate::error::DbError;
+use crate::sql::{Conn, query};
 use wechat_types::{AppId, OpenId, UnionId};
 
 use crate::Storage;
@@ -28,10 +29,10 @@ pub(crate) struct NewIdentity<'a> {
 
 /// Inserts an identity; `false` when it already exists (a concurrent insert won).
 pub(crate) async fn insert_identity(
-    conn: &mut AnyConnection,
+    conn: &mut dyn Conn,
     new: NewIdentity<'_>,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+) -> Result<bool, DbError> {
+    let done = query(
         "INSERT INTO identities (app_id, openid, user_id, unionid, app_kind, scope, is_snapshot, \
          linked_at, last_login_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
          ON CONFLICT (app_id, openid) DO NOTHING",
@@ -52,18 +53,18 @@ pub(crate) async fn insert_identity(
 /// Records that `unionid` belongs to `user_id` unless someone holds it already;
 /// returns the holder afterwards.
 pub(crate) async fn claim_unionid(
-    conn: &mut AnyConnection,
+    conn: &mut dyn Conn,
     unionid: &UnionId,
     user_id: &UserId,
 ) -> Result<UserId, StorageError> {
-    sqlx::query(
+    query(
         "INSERT INTO unionids (unionid, user_id) VALUES ($1, $2) ON CONFLICT (unionid) DO NOTHING",
     )
     .bind(unionid.to_string())
     .bind(user_id.to_string())
     .execute(&mut *conn)
     .await?;
-    let row = sqlx::query("SELECT user_id FROM unionids WHERE unionid = $1")
+    let row = query("SELECT user_id FROM unionids WHERE unionid = $1")
         .bind(unionid.to_string())
         .fetch_one(&mut *conn)
         .await?;
@@ -79,7 +80,7 @@ impl Storage {
     /// # Errors
     /// Database or key errors.
     pub async fn record_login(&self, login: &IdentityLogin) -> Result<LoginOutcome, StorageError> {
-        self.grouped_write(login.clone(), |storage, conn, login| {
+        self.write(login.clone(), |storage, conn, login| {
             Box::pin(storage.record_login_tx(conn, login))
         })
         .await
@@ -98,7 +99,7 @@ impl Storage {
         actor: &str,
     ) -> Result<(LoginOutcome, IssuedSession), StorageError> {
         let input = (login.clone(), actor.to_owned());
-        self.grouped_write(input, move |storage, conn, (login, actor)| {
+        self.write(input, move |storage, conn, (login, actor)| {
             Box::pin(async move {
                 let outcome = storage.record_login_tx(conn, login).await?;
                 let new = NewSession {
@@ -119,13 +120,13 @@ impl Storage {
 
     pub(crate) async fn record_login_tx(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut dyn Conn,
         login: &IdentityLogin,
     ) -> Result<LoginOutcome, DbFailure> {
-        let existing = sqlx::query(AssertSqlSafe(format!(
+        let existing = query(format!(
             "SELECT user_id, unionid FROM identities WHERE app_id = $1 AND openid = $2{}",
             for_update(self.engine())
-        )))
+        ))
         .bind(login.app_id.to_string())
         .bind(login.openid.to_string())
         .fetch_optional(&mut *conn)
@@ -135,7 +136,7 @@ impl Storage {
             Some(row) => {
                 let user_id = get_user_id(&row, "user_id")?;
                 let stored_unionid = get_opt_unionid(&row, "unionid")?;
-                sqlx::query(
+                query(
                     "UPDATE identities SET last_login_at = $1, is_snapshot = $2, \
                      scope = COALESCE($3, scope) WHERE app_id = $4 AND openid = $5",
                 )
@@ -185,13 +186,13 @@ impl Storage {
 
     async fn create_identity(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut dyn Conn,
         login: &IdentityLogin,
     ) -> Result<LoginOutcome, DbFailure> {
         let candidate = UserId::generate();
         let (user_id, is_new_user) = match &login.unionid {
             Some(unionid) => {
-                let holder = sqlx::query("SELECT user_id FROM unionids WHERE unionid = $1")
+                let holder = query("SELECT user_id FROM unionids WHERE unionid = $1")
                     .bind(unionid.to_string())
                     .fetch_optional(&mut *conn)
                     .await?;
@@ -241,12 +242,12 @@ impl Storage {
     /// An identity shows its unionid for the first time.
     async fn upgrade_identity(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut dyn Conn,
         login: &IdentityLogin,
         user_id: &UserId,
         unionid: &UnionId,
     ) -> Result<LoginOutcome, DbFailure> {
-        sqlx::query("UPDATE identities SET unionid = $1 WHERE app_id = $2 AND openid = $3")
+        query("UPDATE identities SET unionid = $1 WHERE app_id = $2 AND openid = $3")
             .bind(unionid.to_string())
             .bind(login.app_id.to_string())
             .bind(login.openid.to_string())

@@ -23,11 +23,14 @@ mod group_commit;
 mod identities;
 mod ids;
 mod merge;
+mod reader;
 mod redis_cache;
 mod rekey;
 mod session_epoch;
 mod sessions;
 mod signing_keys;
+mod sql;
+mod sqlite;
 mod sweep;
 mod tickets;
 mod token_cache;
@@ -63,11 +66,13 @@ use std::sync::{Arc, LazyLock};
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
-use sqlx::{Any, AnyPool, AssertSqlSafe, Transaction};
+use sqlx::{AnyPool, AssertSqlSafe};
 use tokio::sync::OnceCell;
 
 use crate::crypto::LookupKey;
 use crate::db::millis;
+use crate::error::DbFailure;
+use crate::sql::query;
 
 /// The migrations, embedded by `build.rs` (`migrations/sqlite`, `migrations/postgres`).
 mod embedded {
@@ -112,59 +117,26 @@ pub struct Storage {
 #[derive(Debug)]
 pub(crate) struct Inner {
     engine: Engine,
-    /// SQLite: exactly one connection. PostgreSQL: the one pool.
+    /// PostgreSQL: the one pool. SQLite: one sqlx connection for the
+    /// migrations only; every write goes to the writer thread (`group_commit`).
     writer: AnyPool,
-    /// SQLite: read-only connections. PostgreSQL: the same pool as `writer`.
-    reader: AnyPool,
+    /// SQLite: read-only rusqlite connections, used inline. PostgreSQL: the
+    /// same pool as `writer`.
+    reader: reader::Reader,
     keys: KeyRing,
     lookup_key: OnceCell<LookupKey>,
     /// Session-changing transactions committed by this process.
     local_session_changes: std::sync::atomic::AtomicU64,
-    /// SQLite: the writer task that runs the hot writes in shared
-    /// transactions. PostgreSQL: none; its pool runs writes side by side.
+    /// SQLite: the writer thread that runs every write, those queued at one
+    /// moment in one transaction. PostgreSQL: none; its pool runs writes side
+    /// by side.
     group_commit: Option<group_commit::GroupCommit>,
-    /// SQLite on a file: the task that checkpoints the WAL off the commit path.
+    /// SQLite: the task that checkpoints the WAL off the commit path.
     checkpointer: Option<checkpoint::Checkpointer>,
+    /// `sqlite::memory:`: the private directory its database file lives in,
+    /// removed with the storage.
+    _memory_dir: Option<tempfile::TempDir>,
 }
-
-/// Runs `$body` (an expression using the transaction `$tx`) in a write
-/// transaction, committing on `Ok` and starting over when it lost a race.
-macro_rules! write_tx {
-    ($storage:expr, |$tx:ident| $body:expr) => {{
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let mut $tx = $storage.begin_write().await?;
-            let (outcome, sessions_changed) =
-                $crate::session_epoch::tracking(async { $body }).await;
-            let outcome: Result<_, $crate::error::DbFailure> = outcome;
-            let outcome = match outcome {
-                Ok(value) => $tx
-                    .commit()
-                    .await
-                    .map(|()| value)
-                    .map_err($crate::error::DbFailure::from),
-                Err(failure) => Err(failure),
-            };
-            if outcome.is_ok() && sessions_changed {
-                // After the commit, so a read tagged before it cannot pass for after.
-                $storage.sessions_changed();
-            }
-            match outcome {
-                Ok(value) => break Ok(value),
-                Err($crate::error::DbFailure::Retry) if attempt < $crate::MAX_TX_ATTEMPTS => {
-                    tracing::debug!(attempt, "transaction lost a race, retrying");
-                }
-                Err($crate::error::DbFailure::Retry) => {
-                    tracing::warn!(attempt, "transaction kept losing races");
-                    break Err($crate::StorageError::Unavailable);
-                }
-                Err($crate::error::DbFailure::Fatal(error)) => break Err(error),
-            }
-        }
-    }};
-}
-pub(crate) use write_tx;
 
 impl Storage {
     /// Connects to the database named by `config.url`.
@@ -178,30 +150,46 @@ impl Storage {
             tracing::error!("storage url must start with sqlite: or postgres:");
             return Err(StorageError::Internal);
         };
-        let (writer, reader, checkpointer) = match engine {
-            Engine::Sqlite => connect_sqlite(config).await?,
+        let (writer, reader, sqlite) = match engine {
+            Engine::Sqlite => {
+                let mut sqlite = connect_sqlite(config).await?;
+                let reader = sqlite.reader.take().map_or_else(
+                    || Err(StorageError::Internal),
+                    |readers| Ok(reader::Reader::Sqlite(readers)),
+                )?;
+                (sqlite.migrations.clone(), reader, Some(sqlite))
+            }
             Engine::Postgres => {
                 let pool = AnyPoolOptions::new()
                     .max_connections(config.postgres_max_connections.max(1))
                     .acquire_timeout(config.acquire_timeout)
                     .connect(&config.url)
                     .await?;
-                (pool.clone(), pool, None)
+                (pool.clone(), reader::Reader::Pool(pool), None)
             }
         };
-        Ok(Self {
-            inner: Arc::new_cyclic(|inner| Inner {
-                engine,
-                writer,
-                reader,
-                keys,
-                lookup_key: OnceCell::new(),
-                local_session_changes: std::sync::atomic::AtomicU64::new(0),
-                group_commit: (engine == Engine::Sqlite)
-                    .then(|| group_commit::GroupCommit::start(inner.clone())),
-                checkpointer,
+        let (writer_conn, checkpointer, memory_dir) = match sqlite {
+            Some(sqlite) => (Some(sqlite.writer), sqlite.checkpointer, sqlite.memory_dir),
+            None => (None, None, None),
+        };
+        let mut started = Ok(());
+        let inner = Arc::new_cyclic(|inner| Inner {
+            engine,
+            writer,
+            reader,
+            keys,
+            lookup_key: OnceCell::new(),
+            local_session_changes: std::sync::atomic::AtomicU64::new(0),
+            group_commit: writer_conn.and_then(|conn| {
+                group_commit::GroupCommit::start(inner.clone(), conn, config.sqlite_write_queue)
+                    .map_err(|error| started = Err(error))
+                    .ok()
             }),
-        })
+            checkpointer,
+            _memory_dir: memory_dir,
+        });
+        started?;
+        Ok(Self { inner })
     }
 
     fn migrator(&self) -> &'static Migrator {
@@ -271,9 +259,16 @@ impl Storage {
     /// # Errors
     /// [`StorageError::Unavailable`] when it does not.
     pub async fn ping(&self) -> Result<(), StorageError> {
-        sqlx::query("SELECT 1").execute(&self.inner.reader).await?;
+        query("SELECT 1").execute(self.reader()).await?;
         if self.inner.engine == Engine::Sqlite {
-            sqlx::query("SELECT 1").execute(&self.inner.writer).await?;
+            // The writer thread answers too (its queue is not jammed).
+            self.write((), |_, conn, ()| {
+                Box::pin(async move {
+                    query("SELECT 1").execute(conn).await?;
+                    Ok(())
+                })
+            })
+            .await?;
         }
         Ok(())
     }
@@ -281,8 +276,13 @@ impl Storage {
     /// Closes the pools, waiting for connections in use to come back; for a
     /// graceful shutdown.
     pub async fn close(&self) {
+        if let Some(group) = &self.inner.group_commit {
+            group.close().await;
+        }
         self.inner.writer.close().await;
-        self.inner.reader.close().await;
+        if let reader::Reader::Pool(pool) = &self.inner.reader {
+            pool.close().await;
+        }
     }
 
     /// The engine in use.
@@ -294,8 +294,10 @@ impl Storage {
         &self.inner.keys
     }
 
-    /// `(pool, open connections, idle connections)` of each pool: `writer`
-    /// and `reader` on SQLite, one `main` pool on PostgreSQL.
+    /// `(pool, open connections, idle connections)` of each pool: `reader`
+    /// on SQLite (the idle readers kept; one in use for a read is open but
+    /// not counted, and its writer is one connection on a thread of its own),
+    /// one `main` pool on PostgreSQL.
     pub fn pool_stats(&self) -> Vec<(&'static str, usize, usize)> {
         let stats = |pool: &AnyPool| {
             (
@@ -304,13 +306,16 @@ impl Storage {
             )
         };
         match self.inner.engine {
-            Engine::Sqlite => {
-                let (writer, reader) = (stats(&self.inner.writer), stats(&self.inner.reader));
-                vec![
-                    ("writer", writer.0, writer.1),
-                    ("reader", reader.0, reader.1),
-                ]
-            }
+            Engine::Sqlite => match &self.inner.reader {
+                reader::Reader::Sqlite(readers) => {
+                    let idle = readers.idle();
+                    vec![("reader", idle, idle)]
+                }
+                reader::Reader::Pool(pool) => {
+                    let reader = stats(pool);
+                    vec![("reader", reader.0, reader.1)]
+                }
+            },
             Engine::Postgres => {
                 let main = stats(&self.inner.writer);
                 vec![("main", main.0, main.1)]
@@ -330,58 +335,89 @@ impl Storage {
         Some(stats)
     }
 
-    pub(crate) fn reader(&self) -> &AnyPool {
+    pub(crate) fn reader(&self) -> &reader::Reader {
         &self.inner.reader
     }
 
-    pub(crate) fn writer(&self) -> &AnyPool {
-        &self.inner.writer
-    }
-
-    /// A write transaction. On SQLite `BEGIN IMMEDIATE` takes the write lock up
-    /// front, so a transaction never fails upgrading a read lock when another
-    /// process writes the same file.
-    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Any>, StorageError> {
-        let tx = match self.inner.engine {
-            Engine::Sqlite => self.inner.writer.begin_with("BEGIN IMMEDIATE").await?,
-            Engine::Postgres => self.inner.writer.begin().await?,
-        };
-        Ok(tx)
-    }
-
-    /// Runs `work` on `input` in a write transaction like `write_tx!`; on
-    /// SQLite, in a transaction it shares with the other writes queued at the
-    /// same moment (see `group_commit`). `work` runs in the writer task, and
-    /// again after a grouped attempt was rolled back.
-    pub(crate) async fn grouped_write<I: Send + Sync + 'static, T: Send + 'static>(
+    /// Runs `work` on `input` as one transaction: the one way this crate
+    /// writes. On SQLite it runs on the writer thread, in a transaction it
+    /// shares with the other writes queued at that moment (see
+    /// `group_commit`; refused with [`StorageError::Overloaded`] when too
+    /// many wait). On PostgreSQL it runs on a pooled connection. Either way a
+    /// transaction that lost a race ([`DbFailure::Retry`]) runs again whole,
+    /// so `work` may run more than once, and only the last run's writes stay.
+    pub(crate) async fn write<I: Send + Sync + 'static, T: Send + 'static>(
         &self,
         input: I,
         work: impl group_commit::Work<I, T>,
     ) -> Result<T, StorageError> {
         match &self.inner.group_commit {
             Some(group) => group.submit(input, work).await,
-            None => write_tx!(self, |tx| work(self, &mut tx, &input).await),
+            None => self.postgres_transaction(&input, &work).await,
         }
     }
 
-    /// Like [`Storage::grouped_write`] on SQLite; on PostgreSQL runs `work` on
-    /// a pool connection outside any transaction, for work whose statements
-    /// each stand alone (saves PostgreSQL the BEGIN and COMMIT round trips).
-    pub(crate) async fn grouped_statements<I: Send + Sync + 'static, T: Send + 'static>(
+    /// [`Storage::write`] for work whose statements each stand alone (one
+    /// insert-or-take-over and a read, say): on PostgreSQL they run outside
+    /// a transaction, which saves its `BEGIN` and `COMMIT` round trips; on
+    /// SQLite there is no difference.
+    pub(crate) async fn write_autocommit<I: Send + Sync + 'static, T: Send + 'static>(
         &self,
         input: I,
         work: impl group_commit::Work<I, T>,
     ) -> Result<T, StorageError> {
         let Some(group) = &self.inner.group_commit else {
             let mut conn = self.inner.writer.acquire().await?;
-            return work(self, &mut conn, &input)
+            return work(self, &mut *conn, &input)
                 .await
                 .map_err(|failure| match failure {
-                    error::DbFailure::Fatal(error) => error,
-                    error::DbFailure::Retry => StorageError::Unavailable,
+                    DbFailure::Fatal(error) => error,
+                    DbFailure::Retry => StorageError::Unavailable,
                 });
         };
         group.submit(input, work).await
+    }
+
+    /// One statement that stands alone, through [`Storage::write_autocommit`]:
+    /// what it changed.
+    pub(crate) async fn write_statement(&self, statement: sql::Query) -> Result<u64, StorageError> {
+        self.write_autocommit(statement, |_, conn, statement| {
+            Box::pin(async move { Ok(statement.clone().execute(conn).await?.rows_affected()) })
+        })
+        .await
+    }
+
+    async fn postgres_transaction<I, T>(
+        &self,
+        input: &I,
+        work: &impl group_commit::Work<I, T>,
+    ) -> Result<T, StorageError> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let mut tx = self.inner.writer.begin().await?;
+            let (outcome, sessions_changed) =
+                session_epoch::tracking(work(self, &mut *tx, input)).await;
+            let outcome = match outcome {
+                Ok(value) => tx.commit().await.map(|()| value).map_err(DbFailure::from),
+                Err(failure) => Err(failure),
+            };
+            if outcome.is_ok() && sessions_changed {
+                // After the commit, so a read tagged before it cannot pass for after.
+                self.sessions_changed();
+            }
+            match outcome {
+                Ok(value) => return Ok(value),
+                Err(DbFailure::Retry) if attempt < MAX_TX_ATTEMPTS => {
+                    tracing::debug!(attempt, "transaction lost a race, retrying");
+                }
+                Err(DbFailure::Retry) => {
+                    tracing::warn!(attempt, "transaction kept losing races");
+                    return Err(StorageError::Unavailable);
+                }
+                Err(DbFailure::Fatal(error)) => return Err(error),
+            }
+        }
     }
 
     /// The HMAC key for lookup hashes, loaded (or created at first start) once.
@@ -416,18 +452,25 @@ impl Storage {
         let fresh = LookupKey::generate();
         let sealed = self.keys().encrypt(&aad, fresh.bytes())?;
         // Several replicas may start at once: the first insert wins, all read it back.
-        sqlx::query(
-            "INSERT INTO key_material (name, ciphertext, created_at) VALUES ('lookup_key', $1, $2) \
-             ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(sealed)
-        .bind(millis(std::time::SystemTime::now()))
-        .execute(self.writer())
-        .await?;
-        let stored: Vec<u8> =
-            sqlx::query_scalar("SELECT ciphertext FROM key_material WHERE name = 'lookup_key'")
-                .fetch_one(self.writer())
-                .await?;
+        let stored: Vec<u8> = self
+            .write_autocommit(sealed, |_, conn, sealed| {
+                Box::pin(async move {
+                    query(
+                        "INSERT INTO key_material (name, ciphertext, created_at) \
+                         VALUES ('lookup_key', $1, $2) ON CONFLICT (name) DO NOTHING",
+                    )
+                    .bind(sealed.clone())
+                    .bind(millis(std::time::SystemTime::now()))
+                    .execute(&mut *conn)
+                    .await?;
+                    let stored =
+                        query("SELECT ciphertext FROM key_material WHERE name = 'lookup_key'")
+                            .fetch_one(conn)
+                            .await?;
+                    Ok(stored.get::<Vec<u8>>("ciphertext")?)
+                })
+            })
+            .await?;
         let bytes = self.keys().decrypt(&aad, &stored)?;
         let bytes: [u8; 32] = bytes
             .try_into()
@@ -447,20 +490,54 @@ pub(crate) fn key_material_aad(name: &str) -> String {
     format!("key_material.ciphertext:{name}")
 }
 
-async fn connect_sqlite(
-    config: &StorageConfig,
-) -> Result<(AnyPool, AnyPool, Option<checkpoint::Checkpointer>), StorageError> {
+/// What a SQLite storage runs on.
+struct SqliteParts {
+    /// The writer connection (rusqlite), for the writer thread.
+    writer: sqlite::SqliteConn,
+    /// Read-only connections (taken out when the storage is built).
+    reader: Option<sqlite::SqliteReaders>,
+    /// One sqlx connection the migrations run on.
+    migrations: AnyPool,
+    checkpointer: Option<checkpoint::Checkpointer>,
+    memory_dir: Option<tempfile::TempDir>,
+}
+
+async fn connect_sqlite(config: &StorageConfig) -> Result<SqliteParts, StorageError> {
+    use std::str::FromStr as _;
+
     let url = if config.url.contains('?') {
         config.url.clone()
     } else {
         format!("{}?mode=rwc", config.url)
     };
-    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    // `sqlite::memory:` would give each connection a database of its own; the
+    // writer, the readers and the migrations must share one, so it is a file
+    // in a private directory that goes away with the storage.
+    let (url, memory_dir) = if url.contains(":memory:") || url.contains("mode=memory") {
+        let dir = tempfile::tempdir().map_err(|error| {
+            tracing::error!(%error, "cannot create a directory for an in-memory database");
+            StorageError::Internal
+        })?;
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("memory.db").display()
+        );
+        (url, Some(dir))
+    } else {
+        (url, None)
+    };
+    let path = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+        .map_err(|error| {
+            tracing::error!(%error, "storage url is not a SQLite url");
+            StorageError::Internal
+        })?
+        .get_filename()
+        .to_owned();
     let busy_ms = config.sqlite_busy_timeout.as_millis();
     // A SQLite connection is a file handle in this process: it cannot drop
     // like a socket, so the ping sqlx sends on every acquire (a round trip to
     // the connection's worker thread) buys nothing.
-    let writer = AnyPoolOptions::new()
+    let migrations = AnyPoolOptions::new()
         .max_connections(1)
         .test_before_acquire(false)
         .acquire_timeout(config.acquire_timeout)
@@ -472,16 +549,6 @@ async fn connect_sqlite(
                 sqlx::query("PRAGMA journal_mode = WAL")
                     .execute(&mut *conn)
                     .await?;
-                sqlx::query("PRAGMA synchronous = NORMAL")
-                    .execute(&mut *conn)
-                    .await?;
-                // Checkpoints are the checkpointer's job; this is its backstop.
-                sqlx::query(AssertSqlSafe(format!(
-                    "PRAGMA wal_autocheckpoint = {}",
-                    checkpoint::BACKSTOP_PAGES
-                )))
-                .execute(&mut *conn)
-                .await?;
                 sqlx::query("PRAGMA foreign_keys = ON")
                     .execute(&mut *conn)
                     .await?;
@@ -490,32 +557,24 @@ async fn connect_sqlite(
         })
         .connect(&url)
         .await?;
-    if in_memory {
-        // Every connection to `:memory:` opens its own empty database: the
-        // writer's one connection must serve reads too (and checkpoint).
-        return Ok((writer.clone(), writer, None));
-    }
-    let reader = AnyPoolOptions::new()
-        .test_before_acquire(false)
-        .max_connections(config.sqlite_readers.max(1))
-        .acquire_timeout(config.acquire_timeout)
-        .after_connect(move |conn, _meta| {
-            Box::pin(async move {
-                sqlx::query(AssertSqlSafe(format!("PRAGMA busy_timeout = {busy_ms}")))
-                    .execute(&mut *conn)
-                    .await?;
-                sqlx::query("PRAGMA foreign_keys = ON")
-                    .execute(&mut *conn)
-                    .await?;
-                sqlx::query("PRAGMA query_only = ON")
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(())
-            })
-        })
-        .connect(&url)
-        .await?;
-    Ok((writer, reader, Some(checkpoint::Checkpointer::start(url))))
+    let writer = sqlite::SqliteConn::open(
+        &path,
+        config.sqlite_busy_timeout,
+        checkpoint::BACKSTOP_PAGES,
+    )
+    .map_err(StorageError::from)?;
+    let reader = sqlite::SqliteReaders::open(
+        &path,
+        config.sqlite_busy_timeout,
+        usize::try_from(config.sqlite_readers).unwrap_or(usize::MAX),
+    )?;
+    Ok(SqliteParts {
+        writer,
+        reader: Some(reader),
+        migrations,
+        checkpointer: Some(checkpoint::Checkpointer::start(url)),
+        memory_dir,
+    })
 }
 
 /// tonic handlers need `Send` futures: this fails to compile if one is not.

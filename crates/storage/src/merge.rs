@@ -2,7 +2,7 @@
 
 use std::time::SystemTime;
 
-use sqlx::{AnyConnection, AssertSqlSafe};
+use crate::sql::{Conn, query};
 
 use crate::columns::user_profile_columns;
 use crate::db::{for_update, get_opt_bytes, get_opt_i64, get_opt_string, millis};
@@ -20,7 +20,7 @@ impl Storage {
     /// carry different external ids: the caller's systems say they are two.
     pub(crate) async fn merge_users(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut dyn Conn,
         kept: &UserId,
         absorbed: &UserId,
         at: SystemTime,
@@ -28,10 +28,10 @@ impl Storage {
         let lock = for_update(self.engine());
         let mut users = Vec::with_capacity(2);
         for user_id in [kept, absorbed] {
-            let row = sqlx::query(AssertSqlSafe(format!(
+            let row = query(format!(
                 "SELECT external_id, profile_updated_at, phone_ciphertext, phone_updated_at \
                  FROM users WHERE user_id = $1{lock}"
-            )))
+            ))
             .bind(user_id.to_string())
             .fetch_optional(&mut *conn)
             .await?
@@ -61,7 +61,7 @@ impl Storage {
             });
         }
 
-        let moved = sqlx::query("UPDATE identities SET user_id = $1 WHERE user_id = $2")
+        let moved = query("UPDATE identities SET user_id = $1 WHERE user_id = $2")
             .bind(kept.to_string())
             .bind(absorbed.to_string())
             .execute(&mut *conn)
@@ -71,7 +71,7 @@ impl Storage {
             "UPDATE sessions SET user_id = $1 WHERE user_id = $2",
             "UPDATE unionids SET user_id = $1 WHERE user_id = $2",
         ] {
-            sqlx::query(statement)
+            query(statement)
                 .bind(kept.to_string())
                 .bind(absorbed.to_string())
                 .execute(&mut *conn)
@@ -80,11 +80,11 @@ impl Storage {
         if kept_external.is_none()
             && let Some(external_id) = &absorbed_external
         {
-            sqlx::query("UPDATE users SET external_id = NULL WHERE user_id = $1")
+            query("UPDATE users SET external_id = NULL WHERE user_id = $1")
                 .bind(absorbed.to_string())
                 .execute(&mut *conn)
                 .await?;
-            sqlx::query("UPDATE users SET external_id = $1 WHERE user_id = $2")
+            query("UPDATE users SET external_id = $1 WHERE user_id = $2")
                 .bind(external_id.clone())
                 .bind(kept.to_string())
                 .execute(&mut *conn)
@@ -95,7 +95,7 @@ impl Storage {
         if absorbed_profile_at > kept_profile_at {
             // Copied in the database, column by column of the one list, so a
             // profile column added later is carried over without a change here.
-            sqlx::query(concat!(
+            query(concat!(
                 "UPDATE users SET (",
                 user_profile_columns!(),
                 ", profile_updated_at) = (SELECT ",
@@ -116,7 +116,7 @@ impl Storage {
             // The ciphertext is bound to its user: re-encrypt it for the kept one.
             let phone = self.open_phone(absorbed, &sealed)?;
             let (resealed, hash) = self.seal_phone(kept, &phone).await?;
-            sqlx::query(
+            query(
                 "UPDATE users SET phone_ciphertext = $1, phone_hash = $2, phone_updated_at = $3 \
                  WHERE user_id = $4",
             )
@@ -127,12 +127,12 @@ impl Storage {
             .execute(&mut *conn)
             .await?;
         }
-        sqlx::query("UPDATE users SET updated_at = $1 WHERE user_id = $2")
+        query("UPDATE users SET updated_at = $1 WHERE user_id = $2")
             .bind(millis(at))
             .bind(kept.to_string())
             .execute(&mut *conn)
             .await?;
-        sqlx::query("DELETE FROM users WHERE user_id = $1")
+        query("DELETE FROM users WHERE user_id = $1")
             .bind(absorbed.to_string())
             .execute(&mut *conn)
             .await?;

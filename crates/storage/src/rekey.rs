@@ -15,16 +15,17 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::{AnyConnection, AssertSqlSafe, Row};
+use crate::sql::{Conn, Query, Row, query};
 use wechat_types::{AppId, OpenId};
 
 use crate::credentials::credential_aad;
 use crate::crypto::key_id_of;
+use crate::error::DbError;
 use crate::error::{DbFailure, StorageError};
 use crate::signing_keys::private_key_aad;
 use crate::token_cache::token_aad;
 use crate::users::phone_aad;
-use crate::{Storage, key_material_aad, write_tx};
+use crate::{Storage, key_material_aad};
 
 /// One encrypted column: where it is, how its rows are named, and what binds
 /// a value to its row.
@@ -50,21 +51,17 @@ enum KeyKind {
 }
 
 impl KeyKind {
-    fn read(self, row: &sqlx::any::AnyRow, index: usize) -> Result<String, sqlx::Error> {
+    fn read(self, row: &Row, index: usize) -> Result<String, DbError> {
         use base64::Engine as _;
         match self {
-            KeyKind::Text => row.try_get::<String, _>(index),
+            KeyKind::Text => row.get::<String>(index),
             KeyKind::Bytes => row
-                .try_get::<Vec<u8>, _>(index)
+                .get::<Vec<u8>>(index)
                 .map(|bytes| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)),
         }
     }
 
-    fn bind<'q>(
-        self,
-        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
-        part: &str,
-    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    fn bind(self, query: Query, part: &str) -> Query {
         use base64::Engine as _;
         match self {
             KeyKind::Text => query.bind(part.to_owned()),
@@ -86,7 +83,7 @@ impl EncryptedColumn {
 /// Every encrypted column of the schema. A migration that adds one adds it
 /// here too, or `rekey` leaves its values under the old key and
 /// `check-config` does not count them.
-const COLUMNS: [EncryptedColumn; 8] = [
+static COLUMNS: [EncryptedColumn; 8] = [
     EncryptedColumn {
         table: "key_material",
         column: "ciphertext",
@@ -286,11 +283,11 @@ struct Batch {
 
 /// A page of `(primary key parts, stored value)` after `after`, in key order.
 async fn fetch_page(
-    conn: &mut AnyConnection,
+    conn: &mut dyn Conn,
     column: &EncryptedColumn,
     after: Option<&[String]>,
     limit: u32,
-) -> Result<Vec<(Vec<String>, Vec<u8>)>, sqlx::Error> {
+) -> Result<Vec<(Vec<String>, Vec<u8>)>, DbError> {
     let keys = column.key_columns.join(", ");
     let (table, value) = (column.table, column.column);
     let mut sql = format!("SELECT {keys}, {value} FROM {table} WHERE {value} IS NOT NULL");
@@ -302,7 +299,7 @@ async fn fetch_page(
     }
     sql.push_str(&format!(" ORDER BY {keys} LIMIT {limit}"));
     // Identifiers come from COLUMNS and the limit is a number: nothing of a caller's is spliced.
-    let mut query = sqlx::query(AssertSqlSafe(sql));
+    let mut query = query(sql);
     for part in after.unwrap_or_default() {
         query = column.key_kind.bind(query, part);
     }
@@ -313,7 +310,7 @@ async fn fetch_page(
             let key = (0..width)
                 .map(|index| column.key_kind.read(row, index))
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok((key, row.try_get::<Vec<u8>, _>(width)?))
+            Ok((key, row.get::<Vec<u8>>(width)?))
         })
         .collect()
 }
@@ -321,12 +318,12 @@ async fn fetch_page(
 /// Replaces `old` by `fresh` in the row named by `key`, only if `old` is still
 /// there; whether it was.
 async fn replace_value(
-    conn: &mut AnyConnection,
+    conn: &mut dyn Conn,
     column: &EncryptedColumn,
     key: &[String],
     old: &[u8],
     fresh: Vec<u8>,
-) -> Result<bool, sqlx::Error> {
+) -> Result<bool, DbError> {
     let conditions: Vec<String> = column
         .key_columns
         .iter()
@@ -340,7 +337,7 @@ async fn replace_value(
         conditions = conditions.join(" AND "),
         old_param = column.key_columns.len() + 2,
     );
-    let mut query = sqlx::query(AssertSqlSafe(sql)).bind(fresh);
+    let mut query = query(sql).bind(fresh);
     for part in key {
         query = column.key_kind.bind(query, part);
     }
@@ -368,7 +365,7 @@ impl Storage {
             columns: Vec::new(),
             finished: true,
         };
-        'columns: for column in &COLUMNS {
+        'columns: for (index, column) in COLUMNS.iter().enumerate() {
             let mut done = RekeyProgress {
                 column: column.name(),
                 ..RekeyProgress::default()
@@ -380,9 +377,19 @@ impl Storage {
                     report.columns.push(done);
                     break 'columns;
                 }
-                let batch = write_tx!(self, |tx| self
-                    .rekey_batch(&mut tx, column, after.as_deref(), limit)
-                    .await)?;
+                let batch = self
+                    .write(
+                        (index, after.clone()),
+                        move |storage, conn, (index, after)| {
+                            Box::pin(storage.rekey_batch(
+                                conn,
+                                &COLUMNS[*index],
+                                after.as_deref(),
+                                limit,
+                            ))
+                        },
+                    )
+                    .await?;
                 batches_left = batches_left.map(|left| left.saturating_sub(1));
                 done.batches += 1;
                 done.scanned += batch.scanned;
@@ -402,7 +409,7 @@ impl Storage {
 
     async fn rekey_batch(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut dyn Conn,
         column: &EncryptedColumn,
         after: Option<&[String]>,
         limit: u32,

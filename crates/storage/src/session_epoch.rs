@@ -8,7 +8,7 @@
 //! this process commits also bump an in-process counter right after commit, so
 //! the replica that revoked a session never answers from a stale entry.
 //!
-//! [`bump`] is the one thing a session-changing write calls: `write_tx!` runs
+//! [`bump`] is the one thing a session-changing write calls: `Storage::write` runs
 //! every transaction body under [`tracking`] and moves the in-process counter
 //! after a commit whose body bumped.
 
@@ -16,7 +16,8 @@ use std::cell::Cell;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 
-use sqlx::AnyConnection;
+use crate::error::DbError;
+use crate::sql::{Conn, query};
 
 use crate::Storage;
 use crate::db::get_i64;
@@ -28,14 +29,14 @@ tokio::task_local! {
 }
 
 /// Bumps the database's epoch; called inside the changing transaction (a
-/// `write_tx!` body), last, after the session rows: every writer takes the
+/// `Storage::write` body), last, after the session rows: every writer takes the
 /// row locks in one order and holds the epoch's only briefly.
-pub(crate) async fn bump(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE session_epoch SET value = value + 1 WHERE id = 1")
+pub(crate) async fn bump(conn: &mut dyn Conn) -> Result<(), DbError> {
+    query("UPDATE session_epoch SET value = value + 1 WHERE id = 1")
         .execute(conn)
         .await?;
     let noted = BUMPED.try_with(|bumped| bumped.set(true));
-    debug_assert!(noted.is_ok(), "session_epoch::bump outside write_tx!");
+    debug_assert!(noted.is_ok(), "session_epoch::bump outside Storage::write");
     Ok(())
 }
 
@@ -56,7 +57,7 @@ impl Storage {
     /// # Errors
     /// Database errors.
     pub async fn session_epoch(&self) -> Result<i64, StorageError> {
-        let row = sqlx::query("SELECT value FROM session_epoch WHERE id = 1")
+        let row = query("SELECT value FROM session_epoch WHERE id = 1")
             .fetch_one(self.reader())
             .await?;
         get_i64(&row, "value")
@@ -68,7 +69,7 @@ impl Storage {
         self.inner.local_session_changes.load(Ordering::Acquire)
     }
 
-    /// Called by `write_tx!` after a session-changing transaction committed.
+    /// Called by `Storage::write` after a session-changing transaction committed.
     pub(crate) fn sessions_changed(&self) {
         self.inner
             .local_session_changes

@@ -2,8 +2,8 @@
 
 use std::time::SystemTime;
 
+use crate::sql::{Conn, Row, query};
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::{AnyConnection, AssertSqlSafe};
 
 use crate::crypto::{random_token, token_hash};
 use crate::db::{
@@ -14,7 +14,7 @@ use crate::error::{DbFailure, StorageError};
 use crate::types::{
     IssuedSession, NewSession, Rotation, SessionId, SessionLifetimes, SessionRecord,
 };
-use crate::{Engine, Storage, audit, session_epoch, write_tx};
+use crate::{Engine, Storage, audit, session_epoch};
 
 const SESSION_COLUMNS: &str =
     "s.session_id, s.user_id, s.app_id, s.openid, s.created_at, s.expires_at, s.revoked_at";
@@ -40,7 +40,7 @@ fn issued(session: SessionRecord, refresh_token: SecretString, expires_at: i64) 
     }
 }
 
-fn session_from_row(row: &sqlx::any::AnyRow) -> Result<SessionRecord, StorageError> {
+fn session_from_row(row: &Row) -> Result<SessionRecord, StorageError> {
     Ok(SessionRecord {
         session_id: get_session_id(row, "session_id")?,
         user_id: get_user_id(row, "user_id")?,
@@ -54,13 +54,13 @@ fn session_from_row(row: &sqlx::any::AnyRow) -> Result<SessionRecord, StorageErr
 
 /// Marks a session revoked (if it is not already) and audits it.
 pub(crate) async fn revoke_in_tx(
-    conn: &mut AnyConnection,
+    conn: &mut dyn Conn,
     session_id: &SessionId,
     reason: &str,
     actor: &str,
     at: SystemTime,
 ) -> Result<bool, StorageError> {
-    let row = sqlx::query(
+    let row = query(
         "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 \
          WHERE session_id = $3 AND revoked_at IS NULL RETURNING user_id",
     )
@@ -92,7 +92,7 @@ impl Storage {
     /// `NotFound("user")` when the user does not exist, `NotFound("identity")`
     /// when the identity is not (or no longer) linked to that user.
     pub async fn create_session(&self, new: &NewSession) -> Result<IssuedSession, StorageError> {
-        self.grouped_write(new.clone(), |storage, conn, new| {
+        self.write(new.clone(), |storage, conn, new| {
             Box::pin(storage.create_session_tx(conn, new))
         })
         .await
@@ -114,7 +114,7 @@ impl Storage {
         lifetimes: SessionLifetimes,
         at: SystemTime,
     ) -> Result<Rotation, StorageError> {
-        self.grouped_write(token_hash(presented), move |storage, conn, hash| {
+        self.write(token_hash(presented), move |storage, conn, hash| {
             Box::pin(storage.rotate_tx(conn, hash, lifetimes, at))
         })
         .await
@@ -122,7 +122,7 @@ impl Storage {
 
     async fn rotate_tx(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut dyn Conn,
         hash: &[u8],
         lifetimes: SessionLifetimes,
         at: SystemTime,
@@ -133,12 +133,12 @@ impl Storage {
         // columns may be stale; the one that can change, `retired_at`, only
         // goes from unset to set, and every write below is guarded by it and
         // checked, so a stale read runs the transaction again.
-        let row = sqlx::query(AssertSqlSafe(format!(
+        let row = query(format!(
             "SELECT r.generation, r.expires_at AS token_expires_at, r.retired_at, {SESSION_COLUMNS} \
              FROM refresh_tokens r JOIN sessions s ON s.session_id = r.session_id \
              WHERE r.token_hash = $1{}",
             lock_session_row(self.engine())
-        )))
+        ))
         .bind(hash.to_vec())
         .fetch_optional(&mut *conn)
         .await?;
@@ -210,13 +210,13 @@ impl Storage {
     /// the presented token is then older than the previous generation.
     async fn grace_tx(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut dyn Conn,
         session: &SessionRecord,
         presented: i64,
         expires_at: i64,
         at: SystemTime,
     ) -> Result<Option<SecretString>, DbFailure> {
-        let live = sqlx::query(
+        let live = query(
             "SELECT token_hash FROM refresh_tokens \
              WHERE session_id = $1 AND generation = $2 AND retired_at IS NULL",
         )
@@ -263,7 +263,7 @@ impl Storage {
     /// transaction again.
     async fn advance_generation(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut dyn Conn,
         retiring_hash: &[u8],
         session_id: &SessionId,
         generation: i64,
@@ -289,7 +289,7 @@ impl Storage {
                 1,
             ),
         };
-        let changed = sqlx::query(sql)
+        let changed = query(sql)
             .bind(millis(at))
             .bind(retiring_hash.to_vec())
             .bind(token_hash(token.expose_secret()))
@@ -319,9 +319,9 @@ impl Storage {
         &self,
         session_id: &SessionId,
     ) -> Result<Option<SessionRecord>, StorageError> {
-        let row = sqlx::query(AssertSqlSafe(format!(
+        let row = query(format!(
             "SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.session_id = $1"
-        )))
+        ))
         .bind(session_id.to_string())
         .fetch_optional(self.reader())
         .await?;
@@ -339,11 +339,11 @@ impl Storage {
         actor: &str,
         at: SystemTime,
     ) -> Result<bool, StorageError> {
-        write_tx!(self, |tx| revoke_in_tx(
-            &mut tx, session_id, reason, actor, at
-        )
+        let input = (*session_id, reason.to_owned(), actor.to_owned());
+        self.write(input, move |_, conn, (session_id, reason, actor)| {
+            Box::pin(async move { Ok(revoke_in_tx(conn, session_id, reason, actor, at).await?) })
+        })
         .await
-        .map_err(DbFailure::from))
     }
 
     /// Revokes the session a refresh token (of any generation) belongs to.
@@ -358,24 +358,27 @@ impl Storage {
         at: SystemTime,
     ) -> Result<bool, StorageError> {
         let hash = token_hash(presented);
-        write_tx!(self, |tx| async {
-            let row = sqlx::query("SELECT session_id FROM refresh_tokens WHERE token_hash = $1")
-                .bind(hash.clone())
-                .fetch_optional(&mut *tx)
-                .await?;
-            let Some(row) = row else { return Ok(false) };
-            let session_id = get_session_id(&row, "session_id")?;
-            Ok::<_, DbFailure>(revoke_in_tx(&mut tx, &session_id, reason, actor, at).await?)
-        }
-        .await)
+        let input = (hash, reason.to_owned(), actor.to_owned());
+        self.write(input, move |_, conn, (hash, reason, actor)| {
+            Box::pin(async move {
+                let row = query("SELECT session_id FROM refresh_tokens WHERE token_hash = $1")
+                    .bind(hash.clone())
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                let Some(row) = row else { return Ok(false) };
+                let session_id = get_session_id(&row, "session_id")?;
+                Ok(revoke_in_tx(conn, &session_id, reason, actor, at).await?)
+            })
+        })
+        .await
     }
 
     async fn create_session_tx(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut dyn Conn,
         new: &NewSession,
     ) -> Result<IssuedSession, DbFailure> {
-        let user_known = sqlx::query("SELECT 1 FROM users WHERE user_id = $1")
+        let user_known = query("SELECT 1 FROM users WHERE user_id = $1")
             .bind(new.user_id.to_string())
             .fetch_optional(&mut *conn)
             .await?
@@ -389,7 +392,7 @@ impl Storage {
     /// [`Storage::create_session`] once the user is known to exist.
     pub(crate) async fn open_session_tx(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut dyn Conn,
         new: &NewSession,
     ) -> Result<IssuedSession, DbFailure> {
         let session_id = SessionId::generate();
@@ -417,7 +420,7 @@ impl Storage {
                 1,
             ),
         };
-        let inserted = sqlx::query(sql)
+        let inserted = query(sql)
             .bind(session_id.to_string())
             .bind(new.user_id.to_string())
             .bind(new.app_id.to_string())

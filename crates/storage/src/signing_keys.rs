@@ -5,9 +5,10 @@ use std::time::SystemTime;
 use secrecy::SecretBox;
 
 use crate::db::{get_opt_bytes, get_opt_time, get_string, get_time, millis};
-use crate::error::{DbFailure, StorageError};
+use crate::error::StorageError;
+use crate::sql::query;
 use crate::types::SigningKey;
-use crate::{Engine, Storage, write_tx};
+use crate::{Engine, Storage};
 
 pub(crate) fn private_key_aad(kid: &str) -> String {
     format!("signing_keys.private_key:{kid}")
@@ -19,7 +20,7 @@ impl Storage {
     /// # Errors
     /// Database or key errors.
     pub async fn active_signing_keys(&self) -> Result<Vec<SigningKey>, StorageError> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT kid, private_key, public_jwk, created_at, retired_at FROM signing_keys \
              WHERE retired_at IS NULL ORDER BY created_at DESC, kid",
         )
@@ -55,15 +56,16 @@ impl Storage {
         at: SystemTime,
     ) -> Result<(), StorageError> {
         let sealed = self.keys().encrypt(&private_key_aad(kid), private_key)?;
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, private_key, public_jwk, created_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (kid) DO NOTHING",
+        self.write_statement(
+            query(
+                "INSERT INTO signing_keys (kid, private_key, public_jwk, created_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (kid) DO NOTHING",
+            )
+            .bind(kid.to_owned())
+            .bind(sealed)
+            .bind(public_jwk.to_owned())
+            .bind(millis(at)),
         )
-        .bind(kid.to_owned())
-        .bind(sealed)
-        .bind(public_jwk.to_owned())
-        .bind(millis(at))
-        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -84,33 +86,35 @@ impl Storage {
         at: SystemTime,
     ) -> Result<bool, StorageError> {
         let sealed = self.keys().encrypt(&private_key_aad(kid), private_key)?;
-        write_tx!(self, |tx| async {
-            if self.engine() == Engine::Postgres {
-                // SQLite's BEGIN IMMEDIATE already serialises writers.
-                sqlx::query("SELECT pg_advisory_xact_lock(7318201946501)")
-                    .execute(&mut *tx)
+        let input = (kid.to_owned(), sealed, public_jwk.to_owned());
+        self.write(input, move |storage, conn, (kid, sealed, public_jwk)| {
+            Box::pin(async move {
+                if storage.engine() == Engine::Postgres {
+                    // SQLite's BEGIN IMMEDIATE already serialises writers.
+                    query("SELECT pg_advisory_xact_lock(7318201946501)")
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                let existing = query("SELECT 1 FROM signing_keys WHERE retired_at IS NULL LIMIT 1")
+                    .fetch_optional(&mut *conn)
                     .await?;
-            }
-            let existing =
-                sqlx::query("SELECT 1 FROM signing_keys WHERE retired_at IS NULL LIMIT 1")
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if existing.is_some() {
-                return Ok::<_, DbFailure>(false);
-            }
-            sqlx::query(
-                "INSERT INTO signing_keys (kid, private_key, public_jwk, created_at) \
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(kid.to_owned())
-            .bind(sealed.clone())
-            .bind(public_jwk.to_owned())
-            .bind(millis(at))
-            .execute(&mut *tx)
-            .await?;
-            Ok(true)
-        }
-        .await)
+                if existing.is_some() {
+                    return Ok(false);
+                }
+                query(
+                    "INSERT INTO signing_keys (kid, private_key, public_jwk, created_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(kid.clone())
+                .bind(sealed.clone())
+                .bind(public_jwk.clone())
+                .bind(millis(at))
+                .execute(conn)
+                .await?;
+                Ok(true)
+            })
+        })
+        .await
     }
 
     /// Retires a signing key; `false` when unknown or already retired.
@@ -122,13 +126,15 @@ impl Storage {
         kid: &str,
         at: SystemTime,
     ) -> Result<bool, StorageError> {
-        let done = sqlx::query(
-            "UPDATE signing_keys SET retired_at = $1 WHERE kid = $2 AND retired_at IS NULL",
-        )
-        .bind(millis(at))
-        .bind(kid.to_owned())
-        .execute(self.writer())
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let changed = self
+            .write_statement(
+                query(
+                    "UPDATE signing_keys SET retired_at = $1 WHERE kid = $2 AND retired_at IS NULL",
+                )
+                .bind(millis(at))
+                .bind(kid.to_owned()),
+            )
+            .await?;
+        Ok(changed == 1)
     }
 }

@@ -6,6 +6,7 @@ use std::time::SystemTime;
 use crate::Storage;
 use crate::db::millis;
 use crate::error::StorageError;
+use crate::sql::query;
 use crate::types::SweepReport;
 
 /// Each statement deletes at most `$2` rows expired at `$1`.
@@ -63,12 +64,13 @@ impl Storage {
         let mut report = SweepReport::default();
         let window_over = millis(at).saturating_sub(crate::web_logins::repeat_window_millis());
         loop {
-            let forgotten = sqlx::query(crate::web_logins::FORGET_TICKETS)
-                .bind(window_over)
-                .bind(batch)
-                .execute(self.writer())
-                .await?
-                .rows_affected();
+            let forgotten = self
+                .write_statement(
+                    query(crate::web_logins::FORGET_TICKETS)
+                        .bind(window_over)
+                        .bind(batch),
+                )
+                .await?;
             report.web_login_tickets += forgotten;
             if forgotten < batch.unsigned_abs() {
                 break;
@@ -77,12 +79,9 @@ impl Storage {
         }
         for (table, statement) in BATCHES {
             loop {
-                let deleted = sqlx::query(statement)
-                    .bind(millis(at))
-                    .bind(batch)
-                    .execute(self.writer())
-                    .await?
-                    .rows_affected();
+                let deleted = self
+                    .write_statement(query(statement).bind(millis(at)).bind(batch))
+                    .await?;
                 match table {
                     "oauth_states" => report.oauth_states += deleted,
                     "web_logins" => report.web_logins += deleted,

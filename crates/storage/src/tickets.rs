@@ -2,8 +2,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::sql::{Conn, query};
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::AnyConnection;
 
 use crate::Storage;
 use crate::crypto::{random_token, token_hash};
@@ -28,8 +28,14 @@ impl Storage {
         at: SystemTime,
     ) -> Result<SecretString, StorageError> {
         let ticket = random_token();
-        let mut conn = self.writer().acquire().await?;
-        insert_ticket(&mut conn, &ticket, identity, is_new_user, at).await?;
+        let input = (ticket.clone(), identity.clone());
+        self.write_autocommit(input, move |_, conn, (ticket, identity)| {
+            Box::pin(async move {
+                insert_ticket(conn, ticket, identity, is_new_user, at).await?;
+                Ok(())
+            })
+        })
+        .await?;
         Ok(ticket)
     }
 
@@ -43,8 +49,10 @@ impl Storage {
         ticket: &str,
         at: SystemTime,
     ) -> Result<Option<Ticket>, StorageError> {
-        let mut conn = self.writer().acquire().await?;
-        spend_ticket(&mut conn, ticket, at).await
+        self.write_autocommit(ticket.to_owned(), move |_, conn, ticket| {
+            Box::pin(async move { Ok(spend_ticket(conn, ticket, at).await?) })
+        })
+        .await
     }
 
     /// Redeems a login ticket and opens a session through its identity, in
@@ -63,12 +71,12 @@ impl Storage {
         at: SystemTime,
     ) -> Result<Option<RedeemedTicket>, StorageError> {
         let input = (ticket.to_owned(), actor.to_owned());
-        self.grouped_write(input, move |storage, conn, (ticket, actor)| {
+        self.write(input, move |storage, conn, (ticket, actor)| {
             Box::pin(async move {
                 let Some(spent) = spend_ticket(conn, ticket, at).await? else {
                     return Ok(None);
                 };
-                let identity = sqlx::query(
+                let identity = query(
                     "SELECT user_id, unionid FROM identities WHERE app_id = $1 AND openid = $2",
                 )
                 .bind(spent.identity.app_id.to_string())
@@ -108,13 +116,13 @@ impl Storage {
 /// # Errors
 /// `NotFound("identity")` for an unknown identity.
 pub(crate) async fn insert_ticket(
-    conn: &mut AnyConnection,
+    conn: &mut dyn Conn,
     ticket: &SecretString,
     identity: &IdentityRef,
     is_new_user: bool,
     at: SystemTime,
 ) -> Result<(), StorageError> {
-    let inserted = sqlx::query(
+    let inserted = query(
         "INSERT INTO login_tickets (ticket_hash, app_id, openid, created_at, expires_at, is_new_user) \
          SELECT $1, app_id, openid, $4, $5, $6 FROM identities WHERE app_id = $2 AND openid = $3",
     )
@@ -138,11 +146,11 @@ pub(crate) async fn insert_ticket(
 /// # Errors
 /// Database errors.
 pub(crate) async fn spend_ticket(
-    conn: &mut AnyConnection,
+    conn: &mut dyn Conn,
     ticket: &str,
     at: SystemTime,
 ) -> Result<Option<Ticket>, StorageError> {
-    let row = sqlx::query(
+    let row = query(
         "UPDATE login_tickets SET used_at = $1 \
          WHERE ticket_hash = $2 AND used_at IS NULL AND expires_at > $1 \
          RETURNING app_id, openid, is_new_user",

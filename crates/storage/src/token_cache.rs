@@ -3,8 +3,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::sql::query;
 use async_trait::async_trait;
-use sqlx::Row;
 use wechat_types::{
     AccessToken, AppId, CachedToken, ForceRefreshBudget, TokenCache, TokenCacheError,
 };
@@ -35,7 +35,7 @@ impl DbTokenCache {
     }
 
     async fn load_inner(&self, app_id: &AppId) -> Result<Option<CachedToken>, StorageError> {
-        let row = sqlx::query(
+        let row = query(
             "SELECT token, expires_at, fetched_at, force_day, force_used, force_last_at \
              FROM app_tokens WHERE app_id = $1",
         )
@@ -58,8 +58,8 @@ impl DbTokenCache {
             expires_at: time(expires_at),
             fetched_at: time(fetched_at),
             force_budget: ForceRefreshBudget {
-                day: row.try_get::<i64, _>("force_day")?,
-                used: u32::try_from(row.try_get::<i64, _>("force_used")?).unwrap_or(u32::MAX),
+                day: row.get::<i64>("force_day")?,
+                used: u32::try_from(row.get::<i64>("force_used")?).unwrap_or(u32::MAX),
                 last_forced_at: get_opt_i64(&row, "force_last_at")?.map(time),
             },
         }))
@@ -70,7 +70,7 @@ impl DbTokenCache {
             &token_aad(app_id),
             token.access_token.expose_secret().as_bytes(),
         )?;
-        sqlx::query(
+        self.storage.write_statement(query(
             "INSERT INTO app_tokens (app_id, token, expires_at, fetched_at, force_day, force_used, \
              force_last_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (app_id) DO UPDATE SET \
              token = excluded.token, expires_at = excluded.expires_at, \
@@ -84,8 +84,7 @@ impl DbTokenCache {
         .bind(token.force_budget.day)
         .bind(i64::from(token.force_budget.used))
         .bind(token.force_budget.last_forced_at.map(millis))
-        .execute(self.storage.writer())
-        .await?;
+        ).await?;
         Ok(())
     }
 
@@ -98,7 +97,7 @@ impl DbTokenCache {
         let now = SystemTime::now();
         // One atomic statement on both engines: take the lease when nobody
         // holds it, it expired, or we hold it already (extending it).
-        let row = sqlx::query(
+        let lease = query(
             "INSERT INTO app_tokens (app_id, lease_holder, lease_expires_at) VALUES ($1, $2, $3) \
              ON CONFLICT (app_id) DO UPDATE SET lease_holder = excluded.lease_holder, \
              lease_expires_at = excluded.lease_expires_at \
@@ -109,21 +108,27 @@ impl DbTokenCache {
         .bind(app_id.to_string())
         .bind(holder.to_owned())
         .bind(millis_after(now, ttl))
-        .bind(millis(now))
-        .fetch_optional(self.storage.writer())
-        .await?;
+        .bind(millis(now));
+        let row = self
+            .storage
+            .write_autocommit(lease, |_, conn, lease| {
+                Box::pin(async move { Ok(lease.clone().fetch_optional(conn).await?) })
+            })
+            .await?;
         Ok(row.is_some())
     }
 
     async fn release_lease_inner(&self, app_id: &AppId, holder: &str) -> Result<(), StorageError> {
-        sqlx::query(
-            "UPDATE app_tokens SET lease_holder = NULL, lease_expires_at = NULL \
+        self.storage
+            .write_statement(
+                query(
+                    "UPDATE app_tokens SET lease_holder = NULL, lease_expires_at = NULL \
              WHERE app_id = $1 AND lease_holder = $2",
-        )
-        .bind(app_id.to_string())
-        .bind(holder.to_owned())
-        .execute(self.storage.writer())
-        .await?;
+                )
+                .bind(app_id.to_string())
+                .bind(holder.to_owned()),
+            )
+            .await?;
         Ok(())
     }
 }

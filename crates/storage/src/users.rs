@@ -2,9 +2,9 @@
 
 use std::time::SystemTime;
 
+use crate::error::DbError;
+use crate::sql::{Conn, Row, query};
 use serde::{Deserialize, Serialize};
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
 use wechat_types::UnionId;
 
 use crate::Storage;
@@ -58,12 +58,12 @@ pub(crate) fn phone_hash(key: &LookupKey, pure_phone_number: &str, country_code:
 
 /// Inserts an empty user.
 pub(crate) async fn insert_user(
-    conn: &mut AnyConnection,
+    conn: &mut dyn Conn,
     user_id: &UserId,
     external_id: Option<&str>,
     at: SystemTime,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<(), DbError> {
+    query(
         "INSERT INTO users (user_id, external_id, created_at, updated_at) VALUES ($1, $2, $3, $3)",
     )
     .bind(user_id.to_string())
@@ -76,13 +76,13 @@ pub(crate) async fn insert_user(
 
 /// Replaces a user's profile fields.
 pub(crate) async fn write_profile(
-    conn: &mut AnyConnection,
+    conn: &mut dyn Conn,
     user_id: &UserId,
     profile: &ProfileFields,
     at: SystemTime,
-) -> Result<u64, sqlx::Error> {
+) -> Result<u64, DbError> {
     let privileges = serde_json::to_string(&profile.privileges).unwrap_or_else(|_| "[]".into());
-    let done = sqlx::query(concat!(
+    let done = query(concat!(
         "UPDATE users SET (",
         user_profile_columns!(),
         ", profile_updated_at, updated_at) = ($1, $2, $3, $4, $5, $6, $7, $8, $8) WHERE user_id = $9",
@@ -145,18 +145,18 @@ impl Storage {
         let rows =
             match lookup {
                 UserLookup::UserId(user_id) => {
-                    sqlx::query(profile_query!("u.user_id = $1"))
+                    query(profile_query!("u.user_id = $1"))
                         .bind(user_id.to_string())
                         .fetch_all(self.reader())
                         .await?
                 }
                 UserLookup::ExternalId(external_id) => {
-                    sqlx::query(profile_query!("u.external_id = $1"))
+                    query(profile_query!("u.external_id = $1"))
                         .bind(external_id.clone())
                         .fetch_all(self.reader())
                         .await?
                 }
-                UserLookup::Identity { app_id, openid } => sqlx::query(profile_query!(
+                UserLookup::Identity { app_id, openid } => query(profile_query!(
                     "u.user_id = (SELECT user_id FROM identities WHERE app_id = $1 AND openid = $2)"
                 ))
                 .bind(app_id.to_string())
@@ -177,10 +177,10 @@ impl Storage {
     /// Loads a full profile on `conn` (a reader, or a write transaction).
     pub(crate) async fn load_profile(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut dyn Conn,
         user_id: &UserId,
     ) -> Result<Option<UserProfile>, StorageError> {
-        let rows = sqlx::query(profile_query!("u.user_id = $1"))
+        let rows = query(profile_query!("u.user_id = $1"))
             .bind(user_id.to_string())
             .fetch_all(&mut *conn)
             .await?;
@@ -189,7 +189,7 @@ impl Storage {
 
     /// A profile from the rows of a [`profile_query!`]: the user's columns
     /// repeat on each row, one row per identity (or one with no identity).
-    fn profile_from_rows(&self, rows: &[AnyRow]) -> Result<Option<UserProfile>, StorageError> {
+    fn profile_from_rows(&self, rows: &[Row]) -> Result<Option<UserProfile>, StorageError> {
         let Some(row) = rows.first() else {
             return Ok(None);
         };
@@ -241,9 +241,9 @@ impl Storage {
     ) -> Result<(), StorageError> {
         let (sealed, hash) = self.seal_phone(user_id, phone).await?;
         let input = (sealed, hash, user_id.to_string());
-        self.grouped_statements(input, move |_, conn, (sealed, hash, user_id)| {
+        self.write_autocommit(input, move |_, conn, (sealed, hash, user_id)| {
             Box::pin(async move {
-                let done = sqlx::query(
+                let done = query(
                     "UPDATE users SET phone_ciphertext = $1, phone_hash = $2, \
                      phone_updated_at = $3, updated_at = $3 WHERE user_id = $4",
                 )
@@ -272,11 +272,16 @@ impl Storage {
         profile: &ProfileFields,
         at: SystemTime,
     ) -> Result<(), StorageError> {
-        let mut conn = self.writer().acquire().await?;
-        if write_profile(&mut conn, user_id, profile, at).await? == 0 {
-            return Err(StorageError::NotFound { what: "user" });
-        }
-        Ok(())
+        let input = (*user_id, profile.clone());
+        self.write_autocommit(input, move |_, conn, (user_id, profile)| {
+            Box::pin(async move {
+                if write_profile(conn, user_id, profile, at).await? == 0 {
+                    return Err(DbFailure::Fatal(StorageError::NotFound { what: "user" }));
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Users whose phone is this number (by its HMAC, never by plaintext).
@@ -289,7 +294,7 @@ impl Storage {
         country_code: &str,
     ) -> Result<Vec<UserId>, StorageError> {
         let hash = phone_hash(self.lookup_key().await?, pure_phone_number, country_code);
-        let rows = sqlx::query("SELECT user_id FROM users WHERE phone_hash = $1 ORDER BY user_id")
+        let rows = query("SELECT user_id FROM users WHERE phone_hash = $1 ORDER BY user_id")
             .bind(hash)
             .fetch_all(self.reader())
             .await?;
@@ -299,17 +304,17 @@ impl Storage {
 
 /// The user holding a unionid: the `unionids` row, else any identity carrying it.
 pub(crate) async fn user_of_unionid(
-    conn: &mut AnyConnection,
+    conn: &mut dyn Conn,
     unionid: &UnionId,
 ) -> Result<Option<UserId>, StorageError> {
-    let row = sqlx::query("SELECT user_id FROM unionids WHERE unionid = $1")
+    let row = query("SELECT user_id FROM unionids WHERE unionid = $1")
         .bind(unionid.to_string())
         .fetch_optional(&mut *conn)
         .await?;
     if let Some(row) = row {
         return get_user_id(&row, "user_id").map(Some);
     }
-    let row = sqlx::query(
+    let row = query(
         "SELECT user_id FROM identities WHERE unionid = $1 ORDER BY linked_at, app_id LIMIT 1",
     )
     .bind(unionid.to_string())
@@ -319,14 +324,14 @@ pub(crate) async fn user_of_unionid(
 }
 
 /// A linked identity from a row that has one.
-fn identity_from_row(row: &AnyRow) -> Result<LinkedIdentity, StorageError> {
+fn identity_from_row(row: &Row) -> Result<LinkedIdentity, StorageError> {
     Ok(LinkedIdentity {
         app_id: get_app_id(row, "app_id")?,
         app_kind: AppKind::parse(&get_string(row, "app_kind")?).map_err(|_| corrupt("app_kind"))?,
         openid: get_openid(row, "openid")?,
         unionid: get_opt_unionid(row, "unionid")?,
         scope: get_opt_string(row, "scope")?,
-        is_snapshot: row.try_get::<i64, _>("is_snapshot")? != 0,
+        is_snapshot: row.get::<i64>("is_snapshot")? != 0,
         linked_at: get_time(row, "linked_at")?,
         last_login_at: get_time(row, "last_login_at")?,
     })
@@ -345,32 +350,32 @@ impl Storage {
         actor: &str,
         at: SystemTime,
     ) -> Result<(), StorageError> {
-        crate::write_tx!(self, |tx| async {
-            let done = sqlx::query(
-                "UPDATE users SET external_id = $1, updated_at = $2 WHERE user_id = $3",
-            )
-            .bind(external_id.map(str::to_owned))
-            .bind(millis(at))
-            .bind(user_id.to_string())
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 0 {
-                return Err(crate::error::DbFailure::Fatal(StorageError::NotFound {
-                    what: "user",
-                }));
-            }
-            crate::audit::record(
-                &mut tx,
-                at,
-                actor,
-                "bind",
-                Some(user_id),
-                None,
-                serde_json::json!({ "external_id_set": external_id.is_some() }),
-            )
-            .await?;
-            Ok::<_, crate::error::DbFailure>(())
-        }
-        .await)
+        let input = (*user_id, external_id.map(str::to_owned), actor.to_owned());
+        self.write(input, move |_, conn, (user_id, external_id, actor)| {
+            Box::pin(async move {
+                let done =
+                    query("UPDATE users SET external_id = $1, updated_at = $2 WHERE user_id = $3")
+                        .bind(external_id.clone())
+                        .bind(millis(at))
+                        .bind(user_id.to_string())
+                        .execute(&mut *conn)
+                        .await?;
+                if done.rows_affected() == 0 {
+                    return Err(DbFailure::Fatal(StorageError::NotFound { what: "user" }));
+                }
+                crate::audit::record(
+                    conn,
+                    at,
+                    actor,
+                    "bind",
+                    Some(user_id),
+                    None,
+                    serde_json::json!({ "external_id_set": external_id.is_some() }),
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 }

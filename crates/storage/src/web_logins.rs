@@ -11,8 +11,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::sql::{Conn, query};
 use secrecy::SecretString;
-use sqlx::{AnyConnection, AssertSqlSafe};
 
 use crate::crypto::{random_token, token_hash};
 use crate::db::{
@@ -66,7 +66,7 @@ impl Storage {
             None => lookup.hash("oauth_declined", &[claim.app_id.as_str()]),
         };
         let input = (claim.clone(), code_hash);
-        self.grouped_write(input, |storage, conn, (claim, code_hash)| {
+        self.write(input, |storage, conn, (claim, code_hash)| {
             Box::pin(storage.claim_tx(conn, claim, code_hash))
         })
         .await
@@ -74,14 +74,14 @@ impl Storage {
 
     async fn claim_tx(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut dyn Conn,
         claim: &WebLoginClaim,
         code_hash: &[u8],
     ) -> Result<WebLoginClaimed, DbFailure> {
         let state_hash = token_hash(&claim.state_id);
         let now = millis(claim.at);
         let declined = claim.code.is_none();
-        let inserted = sqlx::query(
+        let inserted = query(
             "INSERT INTO web_logins (state_hash, app_id, code_hash, claimed_at, claim_expires_at, \
              completed_at, outcome, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (state_hash) DO NOTHING",
@@ -108,11 +108,11 @@ impl Storage {
                 }
             });
         }
-        let row = sqlx::query(AssertSqlSafe(format!(
+        let row = query(format!(
             "SELECT app_id, code_hash, claimed_at, claim_expires_at, completed_at, outcome, \
              ticket_ciphertext, repeats FROM web_logins WHERE state_hash = $1{}",
             for_update(self.engine())
-        )))
+        ))
         .bind(state_hash.clone())
         .fetch_optional(&mut *conn)
         .await?;
@@ -131,7 +131,7 @@ impl Storage {
             }
             // The first claimer never finished (it crashed, or lost its
             // database): the claim passes to this callback.
-            sqlx::query(
+            query(
                 "UPDATE web_logins SET claimed_at = $1, claim_expires_at = $2 \
                  WHERE state_hash = $3 AND completed_at IS NULL",
             )
@@ -159,7 +159,7 @@ impl Storage {
             Some(failure) => WebLoginOutcome::Failed(failure.to_owned()),
             None => return Err(DbFailure::Fatal(crate::db::corrupt("web_logins.outcome"))),
         };
-        sqlx::query("UPDATE web_logins SET repeats = repeats + 1 WHERE state_hash = $1")
+        query("UPDATE web_logins SET repeats = repeats + 1 WHERE state_hash = $1")
             .bind(state_hash)
             .execute(&mut *conn)
             .await?;
@@ -181,7 +181,7 @@ impl Storage {
         login: &IdentityLogin,
     ) -> Result<Option<(LoginOutcome, SecretString)>, StorageError> {
         let input = (token_hash(state_id), millis(claimed_at), login.clone());
-        self.grouped_write(input, |storage, conn, (state_hash, claimed_at, login)| {
+        self.write(input, |storage, conn, (state_hash, claimed_at, login)| {
             Box::pin(storage.complete_tx(conn, state_hash, *claimed_at, login))
         })
         .await
@@ -189,14 +189,14 @@ impl Storage {
 
     async fn complete_tx(
         &self,
-        conn: &mut AnyConnection,
+        conn: &mut dyn Conn,
         state_hash: &[u8],
         claimed_at: i64,
         login: &IdentityLogin,
     ) -> Result<Option<(LoginOutcome, SecretString)>, DbFailure> {
         // First, so that a lost claim costs nothing but this statement (and
         // on PostgreSQL, so that the row is locked for the rest).
-        let held = sqlx::query(
+        let held = query(
             "UPDATE web_logins SET completed_at = $1, outcome = $2 \
              WHERE state_hash = $3 AND claimed_at = $4 AND completed_at IS NULL",
         )
@@ -218,7 +218,7 @@ impl Storage {
         let ticket = random_token();
         tickets::insert_ticket(conn, &ticket, &identity, outcome.is_new_user, login.at).await?;
         let sealed = self.keys().encrypt_str(&ticket_aad(state_hash), &ticket)?;
-        sqlx::query("UPDATE web_logins SET ticket_ciphertext = $1 WHERE state_hash = $2")
+        query("UPDATE web_logins SET ticket_ciphertext = $1 WHERE state_hash = $2")
             .bind(sealed)
             .bind(state_hash.to_vec())
             .execute(&mut *conn)
@@ -246,9 +246,9 @@ impl Storage {
             failure.to_owned(),
             millis(at),
         );
-        self.grouped_write(input, |_, conn, (state_hash, claimed_at, failure, at)| {
+        self.write(input, |_, conn, (state_hash, claimed_at, failure, at)| {
             Box::pin(async move {
-                let held = sqlx::query(
+                let held = query(
                     "UPDATE web_logins SET completed_at = $1, outcome = $2 \
                      WHERE state_hash = $3 AND claimed_at = $4 AND completed_at IS NULL",
                 )
@@ -271,9 +271,10 @@ impl Storage {
     /// # Errors
     /// Database errors.
     pub async fn web_login_rows(&self) -> Result<u64, StorageError> {
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM web_logins")
+        let count: i64 = query("SELECT COUNT(*) FROM web_logins")
             .fetch_one(self.reader())
-            .await?;
+            .await?
+            .get(0)?;
         Ok(count.unsigned_abs())
     }
 }

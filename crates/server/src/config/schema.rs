@@ -163,6 +163,9 @@ pub struct DatabaseConfig {
     pub url_secret: Option<SecretSource>,
     /// Reader connections for SQLite (writes go through one connection). Default 4.
     pub sqlite_readers: u32,
+    /// SQLite: how many writes may wait for the one writer; a write beyond
+    /// that is refused at once with `SERVICE_OVERLOADED`. Default 1024.
+    pub sqlite_write_queue: usize,
     /// PostgreSQL pool size per replica. Default 16.
     pub postgres_max_connections: u32,
     /// Longest wait for a pooled connection. Default 5 s.
@@ -178,6 +181,7 @@ impl Default for DatabaseConfig {
             url: "sqlite://./data/wechat-identity.db".into(),
             url_secret: None,
             sqlite_readers: 4,
+            sqlite_write_queue: 1024,
             postgres_max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
             migrate_on_start: true,

@@ -112,6 +112,11 @@ fn table() -> Vec<(ApiError, Code, Option<&'static str>)> {
             Some("WECHAT_RATE_LIMITED"),
         ),
         (
+            Overloaded,
+            Code::ResourceExhausted,
+            Some("SERVICE_OVERLOADED"),
+        ),
+        (
             WeChatUnavailable,
             Code::Unavailable,
             Some("WECHAT_UNAVAILABLE"),

@@ -72,6 +72,7 @@ impl From<StorageError> for ApiError {
                 what: "external_id",
             } => ApiError::ExternalIdTaken,
             StorageError::Unavailable => ApiError::Unavailable,
+            StorageError::Overloaded => ApiError::Overloaded,
             other => ApiError::internal(other),
         }
     }

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use sqlx::AnyConnection;
 use tokio::sync::{Notify, mpsc};
 
 use crate::error::{DbFailure, StorageError};
+use crate::sql::{Conn, query};
 use crate::{KeyRing, Storage, StorageConfig};
 
 async fn sqlite() -> (Storage, tempfile::TempDir) {
@@ -20,8 +20,8 @@ async fn sqlite() -> (Storage, tempfile::TempDir) {
     (storage, dir)
 }
 
-async fn insert(conn: &mut AnyConnection, name: &str) -> Result<(), DbFailure> {
-    sqlx::query("INSERT INTO key_material (name, ciphertext, created_at) VALUES ($1, $2, 0)")
+async fn insert(conn: &mut dyn Conn, name: &str) -> Result<(), DbFailure> {
+    query("INSERT INTO key_material (name, ciphertext, created_at) VALUES ($1, $2, 0)")
         .bind(name.to_owned())
         .bind(vec![0u8])
         .execute(conn)
@@ -32,10 +32,13 @@ async fn insert(conn: &mut AnyConnection, name: &str) -> Result<(), DbFailure> {
 /// The names in `key_material`, read through the reader pool: only what
 /// was committed.
 async fn committed(storage: &Storage) -> Vec<String> {
-    sqlx::query_scalar("SELECT name FROM key_material WHERE name LIKE 'job-%' ORDER BY name")
+    query("SELECT name FROM key_material WHERE name LIKE 'job-%' ORDER BY name")
         .fetch_all(storage.reader())
         .await
         .expect("read")
+        .iter()
+        .map(|row| row.get::<String>("name").expect("a name"))
+        .collect()
 }
 
 /// Holds the writer thread inside a job until released, so that the jobs
@@ -47,7 +50,7 @@ async fn hold_the_writer(storage: &Storage) -> (Arc<Notify>, tokio::task::JoinHa
         let (storage, release) = (storage.clone(), release.clone());
         tokio::spawn(async move {
             storage
-                .grouped_write((), move |_, _conn, ()| {
+                .write((), move |_, _conn, ()| {
                     let (release, started) = (release.clone(), started.clone());
                     Box::pin(async move {
                         let _ = started.send(());
@@ -74,7 +77,7 @@ async fn one_failing_job_fails_alone_and_leaves_no_write() {
         let (storage, retries) = (storage.clone(), retries.clone());
         jobs.push(tokio::spawn(async move {
             storage
-                .grouped_write((), move |_, conn, ()| {
+                .write((), move |_, conn, ()| {
                     let retries = retries.clone();
                     Box::pin(async move {
                         insert(conn, name).await?;
@@ -126,13 +129,13 @@ async fn jobs_of_one_batch_see_each_others_writes_and_answer_after_commit() {
         let storage = storage.clone();
         jobs.push(tokio::spawn(async move {
             let seen = storage
-                .grouped_write((), move |_, conn, ()| {
+                .write((), move |_, conn, ()| {
                     Box::pin(async move {
-                        let before: i64 = sqlx::query_scalar(
-                            "SELECT COUNT(*) FROM key_material WHERE name LIKE 'job-%'",
-                        )
-                        .fetch_one(&mut *conn)
-                        .await?;
+                        let before: i64 =
+                            query("SELECT COUNT(*) FROM key_material WHERE name LIKE 'job-%'")
+                                .fetch_one(&mut *conn)
+                                .await?
+                                .get(0)?;
                         insert(conn, &format!("job-{i:02}")).await?;
                         Ok(before)
                     })
@@ -173,7 +176,7 @@ fn a_bug() -> Result<(), DbFailure> {
 async fn a_panicking_write_fails_alone_and_the_writer_goes_on() {
     let (storage, _dir) = sqlite().await;
     let panicked = storage
-        .grouped_write((), |_, conn, ()| {
+        .write((), |_, conn, ()| {
             Box::pin(async move {
                 insert(conn, "job-panic").await?;
                 a_bug()
@@ -185,7 +188,7 @@ async fn a_panicking_write_fails_alone_and_the_writer_goes_on() {
         "{panicked:?}"
     );
     storage
-        .grouped_write((), |_, conn, ()| {
+        .write((), |_, conn, ()| {
             Box::pin(async move { insert(conn, "job-after").await })
         })
         .await
@@ -198,7 +201,7 @@ async fn a_closed_storage_answers_unavailable() {
     let (storage, _dir) = sqlite().await;
     storage.close().await;
     let answer = storage
-        .grouped_write((), |_, conn, ()| {
+        .write((), |_, conn, ()| {
             Box::pin(async move { insert(conn, "job-x").await })
         })
         .await;
@@ -213,7 +216,7 @@ async fn the_wal_is_checkpointed_off_the_commit_path() {
     let (storage, dir) = sqlite().await;
     for i in 0..50 {
         storage
-            .grouped_write((), move |_, conn, ()| {
+            .write((), move |_, conn, ()| {
                 Box::pin(async move { insert(conn, &format!("job-{i:02}")).await })
             })
             .await
@@ -228,7 +231,7 @@ async fn the_wal_is_checkpointed_off_the_commit_path() {
     );
     let mut checkpointed = 0;
     for _ in 0..50 {
-        let mut conn = <AnyConnection as sqlx::Connection>::connect(&file)
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&file)
             .await
             .expect("open the file");
         checkpointed = sqlx::query_scalar::<_, i64>(
@@ -245,4 +248,54 @@ async fn the_wal_is_checkpointed_off_the_commit_path() {
     assert_eq!(checkpointed, 50, "rows still only in the WAL");
     let stats = storage.group_commit_stats().expect("sqlite");
     assert!(stats.checkpoints >= 1, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_at_once_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("group.db").display());
+    let keys = KeyRing::new(("k1".to_owned(), KeyRing::generate_key()), vec![]).expect("keys");
+    let config = StorageConfig {
+        sqlite_write_queue: 2,
+        ..StorageConfig::new(url)
+    };
+    let storage = Storage::connect(&config, keys).await.expect("connect");
+    storage.migrate().await.expect("migrate");
+    // The held job has left the queue; two more fill it.
+    let (release, holder) = hold_the_writer(&storage).await;
+    let mut queued = Vec::new();
+    for name in ["job-1", "job-2"] {
+        let storage = storage.clone();
+        queued.push(tokio::spawn(async move {
+            storage
+                .write((), move |_, conn, ()| {
+                    Box::pin(async move { insert(conn, name).await })
+                })
+                .await
+        }));
+    }
+    // Let both reach the queue (each queues at its first poll).
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let refused = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        storage.write((), |_, conn, ()| {
+            Box::pin(async move { insert(conn, "job-refused").await })
+        }),
+    )
+    .await
+    .expect("a write past a full queue is answered at once, not queued");
+    assert!(
+        matches!(refused, Err(StorageError::Overloaded)),
+        "{refused:?}"
+    );
+    release.notify_one();
+    holder.await.expect("holder");
+    for job in queued {
+        job.await.expect("joined").expect("a queued write commits");
+    }
+    assert_eq!(committed(&storage).await, ["job-1", "job-2"]);
+    assert_eq!(
+        storage.group_commit_stats().map(|stats| stats.refused),
+        Some(1)
+    );
 }
