@@ -8,7 +8,7 @@ use wechat_types::UnionId;
 
 use crate::db::{for_update, get_opt_string, get_opt_unionid, get_user_id};
 use crate::error::DbError;
-use crate::error::{DbFailure, StorageError};
+use crate::error::{Constraint, DbFailure, Entity, StorageError};
 use crate::identities::{NewIdentity, claim_unionid, insert_identity};
 use crate::types::{Account, BindRequest, IdentityRef, UserId, UserProfile};
 use crate::users::insert_user;
@@ -184,7 +184,7 @@ impl Storage {
     ) -> Result<UserProfile, DbFailure> {
         self.load_profile(conn, user_id)
             .await?
-            .ok_or(DbFailure::Fatal(StorageError::NotFound { what: "user" }))
+            .ok_or(DbFailure::Fatal(StorageError::NotFound(Entity::User)))
     }
 
     async fn bind_tx(
@@ -206,18 +206,18 @@ impl Storage {
         };
         let current = get_user_id(&row, "user_id")?;
         let unionid = get_opt_unionid(&row, "unionid")?;
-        let already_exists = |what| DbFailure::Fatal(StorageError::AlreadyExists { what });
+        let already_exists = |constraint| DbFailure::Fatal(StorageError::AlreadyExists(constraint));
 
         let target = match &request.account {
             Account::UserId(target) => {
                 if !user_exists(conn, target).await? {
-                    return Err(StorageError::NotFound { what: "user" }.into());
+                    return Err(StorageError::NotFound(Entity::User).into());
                 }
                 if *target == current {
                     return Ok(current);
                 }
                 if !request.replace_existing {
-                    return Err(already_exists("identity"));
+                    return Err(already_exists(Constraint::Identity));
                 }
                 *target
             }
@@ -254,10 +254,10 @@ impl Storage {
                         return Ok(current);
                     }
                     (None, Some(_)) if !request.replace_existing => {
-                        return Err(already_exists("external_id"));
+                        return Err(already_exists(Constraint::ExternalId));
                     }
                     (Some(_), _) if !request.replace_existing => {
-                        return Err(already_exists("identity"));
+                        return Err(already_exists(Constraint::Identity));
                     }
                     (_, Some(holder)) => holder,
                     (Some(_), None) => {
@@ -306,12 +306,12 @@ impl Storage {
         request: &BindRequest,
     ) -> Result<UserId, DbFailure> {
         let Some(import) = &request.import else {
-            return Err(StorageError::NotFound { what: "identity" }.into());
+            return Err(StorageError::NotFound(Entity::Identity).into());
         };
         let target = match &request.account {
             Account::UserId(user_id) => {
                 if !user_exists(conn, user_id).await? {
-                    return Err(StorageError::NotFound { what: "user" }.into());
+                    return Err(StorageError::NotFound(Entity::User).into());
                 }
                 *user_id
             }
@@ -399,7 +399,7 @@ impl Storage {
         .fetch_optional(&mut *conn)
         .await?;
         let Some(row) = row else {
-            return Err(StorageError::NotFound { what: "identity" }.into());
+            return Err(StorageError::NotFound(Entity::Identity).into());
         };
         let user_id = get_user_id(&row, "user_id")?;
         if let Some(unionid) = get_opt_unionid(&row, "unionid")? {

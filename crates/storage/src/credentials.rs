@@ -9,7 +9,7 @@ use wechat_types::{AppId, OpenId};
 
 use crate::Storage;
 use crate::db::{get_app_id, get_opt_bytes, get_opt_string, get_opt_time, get_time, millis};
-use crate::error::{DbFailure, StorageError};
+use crate::error::{DbFailure, Entity, StorageError};
 use crate::types::{UserId, WebAuthorization, WebTokens};
 
 pub(crate) fn credential_aad(column: &str, app_id: &AppId, openid: &OpenId) -> String {
@@ -180,9 +180,7 @@ impl Storage {
                     .fetch_optional(&mut *conn)
                     .await?;
                 if exists.is_none() {
-                    return Err(DbFailure::Fatal(StorageError::NotFound {
-                        what: "identity",
-                    }));
+                    return Err(DbFailure::Fatal(StorageError::NotFound(Entity::Identity)));
                 }
                 storage
                     .write_web_tokens(conn, app_id, openid, tokens, at)

@@ -33,7 +33,7 @@ pub(crate) fn millis_after(at: SystemTime, ttl: Duration) -> i64 {
 /// A stored value that does not parse: the database was written by something else.
 pub(crate) fn corrupt(what: &'static str) -> StorageError {
     tracing::error!(what, "stored value does not parse");
-    StorageError::Internal
+    StorageError::Corrupt(what)
 }
 
 pub(crate) fn get_i64(row: &Row, column: &str) -> Result<i64, StorageError> {

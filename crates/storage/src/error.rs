@@ -7,24 +7,17 @@ use std::fmt;
 /// text: internal details are logged where they happen and not exposed.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    /// The thing named by `what` does not exist.
-    #[error("{what} not found")]
-    NotFound {
-        /// What was looked for: "user", "identity", ...
-        what: &'static str,
-    },
-    /// The thing named by `what` already exists or is held by someone else.
-    #[error("{what} already exists")]
-    AlreadyExists {
-        /// What collided: "identity", "external_id", ...
-        what: &'static str,
-    },
-    /// The change contradicts the current state of `what`.
-    #[error("conflict on {what}")]
-    Conflict {
-        /// What the change conflicted with.
-        what: &'static str,
-    },
+    /// The entity does not exist.
+    #[error("{0} not found")]
+    NotFound(Entity),
+    /// A uniqueness rule refused the write: the thing exists already or is
+    /// held by someone else.
+    #[error("{0} already exists")]
+    AlreadyExists(Constraint),
+    /// The change contradicts the current state (a row still referenced by
+    /// others, a value changed meanwhile).
+    #[error("conflict on {0}")]
+    Conflict(Constraint),
     /// The database could not be reached in time; the caller may retry later.
     #[error("storage unavailable")]
     Unavailable,
@@ -32,12 +25,121 @@ pub enum StorageError {
     /// refused at once, nothing written; the caller may retry after a pause.
     #[error("storage overloaded")]
     Overloaded,
+    /// A stored value does not parse (the database was written by something
+    /// else, or damaged); names the value, never its content.
+    #[error("stored {0} does not parse")]
+    Corrupt(&'static str),
     /// The encryption keys do not fit the stored data or are malformed.
     #[error("encryption keys: {0}")]
     Keys(String),
     /// Anything else; the details were logged.
     #[error("internal storage error")]
     Internal,
+}
+
+/// What a [`StorageError::NotFound`] looked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entity {
+    /// A user, by id, external id, unionid or identity.
+    User,
+    /// A WeChat identity (app id, openid).
+    Identity,
+    /// A session.
+    Session,
+    /// A row another row must reference (a foreign key found no parent).
+    Referenced,
+}
+
+impl fmt::Display for Entity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::User => "user",
+            Self::Identity => "identity",
+            Self::Session => "session",
+            Self::Referenced => "referenced row",
+        })
+    }
+}
+
+/// The uniqueness rule (or reference) a write ran into: one per key of the
+/// schema that a caller can meet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Constraint {
+    /// `users.external_id`: another user holds the external id.
+    ExternalId,
+    /// `identities` (app id, openid): the identity exists, or belongs elsewhere.
+    Identity,
+    /// `unionids`: the unionid is held by a user.
+    UnionId,
+    /// `users` by id.
+    User,
+    /// `sessions` by id.
+    Session,
+    /// `refresh_tokens`: by hash, or a session's generation.
+    RefreshToken,
+    /// `login_tickets` by hash.
+    Ticket,
+    /// `used_codes` by hash.
+    Code,
+    /// `web_logins` by state.
+    WebLogin,
+    /// `signing_keys` by kid.
+    SigningKey,
+    /// Any other table's key (bookkeeping rows a caller never names).
+    Other,
+}
+
+impl fmt::Display for Constraint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::ExternalId => "external_id",
+            Self::Identity => "identity",
+            Self::UnionId => "unionid",
+            Self::User => "user",
+            Self::Session => "session",
+            Self::RefreshToken => "refresh_token",
+            Self::Ticket => "ticket",
+            Self::Code => "code",
+            Self::WebLogin => "web_login",
+            Self::SigningKey => "signing_key",
+            Self::Other => "record",
+        })
+    }
+}
+
+impl Constraint {
+    /// The rule a driver's violation names, read exactly: PostgreSQL names
+    /// the constraint (`users_external_id_unique`, `<table>_pkey`,
+    /// `<table>_<columns>_key`); SQLite names the columns
+    /// (`UNIQUE constraint failed: users.external_id`).
+    pub(crate) fn of_violation(constraint: Option<&str>, message: &str) -> Self {
+        let table = match constraint {
+            Some("users_external_id_unique") => return Self::ExternalId,
+            Some(name) => name,
+            None => match message.split_once("constraint failed: ") {
+                Some((_, "users.external_id")) => return Self::ExternalId,
+                Some((_, columns)) => columns,
+                None => "",
+            },
+        };
+        let table = table.split(['.', ',']).next().unwrap_or_default();
+        let table = table
+            .strip_suffix("_pkey")
+            .or_else(|| table.strip_suffix("_session_id_generation_key"))
+            .unwrap_or(table);
+        match table {
+            "identities" => Self::Identity,
+            "unionids" => Self::UnionId,
+            "users" => Self::User,
+            "sessions" => Self::Session,
+            "refresh_tokens" => Self::RefreshToken,
+            "login_tickets" => Self::Ticket,
+            "used_codes" => Self::Code,
+            "web_logins" => Self::WebLogin,
+            "signing_keys" => Self::SigningKey,
+            _ => Self::Other,
+        }
+    }
 }
 
 /// A database error sorted for the crate: either final, or a lost race that is
@@ -60,9 +162,8 @@ impl From<StorageError> for DbFailure {
 /// driver ran the statement: sorted once, here, into what the crate acts on.
 #[derive(Debug)]
 pub(crate) enum DbError {
-    /// A unique key or primary key was violated; the constraint's name
-    /// (PostgreSQL) or the driver's message (SQLite names table.column).
-    Unique(String),
+    /// A unique key or primary key was violated.
+    Unique(Constraint),
     /// A foreign key was violated, by a delete (`deleting`) or an insert.
     ForeignKey {
         /// A delete (or update) of a referenced row, rather than an insert.
@@ -85,7 +186,7 @@ pub(crate) enum DbError {
 impl fmt::Display for DbError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Unique(detail) => write!(f, "unique violation: {detail}"),
+            Self::Unique(constraint) => write!(f, "unique violation: {constraint}"),
             Self::ForeignKey { detail, .. } => write!(f, "foreign key violation: {detail}"),
             Self::Retry => f.write_str("serialization failure"),
             Self::Unavailable(detail) => write!(f, "database unavailable: {detail}"),
@@ -106,7 +207,7 @@ impl From<sqlx::Error> for DbError {
                 if matches!(code, "40001" | "40P01") {
                     Self::Retry
                 } else if db.is_unique_violation() {
-                    Self::Unique(detail)
+                    Self::Unique(Constraint::of_violation(db.constraint(), db.message()))
                 } else if db.is_foreign_key_violation() {
                     Self::ForeignKey {
                         deleting: db.message().to_ascii_lowercase().contains("delete"),
@@ -142,7 +243,9 @@ impl From<rusqlite::Error> for DbError {
             rusqlite::Error::SqliteFailure(failure, message) => {
                 let detail = message.clone().unwrap_or_else(|| failure.to_string());
                 match (failure.code, failure.extended_code) {
-                    (ErrorCode::ConstraintViolation, 2067 | 1555) => Self::Unique(detail),
+                    (ErrorCode::ConstraintViolation, 2067 | 1555) => {
+                        Self::Unique(Constraint::of_violation(None, &detail))
+                    }
                     (ErrorCode::ConstraintViolation, 787) => Self::ForeignKey {
                         // SQLite says "FOREIGN KEY constraint failed" either way;
                         // deletes here are guarded, so a violation is an insert's.
@@ -208,22 +311,18 @@ impl fmt::Display for DbFailure {
 /// rest is logged and becomes `Internal`.
 pub(crate) fn convert(error: DbError) -> StorageError {
     match error {
-        DbError::Unique(detail) => StorageError::AlreadyExists {
-            what: constraint_subject(&detail),
-        },
-        // A missing parent is reported by the insert that referenced it.
+        DbError::Unique(constraint) => StorageError::AlreadyExists(constraint),
         DbError::ForeignKey {
             deleting: true,
             detail,
-        } => StorageError::Conflict {
-            what: constraint_subject(&detail),
-        },
+        } => {
+            tracing::warn!(%detail, "a delete met a row still referenced");
+            StorageError::Conflict(Constraint::Other)
+        }
+        // A missing parent is reported by the insert that referenced it.
         DbError::ForeignKey {
-            deleting: false,
-            detail,
-        } => StorageError::NotFound {
-            what: constraint_subject(&detail),
-        },
+            deleting: false, ..
+        } => StorageError::NotFound(Entity::Referenced),
         DbError::Retry => {
             tracing::warn!("a statement lost a race outside a retried transaction");
             StorageError::Unavailable
@@ -232,7 +331,11 @@ pub(crate) fn convert(error: DbError) -> StorageError {
             tracing::warn!(error = %detail, "database unavailable");
             StorageError::Unavailable
         }
-        error @ (DbError::NoRow | DbError::Decode(_) | DbError::Other(_)) => {
+        DbError::Decode(detail) => {
+            tracing::error!(error = %detail, "a stored value has an unexpected type");
+            StorageError::Corrupt("column")
+        }
+        error @ (DbError::NoRow | DbError::Other(_)) => {
             tracing::error!(%error, "database error");
             StorageError::Internal
         }
@@ -253,45 +356,37 @@ fn is_postgres_outage(code: &str) -> bool {
             || code == "55000")
 }
 
-/// Which table a violated constraint protects, as a short noun. PostgreSQL names
-/// the constraint; SQLite only says "UNIQUE constraint failed: users.external_id".
-fn constraint_subject(haystack: &str) -> &'static str {
-    let subjects = [
-        ("external_id", "external_id"),
-        ("identities", "identity"),
-        ("unionids", "unionid"),
-        ("users", "user"),
-        ("sessions", "session"),
-        ("refresh_tokens", "refresh_token"),
-        ("signing_keys", "signing_key"),
-        ("oauth_states", "oauth_state"),
-        ("login_tickets", "ticket"),
-        ("used_codes", "code"),
-        ("audit_events", "audit_event"),
-        ("key_material", "key_material"),
-    ];
-    subjects
-        .iter()
-        .find(|(needle, _)| haystack.contains(needle))
-        .map_or("record", |(_, subject)| subject)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn constraint_subject_reads_both_engines() {
+    fn violations_name_their_rule_on_both_engines() {
+        let sqlite = |message| Constraint::of_violation(None, message);
+        let postgres = |name| Constraint::of_violation(Some(name), "duplicate key value");
         assert_eq!(
-            constraint_subject("UNIQUE constraint failed: users.external_id"),
-            "external_id"
+            sqlite("UNIQUE constraint failed: users.external_id"),
+            Constraint::ExternalId
+        );
+        assert_eq!(postgres("users_external_id_unique"), Constraint::ExternalId);
+        assert_eq!(
+            sqlite("UNIQUE constraint failed: identities.app_id, identities.openid"),
+            Constraint::Identity
+        );
+        assert_eq!(postgres("identities_pkey"), Constraint::Identity);
+        assert_eq!(postgres("users_pkey"), Constraint::User);
+        assert_eq!(
+            postgres("refresh_tokens_session_id_generation_key"),
+            Constraint::RefreshToken
         );
         assert_eq!(
-            constraint_subject("users_external_id_unique duplicate key"),
-            "external_id"
+            sqlite(
+                "UNIQUE constraint failed: refresh_tokens.session_id, refresh_tokens.generation"
+            ),
+            Constraint::RefreshToken
         );
-        assert_eq!(constraint_subject("identities_pkey duplicate"), "identity");
-        assert_eq!(constraint_subject("something else"), "record");
+        assert_eq!(postgres("key_material_pkey"), Constraint::Other);
+        assert_eq!(sqlite("something else"), Constraint::Other);
     }
 
     #[test]

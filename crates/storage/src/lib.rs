@@ -41,7 +41,7 @@ mod web_logins;
 pub use config::{Engine, StorageConfig};
 
 pub use crypto::KeyRing;
-pub use error::StorageError;
+pub use error::{Constraint, Entity, StorageError};
 pub use group_commit::GroupCommitStats;
 pub use redis_cache::RedisTokenCache;
 pub use rekey::{KeyUsage, RekeyOptions, RekeyProgress, RekeyReport};

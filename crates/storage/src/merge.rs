@@ -6,7 +6,7 @@ use crate::sql::{Conn, query};
 
 use crate::columns::user_profile_columns;
 use crate::db::{for_update, get_opt_bytes, get_opt_i64, get_opt_string, millis};
-use crate::error::{DbFailure, StorageError};
+use crate::error::{DbFailure, Entity, StorageError};
 use crate::types::{LoginOutcome, MergeRecord, UserId};
 use crate::{Storage, audit};
 
@@ -35,7 +35,7 @@ impl Storage {
             .bind(user_id.to_string())
             .fetch_optional(&mut *conn)
             .await?
-            .ok_or(StorageError::NotFound { what: "user" })?;
+            .ok_or(StorageError::NotFound(Entity::User))?;
             users.push(row);
         }
         let (kept_row, absorbed_row) = (&users[0], &users[1]);

@@ -10,7 +10,7 @@ use crate::db::{
     get_app_id, get_bytes, get_i64, get_openid, get_opt_i64, get_opt_time, get_session_id,
     get_time, get_user_id, millis, millis_after, time,
 };
-use crate::error::{DbFailure, StorageError};
+use crate::error::{DbFailure, Entity, StorageError};
 use crate::types::{
     IssuedSession, NewSession, Rotation, SessionId, SessionLifetimes, SessionRecord,
 };
@@ -384,7 +384,7 @@ impl Storage {
             .await?
             .is_some();
         if !user_known {
-            return Err(DbFailure::Fatal(StorageError::NotFound { what: "user" }));
+            return Err(DbFailure::Fatal(StorageError::NotFound(Entity::User)));
         }
         self.open_session_tx(conn, new).await
     }
@@ -432,9 +432,7 @@ impl Storage {
             .await?
             .rows_affected();
         if inserted != expected {
-            return Err(DbFailure::Fatal(StorageError::NotFound {
-                what: "identity",
-            }));
+            return Err(DbFailure::Fatal(StorageError::NotFound(Entity::Identity)));
         }
         Ok(IssuedSession {
             session: SessionRecord {

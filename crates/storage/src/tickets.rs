@@ -10,7 +10,7 @@ use crate::crypto::{random_token, token_hash};
 use crate::db::{
     get_app_id, get_i64, get_openid, get_opt_unionid, get_user_id, millis, millis_after,
 };
-use crate::error::StorageError;
+use crate::error::{Entity, StorageError};
 use crate::types::{IdentityRef, NewSession, RedeemedTicket, SessionLifetimes, Ticket};
 
 const TICKET_TTL: Duration = Duration::from_secs(5 * 60);
@@ -83,7 +83,7 @@ impl Storage {
                 .bind(spent.identity.openid.to_string())
                 .fetch_optional(&mut *conn)
                 .await?
-                .ok_or(StorageError::NotFound { what: "identity" })?;
+                .ok_or(StorageError::NotFound(Entity::Identity))?;
                 let user_id = get_user_id(&identity, "user_id")?;
                 let unionid = get_opt_unionid(&identity, "unionid")?;
                 let session = storage
@@ -135,7 +135,7 @@ pub(crate) async fn insert_ticket(
     .execute(&mut *conn)
     .await?;
     if inserted.rows_affected() == 0 {
-        return Err(StorageError::NotFound { what: "identity" });
+        return Err(StorageError::NotFound(Entity::Identity));
     }
     Ok(())
 }

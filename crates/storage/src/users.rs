@@ -14,7 +14,7 @@ use crate::db::{
     corrupt, get_app_id, get_i64, get_openid, get_opt_bytes, get_opt_string, get_opt_unionid,
     get_string, get_time, get_user_id, millis,
 };
-use crate::error::{DbFailure, StorageError};
+use crate::error::{DbFailure, Entity, StorageError};
 use crate::types::{
     AppKind, LinkedIdentity, Phone, ProfileFields, UserId, UserLookup, UserProfile,
 };
@@ -254,7 +254,7 @@ impl Storage {
                 .execute(conn)
                 .await?;
                 if done.rows_affected() == 0 {
-                    return Err(DbFailure::Fatal(StorageError::NotFound { what: "user" }));
+                    return Err(DbFailure::Fatal(StorageError::NotFound(Entity::User)));
                 }
                 Ok(())
             })
@@ -276,7 +276,7 @@ impl Storage {
         self.write_autocommit(input, move |_, conn, (user_id, profile)| {
             Box::pin(async move {
                 if write_profile(conn, user_id, profile, at).await? == 0 {
-                    return Err(DbFailure::Fatal(StorageError::NotFound { what: "user" }));
+                    return Err(DbFailure::Fatal(StorageError::NotFound(Entity::User)));
                 }
                 Ok(())
             })
@@ -361,7 +361,7 @@ impl Storage {
                         .execute(&mut *conn)
                         .await?;
                 if done.rows_affected() == 0 {
-                    return Err(DbFailure::Fatal(StorageError::NotFound { what: "user" }));
+                    return Err(DbFailure::Fatal(StorageError::NotFound(Entity::User)));
                 }
                 crate::audit::record(
                     conn,

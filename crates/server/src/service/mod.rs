@@ -61,19 +61,37 @@ pub(crate) struct Ctx {
     pub deadline: Deadline,
 }
 
+/// Storage's errors in the contract: the one table, matched exhaustively, so
+/// a new storage error cannot reach a caller unmapped.
 impl From<StorageError> for ApiError {
     fn from(error: StorageError) -> Self {
+        use storage::{Constraint as C, Entity as E};
         match error {
-            StorageError::NotFound { what: "user" } => ApiError::UserNotFound,
-            StorageError::NotFound { what: "identity" } => ApiError::IdentityNotFound,
-            StorageError::NotFound { what: "session" } => ApiError::SessionNotFound,
-            StorageError::AlreadyExists { what: "identity" } => ApiError::IdentityAlreadyBound,
-            StorageError::AlreadyExists {
-                what: "external_id",
-            } => ApiError::ExternalIdTaken,
+            StorageError::NotFound(E::User) => ApiError::UserNotFound,
+            StorageError::NotFound(E::Identity) => ApiError::IdentityNotFound,
+            StorageError::NotFound(E::Session) => ApiError::SessionNotFound,
+            StorageError::AlreadyExists(C::Identity) => ApiError::IdentityAlreadyBound,
+            StorageError::AlreadyExists(C::ExternalId) => ApiError::ExternalIdTaken,
             StorageError::Unavailable => ApiError::Unavailable,
             StorageError::Overloaded => ApiError::Overloaded,
-            other => ApiError::internal(other),
+            // A reference to a row that is gone, or a key the service itself
+            // chose colliding: a bug or a race the storage did not retry.
+            StorageError::NotFound(E::Referenced)
+            | StorageError::AlreadyExists(
+                C::UnionId
+                | C::User
+                | C::Session
+                | C::RefreshToken
+                | C::Ticket
+                | C::Code
+                | C::WebLogin
+                | C::SigningKey
+                | C::Other,
+            )
+            | StorageError::Conflict(_)
+            | StorageError::Corrupt(_)
+            | StorageError::Keys(_)
+            | StorageError::Internal => ApiError::internal(error),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use tokio::sync::{Notify, mpsc};
 
-use crate::error::{DbFailure, StorageError};
+use crate::error::{Constraint, DbFailure, StorageError};
 use crate::sql::{Conn, query};
 use crate::{KeyRing, Storage, StorageConfig};
 
@@ -83,7 +83,9 @@ async fn one_failing_job_fails_alone_and_leaves_no_write() {
                         insert(conn, name).await?;
                         match name {
                             // Fails after writing: the write must not survive.
-                            "job-b" => Err(DbFailure::Fatal(StorageError::Conflict { what: "b" })),
+                            "job-b" => {
+                                Err(DbFailure::Fatal(StorageError::Conflict(Constraint::Other)))
+                            }
                             // Loses a race once, then succeeds when run again.
                             "job-d" if retries.fetch_add(1, Ordering::SeqCst) < 2 => {
                                 Err(DbFailure::Retry)
@@ -108,7 +110,7 @@ async fn one_failing_job_fails_alone_and_leaves_no_write() {
     assert!(matches!(answers[0], Ok("job-a")));
     assert!(matches!(
         answers[1],
-        Err(StorageError::Conflict { what: "b" })
+        Err(StorageError::Conflict(Constraint::Other))
     ));
     assert!(matches!(answers[2], Ok("job-c")));
     assert!(matches!(answers[3], Ok("job-d")));

@@ -1,8 +1,8 @@
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::Connection;
 use storage::{
-    Account, AppKind, BindRequest, Engine, IdentityRef, ImportedIdentity, StorageError, UserId,
-    UserLookup,
+    Account, AppKind, BindRequest, Constraint, Engine, Entity, IdentityRef, ImportedIdentity,
+    StorageError, UserId, UserLookup,
 };
 
 use crate::support::{TestDb, app, login, new_user, openid, t0, unionid};
@@ -49,7 +49,7 @@ pub(crate) async fn binding_to_a_user_id_covers_every_case(db: TestDb) {
     let unknown = request(identity("wxa", "o-nobody"), Account::UserId(alice), false);
     assert!(matches!(
         storage.bind(&unknown).await,
-        Err(StorageError::NotFound { what: "identity" })
+        Err(StorageError::NotFound(Entity::Identity))
     ));
     let no_user = request(
         identity("wxa", "o-alice"),
@@ -58,7 +58,7 @@ pub(crate) async fn binding_to_a_user_id_covers_every_case(db: TestDb) {
     );
     assert!(matches!(
         storage.bind(&no_user).await,
-        Err(StorageError::NotFound { what: "user" })
+        Err(StorageError::NotFound(Entity::User))
     ));
     let same = storage
         .bind(&request(
@@ -72,7 +72,7 @@ pub(crate) async fn binding_to_a_user_id_covers_every_case(db: TestDb) {
     let taken = request(identity("wxa", "o-bob"), Account::UserId(alice), false);
     assert!(matches!(
         storage.bind(&taken).await,
-        Err(StorageError::AlreadyExists { what: "identity" })
+        Err(StorageError::AlreadyExists(Constraint::Identity))
     ));
     assert_eq!(
         owner(&db, "wxa", "o-bob").await,
@@ -132,9 +132,7 @@ pub(crate) async fn binding_to_an_external_id_covers_every_case(db: TestDb) {
     let held = request(identity("wxa", "o-dave"), ext("crm-c"), false);
     assert!(matches!(
         storage.bind(&held).await,
-        Err(StorageError::AlreadyExists {
-            what: "external_id"
-        })
+        Err(StorageError::AlreadyExists(Constraint::ExternalId))
     ));
     let moved = storage
         .bind(&request(identity("wxa", "o-dave"), ext("crm-c"), true))
@@ -151,7 +149,7 @@ pub(crate) async fn binding_to_an_external_id_covers_every_case(db: TestDb) {
     let other = request(identity("wxa", "o-erin"), ext("crm-c"), false);
     assert!(matches!(
         storage.bind(&other).await,
-        Err(StorageError::AlreadyExists { what: "identity" })
+        Err(StorageError::AlreadyExists(Constraint::Identity))
     ));
     let to_holder = storage
         .bind(&request(identity("wxa", "o-erin"), ext("crm-c"), true))
@@ -221,7 +219,7 @@ pub(crate) async fn unbind_removes_the_identity_and_its_credentials(db: TestDb) 
     );
     assert!(matches!(
         storage.unbind(&identity("wxa", "o1"), "crm", t0()).await,
-        Err(StorageError::NotFound { what: "identity" })
+        Err(StorageError::NotFound(Entity::Identity))
     ));
     // Logging in again starts over... but the unionid still names the user.
     let back = storage.record_login(&first).await.unwrap();
@@ -278,19 +276,14 @@ pub(crate) async fn a_duplicate_external_id_is_already_exists(db: TestDb) {
         .await
         .unwrap_err();
     assert!(
-        matches!(
-            error,
-            StorageError::AlreadyExists {
-                what: "external_id"
-            }
-        ),
+        matches!(error, StorageError::AlreadyExists(Constraint::ExternalId)),
         "{error:?}"
     );
     assert!(matches!(
         storage
             .set_external_id(&UserId::generate(), Some("x"), "crm", t0())
             .await,
-        Err(StorageError::NotFound { what: "user" })
+        Err(StorageError::NotFound(Entity::User))
     ));
 }
 

@@ -1,5 +1,5 @@
 use secrecy::ExposeSecret;
-use storage::{Account, CodeClaim, IdentityRef, StorageError, Ticket};
+use storage::{Account, CodeClaim, Constraint, IdentityRef, StorageError, Ticket};
 
 use crate::support::{TestDb, app, lifetimes, new_user, openid, secs, t0};
 
@@ -123,7 +123,7 @@ pub(crate) async fn a_ticket_is_spent_only_by_a_bind_that_commits(db: TestDb) {
     assert!(
         matches!(
             refused,
-            Err(StorageError::AlreadyExists { what: "identity" })
+            Err(StorageError::AlreadyExists(Constraint::Identity))
         ),
         "{refused:?}"
     );

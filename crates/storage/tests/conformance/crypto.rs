@@ -1,5 +1,5 @@
 use secrecy::{ExposeSecret, SecretString};
-use storage::{KeyRing, Phone, Storage, StorageError, UserLookup};
+use storage::{Entity, KeyRing, Phone, Storage, StorageError, UserLookup};
 
 use crate::support::{TestDb, app, key_ring, login, new_user, openid, t0};
 
@@ -126,6 +126,6 @@ pub(crate) async fn phones_are_found_by_their_hmac(db: TestDb) {
         storage
             .set_phone(&storage::UserId::generate(), &phone("1"), t0())
             .await,
-        Err(StorageError::NotFound { what: "user" })
+        Err(StorageError::NotFound(Entity::User))
     ));
 }

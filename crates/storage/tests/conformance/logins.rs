@@ -2,7 +2,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use secrecy::{ExposeSecret, SecretString};
-use storage::{AppKind, Phone, ProfileFields, StorageError, UserLookup, WebTokens};
+use storage::{AppKind, Entity, Phone, ProfileFields, StorageError, UserLookup, WebTokens};
 
 use crate::support::{TestDb, app, lifetimes, login, openid, secs, t0, unionid};
 
@@ -292,7 +292,7 @@ pub(crate) async fn login_credentials_are_stored_encrypted_and_read_back(db: Tes
         storage
             .store_web_tokens(&app("wxoa"), &openid("nobody"), &tokens(3), t0())
             .await,
-        Err(StorageError::NotFound { what: "identity" })
+        Err(StorageError::NotFound(Entity::Identity))
     ));
     assert!(
         !format!("{auth:?}").contains("refresh-2"),

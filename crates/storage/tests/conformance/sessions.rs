@@ -3,7 +3,7 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 use sqlx::{AnyConnection, Connection};
 use storage::{
-    IssuedSession, NewSession, Rotation, SessionId, SessionLifetimes, StorageError, UserId,
+    Entity, IssuedSession, NewSession, Rotation, SessionId, SessionLifetimes, StorageError, UserId,
 };
 
 use crate::support::{TestDb, app, lifetimes, new_user, openid, secs, t0};
@@ -173,7 +173,7 @@ pub(crate) async fn sessions_expire_and_revoke(db: TestDb) {
         storage
             .create_session(&new_session(UserId::generate()))
             .await,
-        Err(StorageError::NotFound { what: "user" })
+        Err(StorageError::NotFound(Entity::User))
     ));
     let stranger = NewSession {
         openid: openid("o-someone-else"),
@@ -181,7 +181,7 @@ pub(crate) async fn sessions_expire_and_revoke(db: TestDb) {
     };
     assert!(matches!(
         storage.create_session(&stranger).await,
-        Err(StorageError::NotFound { what: "identity" })
+        Err(StorageError::NotFound(Entity::Identity))
     ));
 }
 
