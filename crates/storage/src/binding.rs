@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use crate::sql::{Conn, query};
 use wechat_types::UnionId;
 
-use crate::db::{for_update, get_opt_string, get_opt_unionid, get_user_id};
+use crate::db::{get_opt_string, get_opt_unionid, get_user_id, locking_sql};
 use crate::error::DbError;
 use crate::error::{Constraint, DbFailure, Entity, StorageError};
 use crate::identities::{NewIdentity, claim_unionid, insert_identity};
@@ -193,9 +193,9 @@ impl Storage {
         request: &BindRequest,
     ) -> Result<UserId, DbFailure> {
         let identity = &request.identity;
-        let row = query(format!(
-            "SELECT user_id, unionid FROM identities WHERE app_id = $1 AND openid = $2{}",
-            for_update(self.engine())
+        let row = query(locking_sql!(
+            self.engine(),
+            "SELECT user_id, unionid FROM identities WHERE app_id = $1 AND openid = $2"
         ))
         .bind(identity.app_id.to_string())
         .bind(identity.openid.to_string())

@@ -94,14 +94,22 @@ pub(crate) fn get_opt_unionid(row: &Row, column: &str) -> Result<Option<UnionId>
         .transpose()
 }
 
-/// `FOR UPDATE` on PostgreSQL; nothing on SQLite, whose single writer
-/// connection and `BEGIN IMMEDIATE` already serialise write transactions.
-pub(crate) fn for_update(engine: crate::Engine) -> &'static str {
-    match engine {
-        crate::Engine::Sqlite => "",
-        crate::Engine::Postgres => " FOR UPDATE",
-    }
+/// `$sql` (a literal) on SQLite, and `$sql` + ` FOR UPDATE` (or `$lock`) on
+/// PostgreSQL: a static string either way, so a hot statement allocates no
+/// SQL and its prepared form is found by the same text every time. SQLite
+/// needs no lock: its single writer and `BEGIN IMMEDIATE` serialise writes.
+macro_rules! locking_sql {
+    ($engine:expr, $sql:expr) => {
+        $crate::db::locking_sql!($engine, $sql, " FOR UPDATE")
+    };
+    ($engine:expr, $sql:expr, $lock:literal) => {
+        match $engine {
+            $crate::Engine::Sqlite => $sql,
+            $crate::Engine::Postgres => concat!($sql, $lock),
+        }
+    };
 }
+pub(crate) use locking_sql;
 
 #[cfg(test)]
 mod tests {

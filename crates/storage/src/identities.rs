@@ -8,7 +8,7 @@ use crate::sql::{Conn, query};
 use wechat_types::{AppId, OpenId, UnionId};
 
 use crate::Storage;
-use crate::db::{for_update, get_opt_unionid, get_user_id, millis};
+use crate::db::{get_opt_unionid, get_user_id, locking_sql, millis};
 use crate::error::{DbFailure, StorageError};
 use crate::types::{
     IdentityLogin, IssuedSession, LoginOutcome, NewSession, SessionLifetimes, UserId,
@@ -123,9 +123,9 @@ impl Storage {
         conn: &mut dyn Conn,
         login: &IdentityLogin,
     ) -> Result<LoginOutcome, DbFailure> {
-        let existing = query(format!(
-            "SELECT user_id, unionid FROM identities WHERE app_id = $1 AND openid = $2{}",
-            for_update(self.engine())
+        let existing = query(locking_sql!(
+            self.engine(),
+            "SELECT user_id, unionid FROM identities WHERE app_id = $1 AND openid = $2"
         ))
         .bind(login.app_id.to_string())
         .bind(login.openid.to_string())

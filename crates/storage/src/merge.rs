@@ -5,7 +5,7 @@ use std::time::SystemTime;
 use crate::sql::{Conn, query};
 
 use crate::columns::user_profile_columns;
-use crate::db::{for_update, get_opt_bytes, get_opt_i64, get_opt_string, millis};
+use crate::db::{get_opt_bytes, get_opt_i64, get_opt_string, locking_sql, millis};
 use crate::error::{DbFailure, Entity, StorageError};
 use crate::types::{LoginOutcome, MergeRecord, UserId};
 use crate::{Storage, audit};
@@ -25,12 +25,12 @@ impl Storage {
         absorbed: &UserId,
         at: SystemTime,
     ) -> Result<LoginOutcome, DbFailure> {
-        let lock = for_update(self.engine());
         let mut users = Vec::with_capacity(2);
         for user_id in [kept, absorbed] {
-            let row = query(format!(
+            let row = query(locking_sql!(
+                self.engine(),
                 "SELECT external_id, profile_updated_at, phone_ciphertext, phone_updated_at \
-                 FROM users WHERE user_id = $1{lock}"
+                 FROM users WHERE user_id = $1"
             ))
             .bind(user_id.to_string())
             .fetch_optional(&mut *conn)

@@ -16,16 +16,11 @@ use crate::types::{
 };
 use crate::{Engine, Storage, audit, session_epoch};
 
-const SESSION_COLUMNS: &str =
-    "s.session_id, s.user_id, s.app_id, s.openid, s.created_at, s.expires_at, s.revoked_at";
-
-/// ` FOR UPDATE OF s` (the sessions row of a join) on PostgreSQL; nothing on
-/// SQLite, whose one writer serialises write transactions.
-fn lock_session_row(engine: Engine) -> &'static str {
-    match engine {
-        Engine::Sqlite => "",
-        Engine::Postgres => " FOR UPDATE OF s",
-    }
+/// The columns of a session record, as a literal for `concat!`.
+macro_rules! session_columns {
+    () => {
+        "s.session_id, s.user_id, s.app_id, s.openid, s.created_at, s.expires_at, s.revoked_at"
+    };
 }
 
 /// The answer of a rotation: `session` slid to `expires_at`, with its new token.
@@ -133,11 +128,16 @@ impl Storage {
         // columns may be stale; the one that can change, `retired_at`, only
         // goes from unset to set, and every write below is guarded by it and
         // checked, so a stale read runs the transaction again.
-        let row = query(format!(
-            "SELECT r.generation, r.expires_at AS token_expires_at, r.retired_at, {SESSION_COLUMNS} \
-             FROM refresh_tokens r JOIN sessions s ON s.session_id = r.session_id \
-             WHERE r.token_hash = $1{}",
-            lock_session_row(self.engine())
+        let row = query(crate::db::locking_sql!(
+            self.engine(),
+            concat!(
+                "SELECT r.generation, r.expires_at AS token_expires_at, r.retired_at, ",
+                session_columns!(),
+                " FROM refresh_tokens r JOIN sessions s ON s.session_id = r.session_id \
+                 WHERE r.token_hash = $1"
+            ),
+            // Only the sessions row of the join.
+            " FOR UPDATE OF s"
         ))
         .bind(hash.to_vec())
         .fetch_optional(&mut *conn)
@@ -319,8 +319,10 @@ impl Storage {
         &self,
         session_id: &SessionId,
     ) -> Result<Option<SessionRecord>, StorageError> {
-        let row = query(format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.session_id = $1"
+        let row = query(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions s WHERE s.session_id = $1"
         ))
         .bind(session_id.to_string())
         .fetch_optional(self.reader())

@@ -16,7 +16,7 @@ use secrecy::SecretString;
 
 use crate::crypto::{random_token, token_hash};
 use crate::db::{
-    for_update, get_i64, get_opt_bytes, get_opt_i64, get_opt_string, get_string, millis,
+    get_i64, get_opt_bytes, get_opt_i64, get_opt_string, get_string, locking_sql, millis,
     millis_after,
 };
 use crate::error::{DbFailure, StorageError};
@@ -108,10 +108,10 @@ impl Storage {
                 }
             });
         }
-        let row = query(format!(
+        let row = query(locking_sql!(
+            self.engine(),
             "SELECT app_id, code_hash, claimed_at, claim_expires_at, completed_at, outcome, \
-             ticket_ciphertext, repeats FROM web_logins WHERE state_hash = $1{}",
-            for_update(self.engine())
+             ticket_ciphertext, repeats FROM web_logins WHERE state_hash = $1"
         ))
         .bind(state_hash.clone())
         .fetch_optional(&mut *conn)
