@@ -123,6 +123,8 @@ pub(crate) struct GroupCommit {
     jobs: std::sync::RwLock<Option<mpsc::Sender<Box<dyn Job>>>>,
     /// Told when the thread ended (and the connection is closed).
     ended: tokio::sync::Mutex<Option<oneshot::Receiver<()>>>,
+    /// Whether the writer thread still runs.
+    running: Arc<std::sync::atomic::AtomicBool>,
     counters: Arc<Counters>,
 }
 
@@ -179,11 +181,14 @@ impl GroupCommit {
         let runtime = tokio::runtime::Handle::current();
         let thread_counters = counters.clone();
         let (end, ended) = oneshot::channel();
+        let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let thread_running = running.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".to_owned())
             .spawn(move || {
                 let _runtime = runtime.enter();
                 serve(&storage, conn, queue, &thread_counters);
+                thread_running.store(false, Ordering::Release);
                 let _ = end.send(());
             })
             .map_err(|error| {
@@ -193,8 +198,15 @@ impl GroupCommit {
         Ok(Self {
             jobs: std::sync::RwLock::new(Some(jobs)),
             ended: tokio::sync::Mutex::new(Some(ended)),
+            running,
             counters,
         })
+    }
+
+    /// Whether the writer takes writes: its thread runs and it was not closed.
+    /// (A full queue is not a failure: it answers `Overloaded` and drains.)
+    pub(crate) fn is_running(&self) -> bool {
+        self.running.load(Ordering::Acquire) && self.jobs.read().is_ok_and(|jobs| jobs.is_some())
     }
 
     /// Refuses new writes ([`StorageError::Unavailable`]), lets the queued

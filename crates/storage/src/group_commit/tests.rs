@@ -202,6 +202,10 @@ async fn a_panicking_write_fails_alone_and_the_writer_goes_on() {
 async fn a_closed_storage_answers_unavailable() {
     let (storage, _dir) = sqlite().await;
     storage.close().await;
+    assert!(matches!(
+        storage.ping().await,
+        Err(StorageError::Unavailable)
+    ));
     let answer = storage
         .write((), |_, conn, ()| {
             Box::pin(async move { insert(conn, "job-x").await })
@@ -290,6 +294,11 @@ async fn a_full_queue_refuses_at_once_and_writes_nothing() {
         matches!(refused, Err(StorageError::Overloaded)),
         "{refused:?}"
     );
+    // A full queue is load, not an outage: readiness stays up.
+    storage
+        .ping()
+        .await
+        .expect("the storage answers a ping with its queue full");
     release.notify_one();
     holder.await.expect("holder");
     for job in queued {
