@@ -51,16 +51,11 @@ impl Storage {
         code: &str,
     ) -> Result<(), StorageError> {
         let hash = self.code_hash(app_id, code).await?;
-        self.write_autocommit(hash, |_, conn, hash| {
-            Box::pin(async move {
-                query("UPDATE used_codes SET ambiguous = 1 WHERE code_hash = $1")
-                    .bind(hash.clone())
-                    .execute(conn)
-                    .await?;
-                Ok(())
-            })
-        })
-        .await
+        self.write_statement(
+            query("UPDATE used_codes SET ambiguous = 1 WHERE code_hash = $1").bind(hash),
+        )
+        .await?;
+        Ok(())
     }
 
     /// The exchange failed before WeChat saw the code: forget the claim so a
@@ -70,16 +65,9 @@ impl Storage {
     /// Database errors.
     pub async fn release_code(&self, app_id: &AppId, code: &str) -> Result<(), StorageError> {
         let hash = self.code_hash(app_id, code).await?;
-        self.write_autocommit(hash, |_, conn, hash| {
-            Box::pin(async move {
-                query("DELETE FROM used_codes WHERE code_hash = $1")
-                    .bind(hash.clone())
-                    .execute(conn)
-                    .await?;
-                Ok(())
-            })
-        })
-        .await
+        self.write_statement(query("DELETE FROM used_codes WHERE code_hash = $1").bind(hash))
+            .await?;
+        Ok(())
     }
 }
 

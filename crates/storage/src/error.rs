@@ -152,6 +152,29 @@ pub(crate) enum DbFailure {
     Fatal(StorageError),
 }
 
+impl DbFailure {
+    /// What attempt `attempt` of a transaction (counted from 1) came to:
+    /// `Some` answer, or `None` to run it again (it lost a race and has
+    /// attempts left). The one retry rule of every engine's write path.
+    pub(crate) fn settle<T>(
+        outcome: Result<T, Self>,
+        attempt: u32,
+    ) -> Option<Result<T, StorageError>> {
+        match outcome {
+            Ok(value) => Some(Ok(value)),
+            Err(Self::Retry) if attempt < crate::MAX_TX_ATTEMPTS => {
+                tracing::debug!(attempt, "transaction lost a race, retrying");
+                None
+            }
+            Err(Self::Retry) => {
+                tracing::warn!(attempt, "transaction kept losing races");
+                Some(Err(StorageError::Unavailable))
+            }
+            Err(Self::Fatal(error)) => Some(Err(error)),
+        }
+    }
+}
+
 impl From<StorageError> for DbFailure {
     fn from(error: StorageError) -> Self {
         Self::Fatal(error)

@@ -29,7 +29,7 @@ use tracing::Instrument;
 use crate::error::{DbFailure, StorageError};
 use crate::sql::Conn;
 use crate::sqlite::SqliteConn;
-use crate::{Inner, MAX_TX_ATTEMPTS, Storage, session_epoch};
+use crate::{Inner, Storage, session_epoch};
 
 /// At most this many jobs share a transaction: the first job of a batch
 /// waits for the last, so a batch is kept short.
@@ -359,16 +359,8 @@ fn run_alone(
         } else if sessions_changed {
             storage.sessions_changed();
         }
-        match outcome {
-            Ok(()) => return Ok(()),
-            Err(DbFailure::Retry) if attempt < MAX_TX_ATTEMPTS => {
-                tracing::debug!(attempt, "write lost a race, retrying");
-            }
-            Err(DbFailure::Retry) => {
-                tracing::warn!(attempt, "write kept losing races");
-                return Err(StorageError::Unavailable);
-            }
-            Err(DbFailure::Fatal(error)) => return Err(error),
+        if let Some(answer) = DbFailure::settle(outcome, attempt) {
+            return answer;
         }
     }
 }

@@ -404,16 +404,8 @@ impl Storage {
                 // After the commit, so a read tagged before it cannot pass for after.
                 self.sessions_changed();
             }
-            match outcome {
-                Ok(value) => return Ok(value),
-                Err(DbFailure::Retry) if attempt < MAX_TX_ATTEMPTS => {
-                    tracing::debug!(attempt, "transaction lost a race, retrying");
-                }
-                Err(DbFailure::Retry) => {
-                    tracing::warn!(attempt, "transaction kept losing races");
-                    return Err(StorageError::Unavailable);
-                }
-                Err(DbFailure::Fatal(error)) => return Err(error),
+            if let Some(answer) = DbFailure::settle(outcome, attempt) {
+                return answer;
             }
         }
     }

@@ -121,9 +121,10 @@ impl SqliteConn {
                         .ok_or_else(|| DbError::Other(format!("parameter {name} is not $n")))?,
                     None => index,
                 };
-                let value = query
-                    .args
-                    .get(position - 1)
+                // `$0` names no argument (and must not underflow).
+                let value = position
+                    .checked_sub(1)
+                    .and_then(|at| query.args.get(at))
                     .ok_or_else(|| DbError::Other(format!("${position} has no argument")))?;
                 statement.raw_bind_parameter(index, Bind(value))?;
             }
@@ -335,5 +336,10 @@ mod tests {
         assert_eq!((done.rows_affected, done.rows.len()), (1, 1));
         let again = conn.run_now(&query("INSERT INTO t (k) VALUES ($1)").bind("x"), 0);
         assert!(matches!(again, Err(DbError::Unique(_))), "{again:?}");
+        let unnumbered = conn.run_now(&query("SELECT $0"), 1);
+        assert!(
+            matches!(unnumbered, Err(DbError::Other(_))),
+            "{unnumbered:?}"
+        );
     }
 }
