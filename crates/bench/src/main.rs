@@ -61,6 +61,11 @@ struct Cli {
     /// A very short run of everything, for CI.
     #[arg(long)]
     quick: bool,
+    /// A configuration override for the server, as its environment variable
+    /// without the `WECHAT_IDENTITY__` prefix (`PROFILES__CACHE_ENTRIES=0`);
+    /// repeatable. For A/B runs of one build with a lever on and off.
+    #[arg(long = "server-env", value_name = "KEY=VALUE")]
+    server_env: Vec<String>,
     /// Where to write the markdown report (also printed).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -264,7 +269,7 @@ async fn benchmark(cli: &Cli) -> Result<(), String> {
             other => return Err(format!("unknown database {other}")),
         };
         for &latency in &latencies {
-            let server = ServerProcess::identity(target, latency).await?;
+            let server = ServerProcess::identity(target, latency, &cli.server_env).await?;
             for scenario in Scenario::IDENTITY {
                 if !cli.wants(scenario) {
                     continue;

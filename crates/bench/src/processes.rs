@@ -98,11 +98,27 @@ impl ServerProcess {
 
     /// `wechat-identity` on `database` (`sqlite` or a PostgreSQL admin URL),
     /// with WeChat simulated in this process (so the server's RSS is its
-    /// own), answering after `sim_latency`.
+    /// own), answering after `sim_latency`, with `overrides` (`KEY=VALUE`,
+    /// the server's environment overrides without their prefix).
     ///
     /// # Errors
-    /// It could not start, or PostgreSQL is unreachable.
-    pub(crate) async fn identity(database: &str, sim_latency: Duration) -> Result<Self, String> {
+    /// It could not start, PostgreSQL is unreachable, or an override is not
+    /// `KEY=VALUE`.
+    pub(crate) async fn identity(
+        database: &str,
+        sim_latency: Duration,
+        overrides: &[String],
+    ) -> Result<Self, String> {
+        let overrides = overrides
+            .iter()
+            .map(|pair| match pair.split_once('=') {
+                Some((key, value)) if !key.is_empty() => Ok((
+                    format!("{}{key}", server::config::ENV_PREFIX),
+                    value.to_owned(),
+                )),
+                _ => Err(format!("--server-env {pair}: expected KEY=VALUE")),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let dir = ScratchDir::new()?;
         let (url, created) = if database == "sqlite" {
             (
@@ -132,6 +148,11 @@ impl ServerProcess {
         let path = path.to_str().ok_or("the temp dir's path is not UTF-8")?;
         let mut env = config.env_pairs();
         env.push(("RUST_LOG", "warn,wechat_identity=info"));
+        env.extend(
+            overrides
+                .iter()
+                .map(|(key, value)| (key.as_str(), value.as_str())),
+        );
         let started = Instant::now();
         let mut process =
             Running::start_program(&try_binary()?, &["--config", path], dir.path(), &env);

@@ -26,6 +26,7 @@ use crate::http::serve::ConnectionLimits;
 use crate::http::{OAuthShim, Readiness, ShimState, oauth_routes, plain_routes};
 use crate::pb;
 use crate::pb::identity_service_server::IdentityServiceServer;
+use crate::profile_cache::ProfileCache;
 use crate::service::{Lifetimes, Services};
 use crate::sessions::jwt::{SigningKey, TokenKeys};
 use crate::sessions::verify_cache::VerifyCache;
@@ -274,6 +275,11 @@ impl Application {
                 config.sessions.verify_cache_entries,
                 config.sessions.revocation_propagation,
             )),
+            profile_cache: Arc::new(ProfileCache::new(
+                storage.clone(),
+                config.profiles.cache_entries,
+                config.profiles.cache_propagation,
+            )),
             web_binding,
         });
 
@@ -452,6 +458,7 @@ impl Application {
         ));
         let sweeper = tokio::spawn(sweep_expired(services.storage.clone()));
         let epoch = tokio::spawn(services.verify_cache.clone().follow_epoch());
+        let profile_epochs = tokio::spawn(services.profile_cache.clone().follow_epochs());
         let forget = tokio::spawn(forget_idle_clients(client_limiter));
 
         shutdown.await;
@@ -462,6 +469,7 @@ impl Application {
         monitor.abort();
         sweeper.abort();
         epoch.abort();
+        profile_epochs.abort();
         forget.abort();
         for name in ["", SERVICE_NAME] {
             health

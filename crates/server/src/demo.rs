@@ -51,6 +51,7 @@ pub(crate) fn config(data_dir: &Path) -> Result<Config, String> {
             }],
         },
         sessions: Default::default(),
+        profiles: Default::default(),
         wechat: Default::default(),
         apps: vec![
             app(

@@ -2,8 +2,8 @@
 //! (`server.admin_listen`, loopback by default; never on the public shim):
 //! RPCs by method and code with latency, WeChat calls by endpoint and errcode
 //! with latency, app-token fetches, refreshes and cache hits, sessions issued,
-//! refreshed, reused, refreshed within the reuse grace and expired, and the
-//! database pools. Labels are names and codes, never ids or secrets.
+//! refreshed, reused, refreshed within the reuse grace and expired, VerifyToken
+//! and GetProfile answers by source, and the database pools. Labels are names and codes, never ids or secrets.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -130,6 +130,7 @@ pub(crate) struct Metrics {
     wechat_latency: WeChatLatency,
     sessions: Family<EventLabels, Counter>,
     verify_lookups: Family<EventLabels, Counter>,
+    profile_lookups: Family<EventLabels, Counter>,
     tokens: Family<EventLabels, Counter>,
     pools: Family<PoolLabels, Gauge>,
     group_commit: Family<EventLabels, Counter>,
@@ -154,6 +155,7 @@ impl Metrics {
         let wechat_latency: WeChatLatency = Family::new_with_constructor(latency_buckets);
         let sessions = Family::<EventLabels, Counter>::default();
         let verify_lookups = Family::<EventLabels, Counter>::default();
+        let profile_lookups = Family::<EventLabels, Counter>::default();
         let tokens = Family::<EventLabels, Counter>::default();
         let pools = Family::<PoolLabels, Gauge>::default();
         let group_commit = Family::<EventLabels, Counter>::default();
@@ -189,6 +191,11 @@ impl Metrics {
             verify_lookups.clone(),
         );
         registry.register(
+            "profile_lookups",
+            "GetProfile reads by where they were answered from: memory (the profile cache) or database",
+            profile_lookups.clone(),
+        );
+        registry.register(
             "app_token_events",
             "app access tokens: fetched, forced refreshes, rejected by WeChat, local and shared cache hits",
             tokens.clone(),
@@ -216,6 +223,7 @@ impl Metrics {
             wechat_latency,
             sessions,
             verify_lookups,
+            profile_lookups,
             tokens,
             pools,
             group_commit,
@@ -244,6 +252,15 @@ impl Metrics {
         self.verify_lookups
             .get_or_create(&EventLabels {
                 event: lookup.as_str(),
+            })
+            .inc();
+    }
+
+    /// Where one GetProfile read was answered from.
+    pub(crate) fn profile_lookup(&self, source: crate::profile_cache::Source) {
+        self.profile_lookups
+            .get_or_create(&EventLabels {
+                event: source.as_str(),
             })
             .inc();
     }

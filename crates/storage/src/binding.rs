@@ -10,6 +10,7 @@ use crate::db::{get_opt_string, get_opt_unionid, get_user_id, locking_sql};
 use crate::error::DbError;
 use crate::error::{Constraint, DbFailure, Entity, StorageError};
 use crate::identities::{NewIdentity, claim_unionid, insert_identity};
+use crate::profile_epoch::touched;
 use crate::types::{Account, BindRequest, IdentityRef, UserId, UserProfile};
 use crate::users::insert_user;
 use crate::{Storage, audit};
@@ -227,6 +228,7 @@ impl Storage {
                 match (current_external, holder) {
                     (Some(own), _) if own == *external_id => return Ok(current),
                     (None, None) => {
+                        touched(&current);
                         query(
                             "UPDATE users SET external_id = $1, updated_at = $2 WHERE user_id = $3",
                         )
@@ -271,6 +273,8 @@ impl Storage {
             }
         };
 
+        touched(&current);
+        touched(&target);
         query("UPDATE identities SET user_id = $1 WHERE app_id = $2 AND openid = $3")
             .bind(target.to_string())
             .bind(identity.app_id.to_string())
@@ -402,6 +406,7 @@ impl Storage {
             return Err(StorageError::NotFound(Entity::Identity).into());
         };
         let user_id = get_user_id(&row, "user_id")?;
+        touched(&user_id);
         if let Some(unionid) = get_opt_unionid(&row, "unionid")? {
             follow_unionid(conn, &unionid, &user_id, None).await?;
         }

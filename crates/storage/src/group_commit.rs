@@ -29,7 +29,7 @@ use tracing::Instrument;
 use crate::error::{DbFailure, StorageError};
 use crate::sql::Conn;
 use crate::sqlite::SqliteConn;
-use crate::{Inner, Storage, session_epoch};
+use crate::{Inner, Storage, changes};
 
 /// At most this many jobs share a transaction: the first job of a batch
 /// waits for the last, so a batch is kept short.
@@ -312,7 +312,7 @@ fn run_together(
         return false;
     }
     let jobs = batch.len();
-    let (ran, sessions_changed) = futures::executor::block_on(session_epoch::tracking(async {
+    let (ran, changes) = futures::executor::block_on(changes::tracking(async {
         for job in batch.iter_mut() {
             let span = job.span().clone();
             if let Err(failure) = job.run(storage, &mut *conn).instrument(span).await {
@@ -331,9 +331,7 @@ fn run_together(
         conn.rollback();
         return false;
     }
-    if sessions_changed {
-        storage.sessions_changed();
-    }
+    storage.committed(&changes);
     counters.committed(batch.len());
     for job in batch.drain(..) {
         job.deliver(None);
@@ -351,13 +349,13 @@ fn run_alone(
     loop {
         attempt += 1;
         conn.begin()?;
-        let (outcome, sessions_changed) =
-            futures::executor::block_on(session_epoch::tracking(job.run(storage, &mut *conn)));
+        let (outcome, changes) =
+            futures::executor::block_on(changes::tracking(job.run(storage, &mut *conn)));
         let outcome = outcome.and_then(|()| conn.commit().map_err(DbFailure::from));
         if outcome.is_err() {
             conn.rollback();
-        } else if sessions_changed {
-            storage.sessions_changed();
+        } else {
+            storage.committed(&changes);
         }
         if let Some(answer) = DbFailure::settle(outcome, attempt) {
             return answer;

@@ -11,6 +11,7 @@
 
 mod audit;
 mod binding;
+mod changes;
 mod checkpoint;
 mod codes;
 mod columns;
@@ -23,6 +24,7 @@ mod group_commit;
 mod identities;
 mod ids;
 mod merge;
+mod profile_epoch;
 mod reader;
 mod redis_cache;
 mod rekey;
@@ -43,6 +45,7 @@ pub use config::{Engine, StorageConfig};
 pub use crypto::KeyRing;
 pub use error::{Constraint, Entity, StorageError};
 pub use group_commit::GroupCommitStats;
+pub use profile_epoch::{PROFILE_SHARDS, profile_shard};
 pub use redis_cache::RedisTokenCache;
 pub use rekey::{KeyUsage, RekeyOptions, RekeyProgress, RekeyReport};
 pub use token_cache::DbTokenCache;
@@ -127,6 +130,8 @@ pub(crate) struct Inner {
     lookup_key: OnceCell<LookupKey>,
     /// Session-changing transactions committed by this process.
     local_session_changes: std::sync::atomic::AtomicU64,
+    /// Profile-changing transactions committed by this process, by shard.
+    local_profile_changes: Box<[std::sync::atomic::AtomicU64]>,
     /// SQLite: the writer thread that runs every write, those queued at one
     /// moment in one transaction. PostgreSQL: none; its pool runs writes side
     /// by side.
@@ -180,6 +185,9 @@ impl Storage {
             keys,
             lookup_key: OnceCell::new(),
             local_session_changes: std::sync::atomic::AtomicU64::new(0),
+            local_profile_changes: (0..PROFILE_SHARDS)
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
             group_commit: writer_conn.and_then(|conn| {
                 group_commit::GroupCommit::start(inner.clone(), conn, config.sqlite_write_queue)
                     .map_err(|error| started = Err(error))
@@ -366,12 +374,14 @@ impl Storage {
     ) -> Result<T, StorageError> {
         let Some(group) = &self.inner.group_commit else {
             let mut conn = self.inner.writer.acquire().await?;
-            return work(self, &mut *conn, &input)
-                .await
-                .map_err(|failure| match failure {
-                    DbFailure::Fatal(error) => error,
-                    DbFailure::Retry => StorageError::Unavailable,
-                });
+            let (outcome, changes) = changes::tracking(work(self, &mut *conn, &input)).await;
+            // Autocommit: a failure part-way may have committed what came
+            // before it, so the changes count either way.
+            self.committed(&changes);
+            return outcome.map_err(|failure| match failure {
+                DbFailure::Fatal(error) => error,
+                DbFailure::Retry => StorageError::Unavailable,
+            });
         };
         group.submit(input, work).await
     }
@@ -394,15 +404,14 @@ impl Storage {
         loop {
             attempt += 1;
             let mut tx = self.inner.writer.begin().await?;
-            let (outcome, sessions_changed) =
-                session_epoch::tracking(work(self, &mut *tx, input)).await;
+            let (outcome, changes) = changes::tracking(work(self, &mut *tx, input)).await;
             let outcome = match outcome {
                 Ok(value) => tx.commit().await.map(|()| value).map_err(DbFailure::from),
                 Err(failure) => Err(failure),
             };
-            if outcome.is_ok() && sessions_changed {
+            if outcome.is_ok() {
                 // After the commit, so a read tagged before it cannot pass for after.
-                self.sessions_changed();
+                self.committed(&changes);
             }
             if let Some(answer) = DbFailure::settle(outcome, attempt) {
                 return answer;

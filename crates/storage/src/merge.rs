@@ -7,6 +7,7 @@ use crate::sql::{Conn, query};
 use crate::columns::user_profile_columns;
 use crate::db::{get_opt_bytes, get_opt_i64, get_opt_string, locking_sql, millis};
 use crate::error::{DbFailure, Entity, StorageError};
+use crate::profile_epoch::touched;
 use crate::types::{LoginOutcome, MergeRecord, UserId};
 use crate::{Storage, audit};
 
@@ -61,6 +62,8 @@ impl Storage {
             });
         }
 
+        touched(kept);
+        touched(absorbed);
         let moved = query("UPDATE identities SET user_id = $1 WHERE user_id = $2")
             .bind(kept.to_string())
             .bind(absorbed.to_string())

@@ -9,24 +9,18 @@
 //! the replica that revoked a session never answers from a stale entry.
 //!
 //! [`bump`] is the one thing a session-changing write calls: `Storage::write` runs
-//! every transaction body under [`tracking`] and moves the in-process counter
-//! after a commit whose body bumped.
+//! every transaction body under `changes::tracking` and moves the in-process
+//! counter after a commit whose body bumped.
 
-use std::cell::Cell;
-use std::future::Future;
 use std::sync::atomic::Ordering;
 
 use crate::error::DbError;
 use crate::sql::{Conn, query};
 
 use crate::Storage;
+use crate::changes;
 use crate::db::get_i64;
 use crate::error::StorageError;
-
-tokio::task_local! {
-    /// Whether the transaction body running in this task bumped the epoch.
-    static BUMPED: Cell<bool>;
-}
 
 /// Bumps the database's epoch; called inside the changing transaction (a
 /// `Storage::write` body), last, after the session rows: every writer takes the
@@ -35,19 +29,8 @@ pub(crate) async fn bump(conn: &mut dyn Conn) -> Result<(), DbError> {
     query("UPDATE session_epoch SET value = value + 1 WHERE id = 1")
         .execute(conn)
         .await?;
-    let noted = BUMPED.try_with(|bumped| bumped.set(true));
-    debug_assert!(noted.is_ok(), "session_epoch::bump outside Storage::write");
+    changes::note(|changes| changes.sessions = true);
     Ok(())
-}
-
-/// Runs a transaction body, and says whether it bumped the epoch.
-pub(crate) async fn tracking<T>(body: impl Future<Output = T>) -> (T, bool) {
-    BUMPED
-        .scope(Cell::new(false), async {
-            let output = body.await;
-            (output, BUMPED.with(Cell::get))
-        })
-        .await
 }
 
 impl Storage {
@@ -67,12 +50,5 @@ impl Storage {
     /// read it before reading session state, like [`Storage::session_epoch`].
     pub fn local_session_changes(&self) -> u64 {
         self.inner.local_session_changes.load(Ordering::Acquire)
-    }
-
-    /// Called by `Storage::write` after a session-changing transaction committed.
-    pub(crate) fn sessions_changed(&self) {
-        self.inner
-            .local_session_changes
-            .fetch_add(1, Ordering::AcqRel);
     }
 }

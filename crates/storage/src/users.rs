@@ -15,6 +15,7 @@ use crate::db::{
     get_string, get_time, get_user_id, millis,
 };
 use crate::error::{DbFailure, Entity, StorageError};
+use crate::profile_epoch::touched;
 use crate::types::{
     AppKind, LinkedIdentity, Phone, ProfileFields, UserId, UserLookup, UserProfile,
 };
@@ -63,6 +64,7 @@ pub(crate) async fn insert_user(
     external_id: Option<&str>,
     at: SystemTime,
 ) -> Result<(), DbError> {
+    touched(user_id);
     query(
         "INSERT INTO users (user_id, external_id, created_at, updated_at) VALUES ($1, $2, $3, $3)",
     )
@@ -81,6 +83,7 @@ pub(crate) async fn write_profile(
     profile: &ProfileFields,
     at: SystemTime,
 ) -> Result<u64, DbError> {
+    touched(user_id);
     let privileges = serde_json::to_string(&profile.privileges).unwrap_or_else(|_| "[]".into());
     let done = query(concat!(
         "UPDATE users SET (",
@@ -241,8 +244,10 @@ impl Storage {
     ) -> Result<(), StorageError> {
         let (sealed, hash) = self.seal_phone(user_id, phone).await?;
         let input = (sealed, hash, user_id.to_string());
+        let changed = *user_id;
         self.write_autocommit(input, move |_, conn, (sealed, hash, user_id)| {
             Box::pin(async move {
+                touched(&changed);
                 let done = query(
                     "UPDATE users SET phone_ciphertext = $1, phone_hash = $2, \
                      phone_updated_at = $3, updated_at = $3 WHERE user_id = $4",
@@ -353,6 +358,7 @@ impl Storage {
         let input = (*user_id, external_id.map(str::to_owned), actor.to_owned());
         self.write(input, move |_, conn, (user_id, external_id, actor)| {
             Box::pin(async move {
+                touched(user_id);
                 let done =
                     query("UPDATE users SET external_id = $1, updated_at = $2 WHERE user_id = $3")
                         .bind(external_id.clone())

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use secrecy::ExposeSecret as _;
 use server::config::{
     AppConfig, AppKind, CallerConfig, Config, DatabaseConfig, EncryptionConfig,
-    EncryptionKeyConfig, Permission, ResolvedConfig, SecretSource, ServerConfig, SessionConfig,
-    WeChatConfig,
+    EncryptionKeyConfig, Permission, ProfileConfig, ResolvedConfig, SecretSource, ServerConfig,
+    SessionConfig, WeChatConfig,
 };
 
 /// The demo mini program, bound to the Open Platform (its users have unionids).
@@ -61,6 +61,7 @@ impl ServiceConfig {
                     keys: Vec::new(),
                 },
                 sessions: SessionConfig::default(),
+                profiles: ProfileConfig::default(),
                 wechat: WeChatConfig::default(),
                 apps: Vec::new(),
                 callers: Vec::new(),

@@ -3,7 +3,8 @@
 //! hundred concurrent GetPhoneNumber calls spread over the three cost one
 //! token fetch; after WeChat invalidates the token, exactly one refresh. A
 //! browser whose callback lands on another replica than its authorize request
-//! still logs in.
+//! still logs in. A revocation or a profile change through one replica reaches
+//! the others' caches within their propagation bound.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -265,6 +266,57 @@ async fn replicas_share_tokens_states_and_keys(redis_prefix: Option<&str>) -> bo
             assert!(
                 revoked.elapsed() < Duration::from_secs(15),
                 "a revoked session still verifies on another replica"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    // A profile read on every replica (and kept there), then changed through
+    // replica 2: at once there, within profiles.cache_propagation (1 s by
+    // default) on the others.
+    let profile_phone = |client: &Client| {
+        let mut client = client.clone();
+        let user_id = login.user_id.clone();
+        async move {
+            client
+                .get_profile(server::pb::GetProfileRequest {
+                    lookup: Some(server::pb::get_profile_request::Lookup::UserId(user_id)),
+                    refresh_from_wechat: false,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .profile
+                .unwrap()
+                .phone
+                .map(|phone| phone.pure_phone_number)
+        }
+    };
+    for client in &clients {
+        for _ in 0..2 {
+            assert_eq!(profile_phone(client).await, None);
+        }
+    }
+    clients[2]
+        .clone()
+        .get_phone_number(GetPhoneNumberRequest {
+            app_id: MINI.into(),
+            code: sim.mint_phone_code(MINI, "profile-change"),
+            user_id: login.user_id.clone(),
+        })
+        .await
+        .unwrap();
+    let saved = profile_phone(&clients[2]).await;
+    assert!(
+        saved.is_some(),
+        "the changing replica answers the change at once"
+    );
+    let changed = std::time::Instant::now();
+    for client in &clients[..2] {
+        while profile_phone(client).await != saved {
+            assert!(
+                changed.elapsed() < Duration::from_secs(15),
+                "a changed profile is still answered unchanged by another replica"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

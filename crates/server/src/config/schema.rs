@@ -29,6 +29,9 @@ pub struct Config {
     /// Session token lifetimes and signing.
     #[serde(default)]
     pub sessions: SessionConfig,
+    /// GetProfile's cache.
+    #[serde(default)]
+    pub profiles: ProfileConfig,
     /// Where WeChat is and how patiently to talk to it.
     #[serde(default)]
     pub wechat: WeChatConfig,
@@ -284,6 +287,30 @@ impl Default for SessionConfig {
             signing_key: None,
             revocation_propagation: Duration::from_secs(1),
             verify_cache_entries: 10_000,
+        }
+    }
+}
+
+/// GetProfile's per-replica cache.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProfileConfig {
+    /// Profiles GetProfile keeps in memory (about 1 KiB each; `0` reads the
+    /// database on every call). Default 10,000.
+    pub cache_entries: usize,
+    /// How long a profile changed on another replica may still be answered
+    /// here: every replica polls the database's profile epochs four times
+    /// within this bound. A change made on this replica is seen at once.
+    /// `0s` reads the database on every call. At most 60 s; default 1 s.
+    #[serde(with = "humantime_serde")]
+    pub cache_propagation: Duration,
+}
+
+impl Default for ProfileConfig {
+    fn default() -> Self {
+        Self {
+            cache_entries: 10_000,
+            cache_propagation: Duration::from_secs(1),
         }
     }
 }

@@ -187,6 +187,15 @@ impl Config {
         if self.sessions.verify_cache_entries > 10_000_000 {
             problems.push("sessions.verify_cache_entries: at most 10000000".into());
         }
+        if self.profiles.cache_propagation > Duration::from_secs(60) {
+            problems.push(
+                "profiles.cache_propagation: at most 60s (a changed profile must be seen soon)"
+                    .into(),
+            );
+        }
+        if self.profiles.cache_entries > 10_000_000 {
+            problems.push("profiles.cache_entries: at most 10000000".into());
+        }
         let signing_key = self.sessions.signing_key.as_ref().and_then(|source| {
             let pem = source
                 .resolve(env)

@@ -285,10 +285,14 @@ impl Services {
             }
             None => return Err(validate::oneof_missing("lookup")),
         };
-        let mut user = self.storage.profile(&lookup).await?.ok_or(not_found)?;
-        if request.refresh_from_wechat {
-            user = self.refresh_from_wechat(ctx, user).await?;
-        }
+        let user = if request.refresh_from_wechat {
+            let user = self.storage.profile(&lookup).await?.ok_or(not_found)?;
+            self.refresh_from_wechat(ctx, user).await?
+        } else {
+            let (user, source) = self.profile_cache.profile(&lookup).await?;
+            self.metrics.profile_lookup(source);
+            user.ok_or(not_found)?
+        };
         Ok(pb::GetProfileResponse {
             profile: Some(convert::profile(user)),
         })

@@ -39,6 +39,8 @@ pub(crate) struct Services {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// VerifyToken's memory of signatures and session standings.
     pub verify_cache: Arc<crate::sessions::verify_cache::VerifyCache>,
+    /// GetProfile's memory of profiles.
+    pub profile_cache: Arc<crate::profile_cache::ProfileCache>,
     /// The keys that bind a browser login to its browser.
     pub web_binding: Arc<crate::web_binding::WebBinding>,
 }

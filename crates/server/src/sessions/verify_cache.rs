@@ -17,11 +17,8 @@
 //!   database cannot be polled the cache stops vouching, and every call reads
 //!   the session (and fails as the database does).
 //!
-//! Memory is bounded: each shard keeps two generations of entries and drops
-//! the older one whole when the newer fills, an approximate LRU without
-//! bookkeeping on hits.
+//! Memory is bounded by a [`GenerationMap`].
 
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -30,8 +27,7 @@ use sha2::{Digest, Sha256};
 use storage::{SessionId, Storage, StorageError, UserId};
 
 use super::jwt::{Claims, MAX_TOKEN_LEN, Rejection, TokenKeys};
-
-const SHARDS: usize = 16;
+use crate::generation_map::GenerationMap;
 
 /// What VerifyToken answers.
 #[derive(Debug, Clone)]
@@ -77,17 +73,9 @@ impl Lookup {
 #[derive(Debug)]
 pub(crate) struct VerifyCache {
     storage: Storage,
-    shards: Box<[Mutex<Shard>]>,
-    /// Entries per generation per shard; zero: nothing is kept.
-    generation_size: usize,
+    entries: GenerationMap<[u8; 32], Entry>,
     propagation: Duration,
     polled: Mutex<Option<Polled>>,
-}
-
-#[derive(Debug, Default)]
-struct Shard {
-    current: HashMap<[u8; 32], Entry>,
-    previous: HashMap<[u8; 32], Entry>,
 }
 
 #[derive(Debug, Clone)]
@@ -121,8 +109,7 @@ impl VerifyCache {
     pub(crate) fn new(storage: Storage, entries: usize, propagation: Duration) -> Self {
         Self {
             storage,
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            generation_size: entries.div_ceil(2 * SHARDS),
+            entries: GenerationMap::new(entries),
             propagation,
             polled: Mutex::new(None),
         }
@@ -149,12 +136,12 @@ impl VerifyCache {
         }
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let (claims, standing, lookup) = match self.lookup(&key) {
+        let (claims, standing, lookup) = match self.entries.get(&key) {
             Some(entry) if entry.claims.exp > now_secs => {
                 (entry.claims, entry.standing, Lookup::SessionRead)
             }
             Some(_) => {
-                self.forget(&key);
+                self.entries.remove(&key);
                 return Ok((
                     Verdict::Inactive(Rejection::Time.as_str()),
                     Lookup::Rejected,
@@ -180,7 +167,7 @@ impl VerifyCache {
             Some(session) if session.revoked_at.is_none() => Standing::Active(session.user_id),
             _ => Standing::Inactive,
         };
-        self.store(
+        self.entries.insert(
             key,
             Entry {
                 claims: claims.clone(),
@@ -193,7 +180,7 @@ impl VerifyCache {
     /// Polls the session epoch every quarter of `propagation`, for as long as
     /// the service runs. Does nothing when standings are never trusted.
     pub(crate) async fn follow_epoch(self: Arc<Self>) {
-        if self.propagation.is_zero() || self.generation_size == 0 {
+        if self.propagation.is_zero() || !self.entries.keeps_anything() {
             return;
         }
         let every = (self.propagation / 4).max(Duration::from_millis(5));
@@ -223,53 +210,10 @@ impl VerifyCache {
         })
     }
 
-    fn shard(&self, key: &[u8; 32]) -> Option<std::sync::MutexGuard<'_, Shard>> {
-        if self.generation_size == 0 {
-            return None;
-        }
-        self.shards[usize::from(key[0]) % SHARDS].lock().ok()
-    }
-
-    fn lookup(&self, key: &[u8; 32]) -> Option<Entry> {
-        let mut shard = self.shard(key)?;
-        if let Some(entry) = shard.current.get(key) {
-            return Some(entry.clone());
-        }
-        let entry = shard.previous.remove(key)?;
-        shard.insert(*key, entry.clone(), self.generation_size);
-        Some(entry)
-    }
-
-    fn store(&self, key: [u8; 32], entry: Entry) {
-        if let Some(mut shard) = self.shard(&key) {
-            shard.insert(key, entry, self.generation_size);
-        }
-    }
-
-    fn forget(&self, key: &[u8; 32]) {
-        if let Some(mut shard) = self.shard(key) {
-            shard.current.remove(key);
-            shard.previous.remove(key);
-        }
-    }
-
-    /// Entries held now (both generations).
+    /// Entries held now.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .filter_map(|shard| shard.lock().ok())
-            .map(|shard| shard.current.len() + shard.previous.len())
-            .sum()
-    }
-}
-
-impl Shard {
-    fn insert(&mut self, key: [u8; 32], entry: Entry, generation_size: usize) {
-        self.current.insert(key, entry);
-        if self.current.len() >= generation_size {
-            self.previous = std::mem::take(&mut self.current);
-        }
+        self.entries.len()
     }
 }
 

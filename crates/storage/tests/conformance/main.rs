@@ -6,6 +6,7 @@ mod codes_and_tickets;
 mod crypto;
 mod logins;
 mod maintenance;
+mod profiles;
 mod redis_cache;
 mod rekey;
 mod schema;
@@ -90,6 +91,8 @@ conformance_tests!(
     maintenance::signing_keys_insert_race_safely,
     maintenance::replicas_racing_for_the_first_signing_key_end_with_one,
     maintenance::the_audit_trail_records_bind_unbind_merge_and_revoke,
+    profiles::every_profile_change_moves_its_users_shard,
+    profiles::a_change_to_any_users_column_moves_the_epoch,
 );
 
 /// `sqlite::memory:` opens a new database per connection: the storage must
