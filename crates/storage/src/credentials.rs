@@ -25,9 +25,7 @@ impl Storage {
         session_key: &SecretString,
         at: SystemTime,
     ) -> Result<(), StorageError> {
-        let sealed = self
-            .keys()
-            .encrypt_str(&credential_aad("session_key", app_id, openid), session_key)?;
+        let sealed = self.seal_session_key(app_id, openid, session_key)?;
         query(
             "INSERT INTO wechat_credentials (app_id, openid, session_key, session_key_updated_at) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (app_id, openid) DO UPDATE SET \
@@ -40,6 +38,17 @@ impl Storage {
         .execute(conn)
         .await?;
         Ok(())
+    }
+
+    /// A session_key encrypted for its identity's row.
+    pub(crate) fn seal_session_key(
+        &self,
+        app_id: &AppId,
+        openid: &OpenId,
+        session_key: &SecretString,
+    ) -> Result<Vec<u8>, StorageError> {
+        self.keys()
+            .encrypt_str(&credential_aad("session_key", app_id, openid), session_key)
     }
 
     pub(crate) async fn write_web_tokens(

@@ -12,9 +12,10 @@ use crate::db::{
 };
 use crate::error::{DbFailure, Entity, StorageError};
 use crate::types::{
-    IssuedSession, NewSession, Rotation, SessionId, SessionLifetimes, SessionRecord,
+    IssuedSession, NewSession, Rotation, SessionId, SessionLifetimes, SessionRecord, UserId,
 };
 use crate::{Engine, Storage, audit, session_epoch};
+use wechat_types::{AppId, OpenId};
 
 /// The columns of a session record, as a literal for `concat!`.
 macro_rules! session_columns {
@@ -109,10 +110,75 @@ impl Storage {
         lifetimes: SessionLifetimes,
         at: SystemTime,
     ) -> Result<Rotation, StorageError> {
-        self.write(token_hash(presented), move |storage, conn, hash| {
+        let hash = token_hash(presented);
+        if let Some(rotated) = self.rotate_at_once(&hash, lifetimes, at).await? {
+            return Ok(rotated);
+        }
+        self.write(hash, move |storage, conn, hash| {
             Box::pin(storage.rotate_tx(conn, hash, lifetimes, at))
         })
         .await
+    }
+
+    /// PostgreSQL: the rotation of a live token of a live session in one
+    /// statement, one round trip instead of four. `None` (nothing written)
+    /// for any other case (a retired, expired or unknown token, a revoked or
+    /// ended session, a rotation racing this one), which `rotate_tx` then
+    /// sorts out. SQLite always takes `rotate_tx`: its statements are
+    /// function calls on the writer's thread.
+    async fn rotate_at_once(
+        &self,
+        hash: &[u8],
+        lifetimes: SessionLifetimes,
+        at: SystemTime,
+    ) -> Result<Option<Rotation>, StorageError> {
+        if self.engine() != Engine::Postgres {
+            return Ok(None);
+        }
+        let token = random_token();
+        let max_lifetime = i64::try_from(lifetimes.max_lifetime.as_millis())
+            .map_or(i64::MAX / 4, |m| m.min(i64::MAX / 4));
+        // The session row is locked first, as in `rotate_tx`. After a wait
+        // the token's `retired_at` may be stale in `live`, but the UPDATE of
+        // `retired` re-checks it on the row's latest version: a token a
+        // concurrent rotation retired updates nothing, and nothing after it
+        // runs.
+        let statement = query(concat!(
+            "WITH live AS (SELECT r.generation, ",
+            session_columns!(),
+            ", LEAST($3::bigint, s.created_at + $4::bigint) AS new_expires_at \
+             FROM refresh_tokens r JOIN sessions s ON s.session_id = r.session_id \
+             WHERE r.token_hash = $2 AND r.retired_at IS NULL AND r.expires_at > $1 \
+             AND s.revoked_at IS NULL AND s.expires_at > $1 AND s.created_at + $4::bigint > $1 \
+             FOR UPDATE OF s), \
+             retired AS (UPDATE refresh_tokens SET retired_at = $1 FROM live \
+             WHERE refresh_tokens.token_hash = $2 AND refresh_tokens.retired_at IS NULL \
+             RETURNING live.session_id, live.generation, live.new_expires_at), \
+             issued AS (INSERT INTO refresh_tokens (token_hash, session_id, generation, \
+             created_at, expires_at) SELECT $5, session_id, generation + 1, $1, new_expires_at \
+             FROM retired RETURNING session_id), \
+             slid AS (UPDATE sessions SET expires_at = retired.new_expires_at \
+             FROM retired JOIN issued ON issued.session_id = retired.session_id \
+             WHERE sessions.session_id = retired.session_id) \
+             SELECT live.*, retired.new_expires_at AS rotated_expires_at \
+             FROM live JOIN retired ON retired.session_id = live.session_id"
+        ))
+        .bind(millis(at))
+        .bind(hash.to_vec())
+        .bind(millis_after(at, lifetimes.refresh_ttl))
+        .bind(max_lifetime)
+        .bind(token_hash(token.expose_secret()));
+        let row = self
+            .write_autocommit(statement, |_, conn, statement| {
+                Box::pin(async move { Ok(statement.clone().fetch_optional(conn).await?) })
+            })
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let session = session_from_row(&row)?;
+        let expires_at = get_i64(&row, "rotated_expires_at")?;
+        Ok(Some(Rotation::Rotated(issued(session, token, expires_at))))
     }
 
     async fn rotate_tx(
@@ -397,13 +463,14 @@ impl Storage {
         conn: &mut dyn Conn,
         new: &NewSession,
     ) -> Result<IssuedSession, DbFailure> {
-        let session_id = SessionId::generate();
-        let expires_at = millis_after(new.at, new.lifetimes.refresh_ttl)
-            .min(millis_after(new.at, new.lifetimes.max_lifetime));
+        let FreshSession {
+            session_id,
+            expires_at,
+            token,
+        } = FreshSession::for_login(new.at, new.lifetimes);
         // The identity must (still) belong to the user: a merge or a bind
         // may have moved it since the caller looked. The session and its
         // first refresh token go in one round trip, both or neither.
-        let token = random_token();
         let (sql, expected) = match self.engine() {
             Engine::Sqlite => (
                 "INSERT INTO sessions (session_id, user_id, app_id, openid, created_at, expires_at) \
@@ -436,18 +503,55 @@ impl Storage {
         if inserted != expected {
             return Err(DbFailure::Fatal(StorageError::NotFound(Entity::Identity)));
         }
-        Ok(IssuedSession {
+        Ok(FreshSession {
+            session_id,
+            expires_at,
+            token,
+        }
+        .issued(new.user_id, &new.app_id, &new.openid, new.at))
+    }
+}
+
+/// What a new session is opened with: its id, the expiry of it and of its
+/// first refresh token, and that token.
+pub(crate) struct FreshSession {
+    pub(crate) session_id: SessionId,
+    pub(crate) expires_at: i64,
+    pub(crate) token: SecretString,
+}
+
+impl FreshSession {
+    /// A session opened at `at`: its first token lives `refresh_ttl`, never
+    /// beyond the session's `max_lifetime`.
+    pub(crate) fn for_login(at: SystemTime, lifetimes: SessionLifetimes) -> Self {
+        Self {
+            session_id: SessionId::generate(),
+            expires_at: millis_after(at, lifetimes.refresh_ttl)
+                .min(millis_after(at, lifetimes.max_lifetime)),
+            token: random_token(),
+        }
+    }
+
+    /// The session as opened for `user_id` through `(app_id, openid)`.
+    pub(crate) fn issued(
+        self,
+        user_id: UserId,
+        app_id: &AppId,
+        openid: &OpenId,
+        at: SystemTime,
+    ) -> IssuedSession {
+        IssuedSession {
             session: SessionRecord {
-                session_id,
-                user_id: new.user_id,
-                app_id: new.app_id.clone(),
-                openid: new.openid.clone(),
-                created_at: time(millis(new.at)),
-                expires_at: time(expires_at),
+                session_id: self.session_id,
+                user_id,
+                app_id: app_id.clone(),
+                openid: openid.clone(),
+                created_at: time(millis(at)),
+                expires_at: time(self.expires_at),
                 revoked_at: None,
             },
-            refresh_token: token,
-            refresh_expires_at: time(expires_at),
-        })
+            refresh_token: self.token,
+            refresh_expires_at: time(self.expires_at),
+        }
     }
 }

@@ -379,3 +379,95 @@ pub(crate) async fn concurrent_logins_with_sessions_each_get_their_users_session
         ));
     }
 }
+
+/// The login every returning mini program user makes (one statement on
+/// PostgreSQL): it finds the user, replaces the session_key, opens a session
+/// that rotates, and leaves the profile alone; a login that shows the
+/// identity's first unionid still merges.
+pub(crate) async fn a_returning_login_with_a_session_keeps_every_rule_of_a_login(db: TestDb) {
+    let storage = &db.storage;
+    let with_key = |open_id: &str, union_id: Option<&str>, n: u64| {
+        let mut login = login("wxmini", open_id, union_id, t0() + secs(n));
+        login.session_key = Some(SecretString::from(format!("a2V5LQ{n}")));
+        login
+    };
+    let (first, _) = storage
+        .record_login_with_session(&with_key("o1", None, 0), lifetimes(secs(3600)), "t")
+        .await
+        .unwrap();
+    assert!(first.is_new_user);
+    let shard = storage::profile_shard(&first.user_id);
+    let epoch = storage.profile_epochs().await.unwrap()[shard];
+
+    let (again, issued) = storage
+        .record_login_with_session(&with_key("o1", None, 10), lifetimes(secs(3600)), "t")
+        .await
+        .unwrap();
+    assert_eq!((again.user_id, again.is_new_user), (first.user_id, false));
+    assert!(again.merged.is_none());
+    assert_eq!(issued.session.user_id, first.user_id);
+    assert_eq!(issued.session.openid, openid("o1"));
+    assert_eq!(
+        issued.refresh_expires_at,
+        t0() + secs(10) + secs(3600),
+        "the first token lives refresh_ttl"
+    );
+    let key = storage
+        .session_key(&app("wxmini"), &openid("o1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        key.expose_secret(),
+        "a2V5LQ10",
+        "the session_key is replaced"
+    );
+    assert_eq!(
+        storage.profile_epochs().await.unwrap()[shard],
+        epoch,
+        "a returning login changes no profile"
+    );
+    let stored = storage
+        .session(&issued.session.session_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.user_id, first.user_id);
+    let rotated = storage
+        .rotate_refresh_token(
+            issued.refresh_token.expose_secret(),
+            lifetimes(secs(3600)),
+            t0() + secs(20),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(rotated, storage::Rotation::Rotated(_)),
+        "{rotated:?}"
+    );
+
+    // A first unionid held by another user merges the two, as any login does.
+    let holder = storage
+        .record_login(&login("wxother", "o2", Some("u-merge"), t0()))
+        .await
+        .unwrap()
+        .user_id;
+    let (merged, issued) = storage
+        .record_login_with_session(
+            &with_key("o1", Some("u-merge"), 30),
+            lifetimes(secs(3600)),
+            "t",
+        )
+        .await
+        .unwrap();
+    assert!(merged.merged.is_some(), "{merged:?}");
+    assert_eq!(issued.session.user_id, merged.user_id);
+    assert!([holder, first.user_id].contains(&merged.user_id));
+
+    // An unknown identity is created, not refused.
+    let (fresh, _) = storage
+        .record_login_with_session(&with_key("o3", None, 40), lifetimes(secs(3600)), "t")
+        .await
+        .unwrap();
+    assert!(fresh.is_new_user);
+}

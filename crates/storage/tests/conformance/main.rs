@@ -52,6 +52,7 @@ conformance_tests!(
     logins::login_credentials_are_stored_encrypted_and_read_back,
     logins::concurrent_upgrades_to_one_unionid_merge_into_one_user,
     logins::concurrent_logins_with_sessions_each_get_their_users_session,
+    logins::a_returning_login_with_a_session_keeps_every_rule_of_a_login,
     binding::binding_to_a_user_id_covers_every_case,
     binding::binding_to_an_external_id_covers_every_case,
     binding::a_trusted_import_creates_the_identity_on_the_account,
