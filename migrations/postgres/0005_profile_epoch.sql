@@ -30,8 +30,10 @@ CREATE TRIGGER users_profile_epoch_update AFTER UPDATE ON users
 
 CREATE TRIGGER identities_profile_epoch_write AFTER INSERT OR DELETE ON identities
     FOR EACH ROW EXECUTE FUNCTION profile_epoch_bump();
--- A login's update of last_login_at, scope or is_snapshot is not in a profile.
-CREATE TRIGGER identities_profile_epoch_update AFTER UPDATE ON identities
+-- A login's update of last_login_at, scope or is_snapshot is not in a profile:
+-- naming the columns keeps the trigger out of that statement altogether.
+CREATE TRIGGER identities_profile_epoch_update
+    AFTER UPDATE OF user_id, unionid, app_kind, linked_at, openid, app_id ON identities
     FOR EACH ROW WHEN (OLD.user_id IS DISTINCT FROM NEW.user_id
                     OR OLD.unionid IS DISTINCT FROM NEW.unionid
                     OR OLD.app_kind IS DISTINCT FROM NEW.app_kind

@@ -49,8 +49,10 @@ END;
 CREATE TRIGGER identities_profile_epoch_delete AFTER DELETE ON identities BEGIN
     UPDATE profile_epoch SET value = value + 1 WHERE shard = substr(OLD.user_id, -2);
 END;
--- A login's update of last_login_at, scope or is_snapshot is not in a profile.
-CREATE TRIGGER identities_profile_epoch_update AFTER UPDATE ON identities
+-- A login's update of last_login_at, scope or is_snapshot is not in a profile:
+-- naming the columns keeps the trigger out of that statement altogether.
+CREATE TRIGGER identities_profile_epoch_update
+    AFTER UPDATE OF user_id, unionid, app_kind, linked_at, openid, app_id ON identities
     WHEN OLD.user_id IS NOT NEW.user_id
       OR OLD.unionid IS NOT NEW.unionid
       OR OLD.app_kind IS NOT NEW.app_kind
