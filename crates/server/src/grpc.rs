@@ -79,7 +79,10 @@ impl IdentityGrpc {
             request_id = %request_id,
             trace_id = tracing::field::Empty,
             code = tracing::field::Empty,
+            otel.name = tracing::field::Empty,
+            otel.kind = tracing::field::Empty,
         );
+        crate::telemetry::mark_grpc_span(&span, rpc);
         crate::telemetry::adopt_parent(&span, |key| {
             request
                 .metadata()
@@ -201,12 +204,14 @@ fn respond<T>(span: &tracing::Span, result: Result<T, ApiError>) -> Result<Respo
     match result {
         Ok(message) => {
             span.record("code", "OK");
+            crate::telemetry::answer_grpc_span(span, tonic::Code::Ok, None);
             tracing::debug!("ok");
             Ok(Response::new(message))
         }
         Err(error) => {
             let status = error.to_status();
             span.record("code", tracing::field::debug(status.code()));
+            crate::telemetry::answer_grpc_span(span, status.code(), error.reason());
             match &error {
                 ApiError::Internal(cause) => tracing::error!(cause = %cause, "internal error"),
                 other => {

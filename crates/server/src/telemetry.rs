@@ -179,6 +179,14 @@ fn tracer_provider(otlp: &OtlpConfig) -> Result<SdkTracerProvider, TelemetryErro
         .with_resource(
             opentelemetry_sdk::Resource::builder()
                 .with_service_name(otlp.service_name.clone())
+                .with_attribute(opentelemetry::KeyValue::new(
+                    "service.version",
+                    env!("CARGO_PKG_VERSION"),
+                ))
+                .with_attribute(opentelemetry::KeyValue::new(
+                    "service.instance.id",
+                    uuid::Uuid::now_v7().to_string(),
+                ))
                 .build(),
         )
         .build())
@@ -263,6 +271,117 @@ pub(crate) fn adopt_parent(span: &tracing::Span, get: impl Fn(&str) -> Option<St
     let _ = span.set_parent(parent);
     let trace_id = span.context().span().span_context().trace_id();
     span.record("trace_id", tracing::field::display(trace_id));
+}
+
+/// The gRPC service every RPC span names: `rpc.service`, and the first part
+/// of the span's name.
+pub(crate) const GRPC_SERVICE: &str = "wechat.identity.v1.IdentityService";
+
+/// Marks an RPC's span as OpenTelemetry's conventions have it: kind SERVER,
+/// named `wechat.identity.v1.IdentityService/<Method>`, with `rpc.system`,
+/// `rpc.service` and `rpc.method`. The span must declare the `otel.name` and
+/// `otel.kind` fields (empty). Nothing happens when traces are off.
+pub(crate) fn mark_grpc_span(span: &tracing::Span, method: &'static str) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    if !traces_enabled() {
+        return;
+    }
+    span.record("otel.name", format!("{GRPC_SERVICE}/{method}").as_str());
+    span.record("otel.kind", "server");
+    span.set_attribute("rpc.system", "grpc");
+    span.set_attribute("rpc.service", GRPC_SERVICE);
+    span.set_attribute("rpc.method", method);
+}
+
+/// Records an RPC's answer on its span: `rpc.grpc.status_code`, the error
+/// table's reason as `error.type` (the code's name when it has none), and
+/// status ERROR for the codes the conventions count as server errors.
+pub(crate) fn answer_grpc_span(
+    span: &tracing::Span,
+    code: tonic::Code,
+    reason: Option<&'static str>,
+) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    if !traces_enabled() {
+        return;
+    }
+    span.set_attribute("rpc.grpc.status_code", i64::from(i32::from(code)));
+    if code == tonic::Code::Ok {
+        return;
+    }
+    let error_type = reason.unwrap_or_else(|| grpc_code_name(code));
+    span.set_attribute("error.type", error_type);
+    if is_grpc_server_error(code) {
+        span.set_status(opentelemetry::trace::Status::error(error_type));
+    }
+}
+
+/// The codes OpenTelemetry's gRPC conventions mark as a server span's error;
+/// the others are the caller's (UNSET).
+fn is_grpc_server_error(code: tonic::Code) -> bool {
+    use tonic::Code;
+    matches!(
+        code,
+        Code::Unknown
+            | Code::DeadlineExceeded
+            | Code::Unimplemented
+            | Code::Internal
+            | Code::Unavailable
+            | Code::DataLoss
+    )
+}
+
+/// A code's name as gRPC spells it (`DEADLINE_EXCEEDED`).
+fn grpc_code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// Marks a shim request's span as OpenTelemetry's HTTP server conventions
+/// have it: kind SERVER, named `<METHOD> <route>`, with
+/// `http.request.method` and `http.route`. The span must declare `otel.name`
+/// and `otel.kind` (empty). Nothing happens when traces are off.
+pub(crate) fn mark_http_span(span: &tracing::Span, method: &str, route: &str) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    if !traces_enabled() {
+        return;
+    }
+    span.record("otel.name", format!("{method} {route}").as_str());
+    span.record("otel.kind", "server");
+    span.set_attribute("http.request.method", method.to_owned());
+    span.set_attribute("http.route", route.to_owned());
+}
+
+/// Records a shim answer on its span: `http.response.status_code`, and
+/// status ERROR (with `error.type` the status) for a 5xx.
+pub(crate) fn answer_http_span(span: &tracing::Span, status: u16) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    if !traces_enabled() {
+        return;
+    }
+    span.set_attribute("http.response.status_code", i64::from(status));
+    if status >= 500 {
+        span.set_attribute("error.type", status.to_string());
+        span.set_status(opentelemetry::trace::Status::error(status.to_string()));
+    }
 }
 
 #[cfg(test)]

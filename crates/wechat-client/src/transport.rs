@@ -167,11 +167,15 @@ impl Transport {
     ) -> Result<T, Error> {
         use tracing::Instrument;
         let endpoint = request.endpoint;
+        // The logical call, named by its endpoint; each attempt is a CLIENT
+        // span under it (`attempt`), so retries show.
         let span = tracing::info_span!(
             "wechat",
             endpoint = endpoint.name(),
             attempts = tracing::field::Empty,
             errcode = tracing::field::Empty,
+            otel.name = endpoint.name(),
+            otel.status_code = tracing::field::Empty,
         );
         let started = Instant::now();
         let mut attempts = 0;
@@ -187,6 +191,9 @@ impl Transport {
         span.record("attempts", attempts);
         if let Some(errcode) = errcode {
             span.record("errcode", errcode);
+        }
+        if result.is_err() {
+            span.record("otel.status_code", "error");
         }
         if let Some(observer) = &self.observer {
             observer.observe(crate::config::CallOutcome {
@@ -246,6 +253,11 @@ impl Transport {
         }
     }
 
+    /// One attempt, in a CLIENT span of its own as OpenTelemetry's HTTP
+    /// conventions have it (`<METHOD> <endpoint>`, `server.address`,
+    /// `http.request.method`, `http.response.status_code`, WeChat's errcode;
+    /// never the URL's query, which may hold a secret or a code), marked as
+    /// an error when the attempt failed.
     async fn attempt<T: DeserializeOwned>(
         &self,
         request: &Request<'_>,
@@ -253,12 +265,48 @@ impl Transport {
         attempts: u32,
         after_ambiguous: bool,
     ) -> Attempt<T> {
+        use tracing::Instrument;
+        let endpoint = request.endpoint;
+        let (host, base) = self.hosts.pick();
+        let method = if request.json.is_some() {
+            "POST"
+        } else {
+            "GET"
+        };
+        let span = tracing::info_span!(
+            "wechat_attempt",
+            otel.name = format!("{method} {}", endpoint.name()).as_str(),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            server.address = server_address(base),
+            http.request.method = method,
+            http.response.status_code = tracing::field::Empty,
+            errcode = tracing::field::Empty,
+            attempt = attempts,
+        );
+        let outcome = self
+            .attempt_on(request, deadline, attempts, after_ambiguous, (host, base))
+            .instrument(span.clone())
+            .await;
+        if !matches!(outcome, Attempt::Done(Ok(_))) {
+            span.record("otel.status_code", "error");
+        }
+        outcome
+    }
+
+    async fn attempt_on<T: DeserializeOwned>(
+        &self,
+        request: &Request<'_>,
+        deadline: Deadline,
+        attempts: u32,
+        after_ambiguous: bool,
+        (host, base): (Host, &str),
+    ) -> Attempt<T> {
         let endpoint = request.endpoint;
         let timeout = deadline.cap(self.request_timeout);
         if timeout.is_zero() {
             return Attempt::Done(Err(Error::DeadlineExceeded { endpoint }));
         }
-        let (host, base) = self.hosts.pick();
         let url = format!("{base}{}", endpoint.path());
         let mut builder = match request.json {
             Some(ref body) => self.http.post(url).json(body),
@@ -295,6 +343,7 @@ impl Transport {
         self.hosts.report_reachable(host);
 
         let status = response.status();
+        tracing::Span::current().record("http.response.status_code", status.as_u16());
         if status.is_server_error() || status.as_u16() == 429 {
             let error = Error::HttpStatus {
                 endpoint,
@@ -320,8 +369,12 @@ impl Transport {
             Err(error) => return lost(error),
         };
         match decode::<T>(endpoint, &body) {
-            Ok(Decoded::Success(value)) => Attempt::Done(Ok(value)),
+            Ok(Decoded::Success(value)) => {
+                tracing::Span::current().record("errcode", 0);
+                Attempt::Done(Ok(value))
+            }
             Ok(Decoded::WeChatError { errcode, errmsg }) => {
+                tracing::Span::current().record("errcode", errcode);
                 let error = WeChatError::new(endpoint, errcode, errmsg, after_ambiguous);
                 tracing::debug!(
                     endpoint = endpoint.name(),
@@ -341,6 +394,17 @@ impl Transport {
             }
             Err(error) => Attempt::Done(Err(error)),
         }
+    }
+}
+
+/// The host of a base URL (`https://api.weixin.qq.com` → `api.weixin.qq.com`),
+/// for `server.address`.
+fn server_address(base: &str) -> &str {
+    let rest = base.split_once("://").map_or(base, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
     }
 }
 
@@ -416,6 +480,18 @@ mod tests {
     #[derive(Debug, serde::Deserialize)]
     struct Thing {
         name: String,
+    }
+
+    #[test]
+    fn server_address_is_the_bare_host() {
+        for (base, host) in [
+            ("https://api.weixin.qq.com", "api.weixin.qq.com"),
+            ("http://127.0.0.1:9000", "127.0.0.1"),
+            ("http://127.0.0.1:9000/prefix", "127.0.0.1"),
+            ("api2.weixin.qq.com", "api2.weixin.qq.com"),
+        ] {
+            assert_eq!(server_address(base), host, "{base}");
+        }
     }
 
     #[test]

@@ -610,6 +610,8 @@ async fn the_demo_runs_without_config_and_its_banner_commands_work_as_printed() 
 #[derive(Debug, Clone, Default)]
 struct Collector {
     spans: std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_proto::tonic::trace::v1::Span>>>,
+    /// The resource of every export, as `key=value` strings.
+    resources: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 #[tonic::async_trait]
@@ -629,6 +631,12 @@ impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::Tra
     > {
         let mut spans = self.spans.lock().unwrap();
         for resource in request.into_inner().resource_spans {
+            if let Some(described) = &resource.resource {
+                let mut resources = self.resources.lock().unwrap();
+                for kv in &described.attributes {
+                    resources.push(format!("{}={:?}", kv.key, kv.value));
+                }
+            }
             for scope in resource.scope_spans {
                 spans.extend(scope.spans);
             }
@@ -651,7 +659,8 @@ fn attribute(span: &opentelemetry_proto::tonic::trace::v1::Span, key: &str) -> O
 }
 
 #[tokio::test]
-async fn a_mini_program_login_is_traced_over_otlp_in_the_callers_trace_without_secrets() {
+async fn rpcs_wechat_calls_and_the_shim_are_traced_over_otlp_as_the_conventions_say_without_secrets()
+ {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let collector = Collector::default();
@@ -706,6 +715,60 @@ async fn a_mini_program_login_is_traced_over_otlp_in_the_callers_trace_without_s
     );
     client.mini_program_login(replay).await.unwrap_err();
     let identity = json(&setup.sim_url(&format!("/sim/identity?app_id={MINI}&user=tracy"))).await;
+
+    // WeChat answers 502 to every attempt: the login fails UNAVAILABLE.
+    let fault = serde_json::json!({
+        "endpoint": "js_code2_session",
+        "fault": { "kind": "http_status", "status": 502 },
+        "times": 10,
+    });
+    let injected = reqwest::Client::new()
+        .post(setup.sim_url("/sim/faults"))
+        .body(fault.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(injected.status().is_success(), "{}", injected.status());
+    let failing_code = json(&setup.sim_url(&format!("/sim/login-code?app_id={MINI}&user=failing")))
+        .await["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let failed = client
+        .mini_program_login(MiniProgramLoginRequest {
+            app_id: MINI.into(),
+            code: failing_code.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(failed.code(), tonic::Code::Unavailable, "{failed:?}");
+    // A shim request (a 400 page: no return_to).
+    let page = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!(
+            "http://127.0.0.1:{}/oauth/{OFFICIAL}/authorize",
+            setup.http
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 400);
+    // A web login through the shim: its callback's WeChat calls belong to
+    // the callback's trace.
+    let shim = format!("http://127.0.0.1:{}", setup.http);
+    let return_to: String = url::form_urlencoded::byte_serialize(RETURN_TO.as_bytes()).collect();
+    let browser = Browser::new();
+    let wechat_page = redirect_of(
+        &browser,
+        &format!("{shim}/oauth/{OFFICIAL}/authorize?return_to={return_to}&scope=snsapi_userinfo"),
+    )
+    .await;
+    let callback = redirect_of(&browser, wechat_page.as_str()).await;
+    let oauth_code = param(&callback, "code").unwrap();
+    let landed = redirect_of(&browser, callback.as_str()).await;
+    let ticket = param(&landed, "ticket").unwrap();
     server.terminate();
     assert!(
         server.exit(Duration::from_secs(15)).await.success(),
@@ -719,15 +782,20 @@ async fn a_mini_program_login_is_traced_over_otlp_in_the_callers_trace_without_s
     assert!(logged, "log lines carry the trace id:\n{}", server.output());
     let spans = collector.spans.lock().unwrap().clone();
     let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
-    let rpc = spans
+    let names = || spans.iter().map(|s| &s.name).collect::<Vec<_>>();
+    let logins: Vec<_> = spans
         .iter()
-        .find(|s| s.name == "rpc" && attribute(s, "rpc").as_deref() == Some("MiniProgramLogin"))
-        .unwrap_or_else(|| {
-            panic!(
-                "no rpc span among {:?}",
-                spans.iter().map(|s| &s.name).collect::<Vec<_>>()
-            )
-        });
+        .filter(|s| s.name == "wechat.identity.v1.IdentityService/MiniProgramLogin")
+        .collect();
+    assert_eq!(logins.len(), 3, "one server span per call: {:?}", names());
+    let answered = |code: &str| {
+        logins
+            .iter()
+            .copied()
+            .find(|s| attribute(s, "rpc.grpc.status_code").as_deref() == Some(code))
+            .unwrap_or_else(|| panic!("no login span answered {code}"))
+    };
+    let rpc = answered("0");
     assert_eq!(
         hex(&rpc.trace_id),
         trace_id,
@@ -736,25 +804,163 @@ async fn a_mini_program_login_is_traced_over_otlp_in_the_callers_trace_without_s
     assert_eq!(hex(&rpc.parent_span_id), "00f067aa0ba902b7");
     assert_eq!(attribute(rpc, "caller").as_deref(), Some("ops"));
     assert_eq!(attribute(rpc, "code").as_deref(), Some("OK"));
-    let wechat = spans
-        .iter()
-        .find(|s| {
-            s.name == "wechat" && attribute(s, "endpoint").as_deref() == Some("sns/jscode2session")
-        })
-        .expect("a span for the WeChat call");
-    assert_eq!(wechat.trace_id, rpc.trace_id);
+    use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+    use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+    let status = |span: &opentelemetry_proto::tonic::trace::v1::Span| {
+        span.status
+            .as_ref()
+            .map_or(StatusCode::Unset as i32, |s| s.code)
+    };
+    assert_eq!(rpc.kind, SpanKind::Server as i32);
+    assert_eq!(attribute(rpc, "rpc.system").as_deref(), Some("grpc"));
     assert_eq!(
-        wechat.parent_span_id, rpc.span_id,
-        "the WeChat call is a child of the RPC"
+        attribute(rpc, "rpc.service").as_deref(),
+        Some("wechat.identity.v1.IdentityService")
     );
+    assert_eq!(
+        attribute(rpc, "rpc.method").as_deref(),
+        Some("MiniProgramLogin")
+    );
+    assert_eq!(status(rpc), StatusCode::Unset as i32);
+    assert_eq!(attribute(rpc, "error.type"), None);
+
+    // The caller's mistake: its reason, status UNSET.
+    let replayed = answered("3");
+    assert_eq!(
+        attribute(replayed, "error.type").as_deref(),
+        Some("WECHAT_CODE_USED")
+    );
+    assert_eq!(status(replayed), StatusCode::Unset as i32);
+    // WeChat's failure: a server error, status ERROR.
+    let unavailable = answered("14");
+    assert_eq!(
+        attribute(unavailable, "error.type").as_deref(),
+        Some("WECHAT_UNAVAILABLE")
+    );
+    assert_eq!(status(unavailable), StatusCode::Error as i32);
+
+    let child_of = |parent: &opentelemetry_proto::tonic::trace::v1::Span, name: &str| {
+        spans
+            .iter()
+            .filter(|s| s.parent_span_id == parent.span_id && s.name == name)
+            .collect::<Vec<_>>()
+    };
+    let wechat = *child_of(rpc, "sns/jscode2session")
+        .first()
+        .unwrap_or_else(|| panic!("no WeChat call under the RPC among {:?}", names()));
+    assert_eq!(wechat.trace_id, rpc.trace_id);
+    assert_eq!(wechat.kind, SpanKind::Internal as i32);
     assert_eq!(attribute(wechat, "errcode").as_deref(), Some("0"));
     assert_eq!(attribute(wechat, "attempts").as_deref(), Some("1"));
+    let attempts = child_of(wechat, "GET sns/jscode2session");
+    assert_eq!(attempts.len(), 1, "one attempt span per attempt");
+    let attempt = attempts[0];
+    assert_eq!(attempt.kind, SpanKind::Client as i32);
+    assert_eq!(
+        attribute(attempt, "server.address").as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(
+        attribute(attempt, "http.request.method").as_deref(),
+        Some("GET")
+    );
+    assert_eq!(
+        attribute(attempt, "http.response.status_code").as_deref(),
+        Some("200")
+    );
+    assert_eq!(attribute(attempt, "errcode").as_deref(), Some("0"));
+    assert_eq!(status(attempt), StatusCode::Unset as i32);
+
+    let failed_call = *child_of(unavailable, "sns/jscode2session")
+        .first()
+        .expect("the failed WeChat call under its RPC");
+    assert_eq!(status(failed_call), StatusCode::Error as i32);
+    let failed_attempts = child_of(failed_call, "GET sns/jscode2session");
+    assert!(
+        failed_attempts.len() > 1,
+        "retries show: {}",
+        failed_attempts.len()
+    );
+    for attempt in &failed_attempts {
+        assert_eq!(
+            attribute(attempt, "http.response.status_code").as_deref(),
+            Some("502")
+        );
+        assert_eq!(status(attempt), StatusCode::Error as i32);
+    }
+    assert_eq!(
+        attribute(failed_call, "attempts"),
+        Some(failed_attempts.len().to_string())
+    );
+
+    let shim = spans
+        .iter()
+        .find(|s| s.name == "GET /oauth/{app_id}/authorize")
+        .unwrap_or_else(|| panic!("no shim span among {:?}", names()));
+    assert_eq!(shim.kind, SpanKind::Server as i32);
+    assert_eq!(
+        attribute(shim, "http.route").as_deref(),
+        Some("/oauth/{app_id}/authorize")
+    );
+    assert_eq!(
+        attribute(shim, "http.request.method").as_deref(),
+        Some("GET")
+    );
+    assert_eq!(
+        attribute(shim, "http.response.status_code").as_deref(),
+        Some("400")
+    );
+    assert_eq!(
+        status(shim),
+        StatusCode::Unset as i32,
+        "a 4xx is the client's"
+    );
+
+    let callback_span = spans
+        .iter()
+        .find(|s| s.name == "GET /oauth/{app_id}/callback")
+        .unwrap_or_else(|| panic!("no callback span among {:?}", names()));
+    assert_eq!(
+        attribute(callback_span, "http.response.status_code").as_deref(),
+        Some("302")
+    );
+    for endpoint in ["sns/oauth2/access_token", "sns/userinfo"] {
+        let calls = child_of(callback_span, endpoint);
+        assert_eq!(
+            calls.len(),
+            1,
+            "{endpoint} under the callback among {:?}",
+            names()
+        );
+        assert_eq!(calls[0].trace_id, callback_span.trace_id);
+        assert_eq!(child_of(calls[0], &format!("GET {endpoint}")).len(), 1);
+    }
+
+    let resources = collector.resources.lock().unwrap().clone();
+    let has = |key: &str| {
+        resources
+            .iter()
+            .any(|kv| kv.starts_with(&format!("{key}=")))
+    };
+    assert!(
+        has("service.version") && has("service.instance.id"),
+        "{resources:?}"
+    );
+    assert!(
+        resources
+            .iter()
+            .any(|kv| kv.starts_with("service.version=") && kv.contains(env!("CARGO_PKG_VERSION"))),
+        "{resources:?}"
+    );
 
     let session = login.session.unwrap();
     let secrets = [
         MINI_SECRET,
         ADMIN_KEY,
         &code,
+        &failing_code,
+        &oauth_code,
+        &ticket,
         identity["session_key"].as_str().unwrap(),
         &session.access_token,
         &session.refresh_token,

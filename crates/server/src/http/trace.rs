@@ -20,7 +20,10 @@ pub(crate) async fn trace_request(request: Request, next: Next) -> Response {
         route = %route,
         trace_id = tracing::field::Empty,
         status = tracing::field::Empty,
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
     );
+    crate::telemetry::mark_http_span(&span, request.method().as_str(), &route);
     crate::telemetry::adopt_parent(&span, |key| {
         request
             .headers()
@@ -30,5 +33,6 @@ pub(crate) async fn trace_request(request: Request, next: Next) -> Response {
     });
     let response = next.run(request).instrument(span.clone()).await;
     span.record("status", response.status().as_u16());
+    crate::telemetry::answer_http_span(&span, response.status().as_u16());
     response
 }
