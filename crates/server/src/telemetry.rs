@@ -12,7 +12,6 @@ use std::time::Duration;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
-use tracing::level_filters::LevelFilter;
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{ParseError, Targets};
 use tracing_subscriber::layer::SubscriberExt;
@@ -129,13 +128,7 @@ pub(crate) fn init(
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("wechat-identity"))
             // Our own spans only: the transport's would trace the exporter itself.
-            .with_filter(
-                Targets::new()
-                    .with_target("server", LevelFilter::INFO)
-                    .with_target("wechat_identity", LevelFilter::INFO)
-                    .with_target("wechat_client", LevelFilter::INFO)
-                    .with_target("storage", LevelFilter::INFO),
-            )
+            .with_filter(tracing_subscriber::filter::filter_fn(exported))
     });
     let logs = match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
@@ -271,6 +264,25 @@ pub(crate) fn adopt_parent(span: &tracing::Span, get: impl Fn(&str) -> Option<St
     let _ = span.set_parent(parent);
     let trace_id = span.context().span().span_context().trace_id();
     span.record("trace_id", tracing::field::display(trace_id));
+}
+
+/// What the trace exporter takes: this service's own spans and events at
+/// INFO and above (the transport's would trace the exporter itself), and
+/// storage's database spans, which are at DEBUG so that they cost nothing
+/// when traces are off (its DEBUG events stay out: they may quote a
+/// database's error text).
+fn exported(metadata: &tracing::Metadata<'_>) -> bool {
+    let within = |krate: &str| {
+        metadata
+            .target()
+            .strip_prefix(krate)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    };
+    let ours = ["server", "wechat_identity", "wechat_client", "storage"]
+        .into_iter()
+        .any(within);
+    ours && (*metadata.level() <= tracing::Level::INFO
+        || (metadata.is_span() && within("storage") && *metadata.level() <= tracing::Level::DEBUG))
 }
 
 /// The gRPC service every RPC span names: `rpc.service`, and the first part

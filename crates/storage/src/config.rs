@@ -96,6 +96,15 @@ pub enum Engine {
 }
 
 impl Engine {
+    /// The engine as OpenTelemetry's `db.system.name` spells it: `"sqlite"`
+    /// or `"postgresql"`.
+    pub fn system_name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgresql",
+        }
+    }
+
     /// `"sqlite"` or `"postgres"`.
     pub fn as_str(self) -> &'static str {
         match self {

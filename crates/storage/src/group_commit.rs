@@ -289,6 +289,7 @@ fn serve(
             }
             for mut job in batch.drain(..) {
                 let span = job.span().clone();
+                span.record("db.operation.batch.size", 1);
                 let outcome = span.in_scope(|| run_alone(&storage, &mut conn, job.as_mut()));
                 if outcome.is_ok() {
                     counters.committed(1);
@@ -312,6 +313,9 @@ fn run_together(
         return false;
     }
     let jobs = batch.len();
+    for job in batch.iter() {
+        job.span().record("db.operation.batch.size", jobs);
+    }
     let (ran, changes) = futures::executor::block_on(changes::tracking(async {
         for job in batch.iter_mut() {
             let span = job.span().clone();

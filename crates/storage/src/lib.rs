@@ -107,6 +107,24 @@ fn migrator(migrations: &'static [(i64, &'static str, &'static str)]) -> Migrato
     )
 }
 
+/// The storage function a write's work was written in (`rotate_refresh_token`),
+/// for its span: a closure's type is named after the function around it.
+/// `write` when the name has another shape.
+fn operation_of<W>() -> &'static str {
+    let mut path = std::any::type_name::<W>();
+    while let Some(outer) = path.strip_suffix("::{{closure}}") {
+        path = outer;
+    }
+    match path.rsplit("::").next() {
+        Some(name)
+            if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+        {
+            name
+        }
+        _ => "write",
+    }
+}
+
 /// How often a transaction that lost a race (PostgreSQL serialization failure,
 /// deadlock, or a concurrent insert of the same key) is run again.
 const MAX_TX_ATTEMPTS: u32 = 5;
@@ -352,38 +370,78 @@ impl Storage {
     /// many wait). On PostgreSQL it runs on a pooled connection. Either way a
     /// transaction that lost a race ([`DbFailure::Retry`]) runs again whole,
     /// so `work` may run more than once, and only the last run's writes stay.
-    pub(crate) async fn write<I: Send + Sync + 'static, T: Send + 'static>(
+    pub(crate) async fn write<I: Send + Sync + 'static, T: Send + 'static, W>(
         &self,
         input: I,
-        work: impl group_commit::Work<I, T>,
-    ) -> Result<T, StorageError> {
-        match &self.inner.group_commit {
-            Some(group) => group.submit(input, work).await,
-            None => self.postgres_transaction(&input, &work).await,
+        work: W,
+    ) -> Result<T, StorageError>
+    where
+        W: group_commit::Work<I, T>,
+    {
+        use tracing::Instrument;
+        let span = self.write_span::<W>();
+        async {
+            match &self.inner.group_commit {
+                Some(group) => group.submit(input, work).await,
+                None => self.postgres_transaction(&input, &work).await,
+            }
         }
+        .instrument(span)
+        .await
+    }
+
+    /// The CLIENT span of one write (a transaction, or statements in
+    /// autocommit), named by the storage function that wrote it; on SQLite
+    /// the group commit records how many writes shared its transaction
+    /// (`db.operation.batch.size`). Its statements are spans under it (see
+    /// `sql::Query`). At DEBUG: exported when traces are on, free otherwise.
+    fn write_span<W>(&self) -> tracing::Span {
+        let span = tracing::debug_span!(
+            "db",
+            otel.name = tracing::field::Empty,
+            otel.kind = "client",
+            db.system.name = self.engine().system_name(),
+            db.operation.name = tracing::field::Empty,
+            db.operation.batch.size = tracing::field::Empty,
+        );
+        if !span.is_disabled() {
+            let operation = operation_of::<W>();
+            span.record("otel.name", operation);
+            span.record("db.operation.name", operation);
+        }
+        span
     }
 
     /// [`Storage::write`] for work whose statements each stand alone (one
     /// insert-or-take-over and a read, say): on PostgreSQL they run outside
     /// a transaction, which saves its `BEGIN` and `COMMIT` round trips; on
     /// SQLite there is no difference.
-    pub(crate) async fn write_autocommit<I: Send + Sync + 'static, T: Send + 'static>(
+    pub(crate) async fn write_autocommit<I: Send + Sync + 'static, T: Send + 'static, W>(
         &self,
         input: I,
-        work: impl group_commit::Work<I, T>,
-    ) -> Result<T, StorageError> {
-        let Some(group) = &self.inner.group_commit else {
-            let mut conn = self.inner.writer.acquire().await?;
-            let (outcome, changes) = changes::tracking(work(self, &mut *conn, &input)).await;
-            // Autocommit: a failure part-way may have committed what came
-            // before it, so the changes count either way.
-            self.committed(&changes);
-            return outcome.map_err(|failure| match failure {
-                DbFailure::Fatal(error) => error,
-                DbFailure::Retry => StorageError::Unavailable,
-            });
-        };
-        group.submit(input, work).await
+        work: W,
+    ) -> Result<T, StorageError>
+    where
+        W: group_commit::Work<I, T>,
+    {
+        use tracing::Instrument;
+        let span = self.write_span::<W>();
+        async {
+            let Some(group) = &self.inner.group_commit else {
+                let mut conn = self.inner.writer.acquire().await?;
+                let (outcome, changes) = changes::tracking(work(self, &mut *conn, &input)).await;
+                // Autocommit: a failure part-way may have committed what came
+                // before it, so the changes count either way.
+                self.committed(&changes);
+                return outcome.map_err(|failure| match failure {
+                    DbFailure::Fatal(error) => error,
+                    DbFailure::Retry => StorageError::Unavailable,
+                });
+            };
+            group.submit(input, work).await
+        }
+        .instrument(span)
+        .await
     }
 
     /// One statement that stands alone, through [`Storage::write_autocommit`]:
@@ -577,6 +635,27 @@ async fn connect_sqlite(config: &StorageConfig) -> Result<SqliteParts, StorageEr
 }
 
 /// tonic handlers need `Send` futures: this fails to compile if one is not.
+#[cfg(test)]
+mod operation_names {
+    use super::operation_of;
+
+    fn name_of<F>(_: &F) -> &'static str {
+        operation_of::<F>()
+    }
+
+    fn rotate_refresh_token() -> &'static str {
+        let work = |_: u8| 0;
+        name_of(&work)
+    }
+
+    #[test]
+    fn a_write_is_named_by_the_function_its_work_was_written_in() {
+        assert_eq!(rotate_refresh_token(), "rotate_refresh_token");
+        assert_eq!(operation_of::<u8>(), "u8");
+        assert_eq!(operation_of::<Vec<u8>>(), "write", "another shape");
+    }
+}
+
 #[cfg(test)]
 #[allow(dead_code, clippy::too_many_arguments)]
 mod futures_are_send {

@@ -34,6 +34,13 @@ impl<'e> Executor<'e> for &'e Reader {
             }
         }
     }
+
+    fn system_name(&self) -> &'static str {
+        match self {
+            Reader::Pool(pool) => pool.system_name(),
+            Reader::Sqlite(_) => crate::sqlite::SYSTEM_NAME,
+        }
+    }
 }
 
 /// A reader connection held for several reads.
@@ -47,6 +54,13 @@ impl Conn for ReaderConn<'_> {
         match self {
             Self::Pool(conn) => Box::pin(run_sqlx(conn, query, max_rows)),
             Self::Sqlite(guard) => guard.run(query, max_rows),
+        }
+    }
+
+    fn system_name(&self) -> &'static str {
+        match self {
+            Self::Pool(conn) => Conn::system_name(&**conn),
+            Self::Sqlite(guard) => guard.system_name(),
         }
     }
 }

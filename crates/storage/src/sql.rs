@@ -127,6 +127,9 @@ impl Outcome {
 pub(crate) trait Conn: Send {
     /// Runs `query`, keeping at most `max_rows` of the rows it returns.
     fn run(&mut self, query: Query, max_rows: usize) -> BoxFuture<'_, Result<Outcome, DbError>>;
+
+    /// The engine, as OpenTelemetry's `db.system.name` spells it.
+    fn system_name(&self) -> &'static str;
 }
 
 impl Query {
@@ -138,7 +141,7 @@ impl Query {
 
     /// Runs a statement, for what it changed.
     pub(crate) async fn execute(self, on: impl Executor<'_>) -> Result<Outcome, DbError> {
-        on.run(self, 0).await
+        self.run_traced(on, 0).await
     }
 
     /// The first row, if any.
@@ -146,7 +149,7 @@ impl Query {
         self,
         on: impl Executor<'_>,
     ) -> Result<Option<Row>, DbError> {
-        Ok(on.run(self, 1).await?.rows.pop())
+        Ok(self.run_traced(on, 1).await?.rows.pop())
     }
 
     /// The first row; [`DbError::NoRow`] when there is none.
@@ -156,21 +159,100 @@ impl Query {
 
     /// Every row.
     pub(crate) async fn fetch_all(self, on: impl Executor<'_>) -> Result<Vec<Row>, DbError> {
-        Ok(on.run(self, usize::MAX).await?.rows)
+        Ok(self.run_traced(on, usize::MAX).await?.rows)
     }
+
+    /// Runs the statement in a CLIENT span as OpenTelemetry's database
+    /// conventions have it: named `<OPERATION> <table>`, with
+    /// `db.system.name`, `db.operation.name` and `db.collection.name`, never
+    /// the statement's text or arguments. The span is at DEBUG: exported when
+    /// traces are on (the exporter takes this crate's DEBUG spans), free
+    /// otherwise.
+    async fn run_traced(self, on: impl Executor<'_>, max_rows: usize) -> Result<Outcome, DbError> {
+        use tracing::Instrument;
+        let span = tracing::debug_span!(
+            "db",
+            otel.name = tracing::field::Empty,
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            db.system.name = on.system_name(),
+            db.operation.name = tracing::field::Empty,
+            db.collection.name = tracing::field::Empty,
+        );
+        if span.is_disabled() {
+            return on.run(self, max_rows).await;
+        }
+        let (operation, collection) = summary(&self.sql);
+        span.record("db.operation.name", operation);
+        match collection {
+            Some(table) => {
+                span.record("otel.name", format!("{operation} {table}").as_str());
+                span.record("db.collection.name", table);
+            }
+            None => {
+                span.record("otel.name", operation);
+            }
+        }
+        let outcome = on.run(self, max_rows).instrument(span.clone()).await;
+        if outcome.is_err() {
+            span.record("otel.status_code", "error");
+        }
+        outcome
+    }
+}
+
+/// A statement's operation (its first keyword, or `WITH` for a CTE) and the
+/// table it names first after `FROM`, `INTO` or `UPDATE`, for span names.
+/// A statement's text never leaves the process: only these two words.
+pub(crate) fn summary(sql: &str) -> (&'static str, Option<&str>) {
+    const OPERATIONS: [&str; 8] = [
+        "SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "BEGIN", "COMMIT", "PRAGMA",
+    ];
+    let mut words = sql
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ',' || c == ';')
+        .filter(|word| !word.is_empty());
+    let first = words.next().unwrap_or_default();
+    let operation = OPERATIONS
+        .into_iter()
+        .find(|op| op.eq_ignore_ascii_case(first))
+        .unwrap_or("STATEMENT");
+    let mut previous = first;
+    for word in words.chain(std::iter::once("")) {
+        let names_a_table = ["FROM", "INTO", "UPDATE"]
+            .iter()
+            .any(|keyword| keyword.eq_ignore_ascii_case(previous));
+        if names_a_table
+            && !word.is_empty()
+            && word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return (operation, Some(word));
+        }
+        previous = word;
+    }
+    (operation, None)
 }
 
 /// Where a query can run: an open connection (a transaction), or a pool that
 /// lends one for the statement.
 pub(crate) trait Executor<'e>: Send {
     fn run(self, query: Query, max_rows: usize) -> BoxFuture<'e, Result<Outcome, DbError>>;
+
+    /// The engine, as OpenTelemetry's `db.system.name` spells it.
+    fn system_name(&self) -> &'static str;
 }
 
 impl<'e, 'c: 'e> Executor<'e> for &'e mut (dyn Conn + 'c) {
     fn run(self, query: Query, max_rows: usize) -> BoxFuture<'e, Result<Outcome, DbError>> {
         Conn::run(self, query, max_rows)
     }
+
+    fn system_name(&self) -> &'static str {
+        Conn::system_name(&**self)
+    }
 }
+
+/// sqlx runs PostgreSQL only: SQLite's statements go through rusqlite.
+const SQLX_SYSTEM: &str = "postgresql";
 
 impl<'e> Executor<'e> for &'e AnyPool {
     fn run(self, query: Query, max_rows: usize) -> BoxFuture<'e, Result<Outcome, DbError>> {
@@ -179,11 +261,19 @@ impl<'e> Executor<'e> for &'e AnyPool {
             run_sqlx(&mut conn, query, max_rows).await
         })
     }
+
+    fn system_name(&self) -> &'static str {
+        SQLX_SYSTEM
+    }
 }
 
 impl Conn for AnyConnection {
     fn run(&mut self, query: Query, max_rows: usize) -> BoxFuture<'_, Result<Outcome, DbError>> {
         Box::pin(run_sqlx(self, query, max_rows))
+    }
+
+    fn system_name(&self) -> &'static str {
+        SQLX_SYSTEM
     }
 }
 
@@ -376,6 +466,44 @@ impl Value {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_statement_is_summed_up_by_its_operation_and_first_table_only() {
+        for (sql, operation, table) in [
+            (
+                "SELECT value FROM session_epoch WHERE id = 1",
+                "SELECT",
+                Some("session_epoch"),
+            ),
+            (
+                "INSERT INTO used_codes (code_hash) VALUES ($1)",
+                "INSERT",
+                Some("used_codes"),
+            ),
+            (
+                "  update users SET phone_hash = $1 WHERE user_id = $2",
+                "UPDATE",
+                Some("users"),
+            ),
+            (
+                "DELETE FROM identities WHERE app_id = $1",
+                "DELETE",
+                Some("identities"),
+            ),
+            (
+                "WITH login AS (UPDATE identities SET x = 1) SELECT 1",
+                "WITH",
+                Some("identities"),
+            ),
+            ("SELECT 1", "SELECT", None),
+            ("VACUUM", "STATEMENT", None),
+            ("", "STATEMENT", None),
+        ] {
+            assert_eq!(summary(sql), (operation, table), "{sql}");
+        }
+        // A value in the text is never taken for a table.
+        assert_eq!(summary("SELECT * FROM 'secret'"), ("SELECT", None));
+    }
+
     use super::*;
 
     #[test]

@@ -155,11 +155,18 @@ impl SqliteConn {
     }
 }
 
+/// SQLite as OpenTelemetry's `db.system.name` spells it.
+pub(crate) const SYSTEM_NAME: &str = "sqlite";
+
 impl Conn for SqliteConn {
     fn run(&mut self, query: Query, max_rows: usize) -> BoxFuture<'_, Result<Outcome, DbError>> {
         // Synchronous: the answer is there when the future is first polled.
         let outcome = self.run_now(&query, max_rows);
         Box::pin(std::future::ready(outcome))
+    }
+
+    fn system_name(&self) -> &'static str {
+        SYSTEM_NAME
     }
 }
 
@@ -249,6 +256,10 @@ impl Conn for ReaderGuard<'_> {
     fn run(&mut self, query: Query, max_rows: usize) -> BoxFuture<'_, Result<Outcome, DbError>> {
         let outcome = ReaderGuard::run_now(self, &query, max_rows);
         Box::pin(std::future::ready(outcome))
+    }
+
+    fn system_name(&self) -> &'static str {
+        SYSTEM_NAME
     }
 }
 

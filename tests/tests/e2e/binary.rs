@@ -871,6 +871,58 @@ async fn rpcs_wechat_calls_and_the_shim_are_traced_over_otlp_as_the_conventions_
     assert_eq!(attribute(attempt, "errcode").as_deref(), Some("0"));
     assert_eq!(status(attempt), StatusCode::Unset as i32);
 
+    // The login's write: a CLIENT span named by the storage function, with
+    // its group commit's batch size, and a span per statement under it.
+    let writes = child_of(rpc, "record_login_with_session");
+    assert_eq!(
+        writes.len(),
+        1,
+        "the login's write under the RPC among {:?}",
+        names()
+    );
+    let write = writes[0];
+    assert_eq!(write.kind, SpanKind::Client as i32);
+    assert_eq!(
+        attribute(write, "db.system.name").as_deref(),
+        Some("sqlite")
+    );
+    assert_eq!(
+        attribute(write, "db.operation.name").as_deref(),
+        Some("record_login_with_session")
+    );
+    let batch: i64 = attribute(write, "db.operation.batch.size")
+        .expect("the batch size")
+        .parse()
+        .unwrap();
+    assert!(batch >= 1, "{batch}");
+    let statements: Vec<_> = spans
+        .iter()
+        .filter(|s| s.parent_span_id == write.span_id)
+        .collect();
+    assert!(
+        statements
+            .iter()
+            .any(|s| s.name == "UPDATE identities" || s.name == "SELECT identities"),
+        "the login's statements: {:?}",
+        statements.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    for statement in &statements {
+        assert_eq!(statement.kind, SpanKind::Client as i32);
+        assert_eq!(
+            attribute(statement, "db.system.name").as_deref(),
+            Some("sqlite")
+        );
+        assert!(attribute(statement, "db.operation.name").is_some());
+    }
+    let claim = spans
+        .iter()
+        .filter(|s| s.trace_id == rpc.trace_id && s.name.starts_with("INSERT used_codes"))
+        .count();
+    assert!(
+        claim >= 1,
+        "the code claim's statement is in the login's trace"
+    );
+
     let failed_call = *child_of(unavailable, "sns/jscode2session")
         .first()
         .expect("the failed WeChat call under its RPC");
