@@ -169,9 +169,12 @@ impl Call {
         let code = answer
             .as_ref()
             .map_or_else(Status::code, |_| tonic::Code::Ok);
-        self.services
-            .metrics
-            .rpc(self.rpc, code, self.started.elapsed());
+        // In the call's span, so that the latency's exemplar names its trace.
+        self.span.in_scope(|| {
+            self.services
+                .metrics
+                .rpc(self.rpc, code, self.started.elapsed());
+        });
         if let Ok(id) = tonic::metadata::MetadataValue::try_from(self.request_id.as_str()) {
             let metadata = match &mut answer {
                 Ok(response) => response.metadata_mut(),

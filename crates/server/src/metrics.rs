@@ -15,9 +15,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::exponential_buckets;
 use prometheus_client::registry::Registry;
 use wechat_client::{AppTokenManager, CallObserver, CallOutcome, TokenStats};
 
@@ -56,12 +57,26 @@ struct PoolLabels {
     state: &'static str,
 }
 
-type Latency = Family<MethodLabels, Histogram, fn() -> Histogram>;
-type WeChatLatency = Family<EndpointLabels, Histogram, fn() -> Histogram>;
+/// An exemplar's labels: the trace of one call a latency bucket saw last.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TraceLabels {
+    trace_id: String,
+}
 
-fn latency_buckets() -> Histogram {
+type LatencyHistogram = HistogramWithExemplars<TraceLabels>;
+type Latency = Family<MethodLabels, LatencyHistogram, fn() -> LatencyHistogram>;
+type WeChatLatency = Family<EndpointLabels, LatencyHistogram, fn() -> LatencyHistogram>;
+
+fn latency_buckets() -> LatencyHistogram {
     // 0.25 ms to ~8 s.
-    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+    HistogramWithExemplars::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+/// The exemplar of an observation made now: the current trace, when traces
+/// are exported and it is sampled (a backend then jumps from a slow bucket to
+/// a trace that fell in it).
+fn exemplar() -> Option<TraceLabels> {
+    crate::telemetry::current_trace_id().map(|trace_id| TraceLabels { trace_id })
 }
 
 /// What a session did, for `wechat_identity_sessions_total`.
@@ -244,7 +259,7 @@ impl Metrics {
             .inc();
         self.rpc_latency
             .get_or_create(&MethodLabels { method })
-            .observe(elapsed.as_secs_f64());
+            .observe(elapsed.as_secs_f64(), exemplar(), None);
     }
 
     /// How one VerifyToken answer was reached.
@@ -364,7 +379,7 @@ impl CallObserver for Metrics {
             .get_or_create(&EndpointLabels {
                 endpoint: outcome.endpoint,
             })
-            .observe(outcome.elapsed.as_secs_f64());
+            .observe(outcome.elapsed.as_secs_f64(), exemplar(), None);
     }
 }
 

@@ -285,6 +285,21 @@ fn exported(metadata: &tracing::Metadata<'_>) -> bool {
         || (metadata.is_span() && within("storage") && *metadata.level() <= tracing::Level::DEBUG))
 }
 
+/// The current span's trace id (32 hex digits), when traces are exported and
+/// the trace is sampled.
+pub(crate) fn current_trace_id() -> Option<String> {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    if !traces_enabled() {
+        return None;
+    }
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let span_context = span.span_context();
+    (span_context.is_valid() && span_context.is_sampled())
+        .then(|| span_context.trace_id().to_string())
+}
+
 /// The gRPC service every RPC span names: `rpc.service`, and the first part
 /// of the span's name.
 pub(crate) const GRPC_SERVICE: &str = "wechat.identity.v1.IdentityService";

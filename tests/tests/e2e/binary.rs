@@ -31,6 +31,7 @@ struct Setup {
     dir: tempfile::TempDir,
     grpc: u16,
     http: u16,
+    admin: u16,
     sim: u16,
     key: String,
 }
@@ -73,6 +74,7 @@ impl Setup {
             dir,
             grpc,
             http,
+            admin,
             sim,
             key,
         }
@@ -715,6 +717,30 @@ async fn rpcs_wechat_calls_and_the_shim_are_traced_over_otlp_as_the_conventions_
     );
     client.mini_program_login(replay).await.unwrap_err();
     let identity = json(&setup.sim_url(&format!("/sim/identity?app_id={MINI}&user=tracy"))).await;
+    // A phone number and a refresh.
+    let phone_code = json(&setup.sim_url(&format!("/sim/phone-code?app_id={MINI}&user=tracy")))
+        .await["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let phone = client
+        .get_phone_number(GetPhoneNumberRequest {
+            app_id: MINI.into(),
+            code: phone_code.clone(),
+            user_id: login.user_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let refreshed = client
+        .refresh_token(RefreshTokenRequest {
+            refresh_token: login.session.as_ref().unwrap().refresh_token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .session
+        .unwrap();
 
     // WeChat answers 502 to every attempt: the login fails UNAVAILABLE.
     let fault = serde_json::json!({
@@ -769,6 +795,13 @@ async fn rpcs_wechat_calls_and_the_shim_are_traced_over_otlp_as_the_conventions_
     let oauth_code = param(&callback, "code").unwrap();
     let landed = redirect_of(&browser, callback.as_str()).await;
     let ticket = param(&landed, "ticket").unwrap();
+    // The latency buckets link to traces (OpenMetrics exemplars).
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", setup.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     server.terminate();
     assert!(
         server.exit(Duration::from_secs(15)).await.success(),
@@ -923,6 +956,36 @@ async fn rpcs_wechat_calls_and_the_shim_are_traced_over_otlp_as_the_conventions_
         "the code claim's statement is in the login's trace"
     );
 
+    let phone_span = spans
+        .iter()
+        .find(|s| s.name == "wechat.identity.v1.IdentityService/GetPhoneNumber")
+        .unwrap_or_else(|| panic!("no phone span among {:?}", names()));
+    assert_eq!(
+        child_of(phone_span, "wxa/business/getuserphonenumber").len(),
+        1
+    );
+    let refresh_span = spans
+        .iter()
+        .find(|s| s.name == "wechat.identity.v1.IdentityService/RefreshToken")
+        .unwrap_or_else(|| panic!("no refresh span among {:?}", names()));
+    assert_eq!(
+        attribute(refresh_span, "rpc.grpc.status_code").as_deref(),
+        Some("0")
+    );
+    let rotation = child_of(refresh_span, "rotate_refresh_token");
+    assert_eq!(
+        rotation.len(),
+        1,
+        "the rotation's write under the refresh: {:?}",
+        names()
+    );
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.parent_span_id == rotation[0].span_id && s.name == "UPDATE refresh_tokens"),
+        "the rotation's statements under its write"
+    );
+
     let failed_call = *child_of(unavailable, "sns/jscode2session")
         .first()
         .expect("the failed WeChat call under its RPC");
@@ -988,6 +1051,31 @@ async fn rpcs_wechat_calls_and_the_shim_are_traced_over_otlp_as_the_conventions_
         assert_eq!(child_of(calls[0], &format!("GET {endpoint}")).len(), 1);
     }
 
+    // Each bucket keeps the exemplar of its last observation: some login
+    // bucket names the trace of one of the logins, as exported.
+    let exemplars = |metric: &str, filter: &str| -> Vec<String> {
+        metrics
+            .lines()
+            .filter(|line| line.starts_with(metric) && line.contains(filter))
+            .filter_map(|line| line.split_once("# {trace_id=\"")?.1.split_once('"'))
+            .map(|(id, _)| id.to_owned())
+            .collect()
+    };
+    let login_traces: Vec<String> = logins.iter().map(|s| hex(&s.trace_id)).collect();
+    let rpc_exemplars = exemplars(
+        "wechat_identity_rpc_duration_seconds_bucket{",
+        r#"method="MiniProgramLogin""#,
+    );
+    assert!(
+        rpc_exemplars.iter().any(|id| login_traces.contains(id)),
+        "no RPC latency bucket names a login's trace: {rpc_exemplars:?} {login_traces:?}"
+    );
+    let wechat_exemplars = exemplars("wechat_identity_wechat_call_duration_seconds_bucket{", "");
+    assert!(
+        wechat_exemplars.iter().any(|id| login_traces.contains(id)),
+        "no WeChat latency bucket names a login's trace: {wechat_exemplars:?}"
+    );
+
     let resources = collector.resources.lock().unwrap().clone();
     let has = |key: &str| {
         resources
@@ -1013,6 +1101,11 @@ async fn rpcs_wechat_calls_and_the_shim_are_traced_over_otlp_as_the_conventions_
         &failing_code,
         &oauth_code,
         &ticket,
+        &phone_code,
+        &phone.phone_number,
+        &phone.pure_phone_number,
+        &refreshed.access_token,
+        &refreshed.refresh_token,
         identity["session_key"].as_str().unwrap(),
         &session.access_token,
         &session.refresh_token,
