@@ -33,6 +33,8 @@ pub(crate) mod return_to;
 pub(crate) mod service;
 pub(crate) mod sessions;
 pub(crate) mod telemetry;
+#[cfg(test)]
+mod test_replicas;
 pub(crate) mod validate;
 pub(crate) mod web_binding;
 

@@ -378,15 +378,12 @@ impl Storage {
     where
         W: group_commit::Work<I, T>,
     {
-        use tracing::Instrument;
-        let span = self.write_span::<W>();
-        async {
+        self.in_write_span::<W, _>(async {
             match &self.inner.group_commit {
                 Some(group) => group.submit(input, work).await,
                 None => self.postgres_transaction(&input, &work).await,
             }
-        }
-        .instrument(span)
+        })
         .await
     }
 
@@ -395,6 +392,12 @@ impl Storage {
     /// the group commit records how many writes shared its transaction
     /// (`db.operation.batch.size`). Its statements are spans under it (see
     /// `sql::Query`). At DEBUG: exported when traces are on, free otherwise.
+    /// `W` is the write's work, whose type names the function.
+    async fn in_write_span<W, T>(&self, write: impl std::future::Future<Output = T>) -> T {
+        use tracing::Instrument;
+        write.instrument(self.write_span::<W>()).await
+    }
+
     fn write_span<W>(&self) -> tracing::Span {
         let span = tracing::debug_span!(
             "db",
@@ -424,9 +427,7 @@ impl Storage {
     where
         W: group_commit::Work<I, T>,
     {
-        use tracing::Instrument;
-        let span = self.write_span::<W>();
-        async {
+        self.in_write_span::<W, _>(async {
             let Some(group) = &self.inner.group_commit else {
                 let mut conn = self.inner.writer.acquire().await?;
                 let (outcome, changes) = changes::tracking(work(self, &mut *conn, &input)).await;
@@ -439,8 +440,7 @@ impl Storage {
                 });
             };
             group.submit(input, work).await
-        }
-        .instrument(span)
+        })
         .await
     }
 

@@ -2,11 +2,11 @@
 
 use std::time::SystemTime;
 
-use secrecy::SecretString;
-use storage::{IdentityLogin, IdentityRef, KeyRing, Phone, StorageConfig};
+use storage::{IdentityLogin, IdentityRef, Phone};
 use wechat_client::{AppId, OpenId};
 
 use super::*;
+use crate::test_replicas::{Replicas, on_one_sqlite_file};
 
 const HOUR: Duration = Duration::from_secs(3600);
 const APP: &str = "wxa0000000000000a1";
@@ -19,17 +19,11 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
-    let key = KeyRing::generate_key();
-    let ring = || KeyRing::new(("k1".into(), SecretString::from(key.clone())), vec![]).unwrap();
-    let storage = Storage::connect(&StorageConfig::new(url.clone()), ring())
-        .await
-        .unwrap();
-    storage.migrate().await.unwrap();
-    let replica = Storage::connect(&StorageConfig::new(url), ring())
-        .await
-        .unwrap();
+    let Replicas {
+        dir,
+        storage,
+        replica,
+    } = on_one_sqlite_file().await;
     Fixture {
         _dir: dir,
         storage,

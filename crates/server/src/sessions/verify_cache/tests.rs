@@ -2,12 +2,12 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use secrecy::SecretString;
-use storage::{IdentityLogin, KeyRing, NewSession, SessionLifetimes, Storage, StorageConfig};
+use storage::{IdentityLogin, NewSession, SessionLifetimes, Storage};
 use wechat_client::{AppId, OpenId};
 
 use super::*;
 use crate::sessions::jwt::{SigningKey, new_token_id};
+use crate::test_replicas::{Replicas, on_one_sqlite_file};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -20,17 +20,11 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
-    let key = KeyRing::generate_key();
-    let ring = || KeyRing::new(("k1".into(), SecretString::from(key.clone())), vec![]).unwrap();
-    let storage = Storage::connect(&StorageConfig::new(url.clone()), ring())
-        .await
-        .unwrap();
-    storage.migrate().await.unwrap();
-    let replica = Storage::connect(&StorageConfig::new(url), ring())
-        .await
-        .unwrap();
+    let Replicas {
+        dir,
+        storage,
+        replica,
+    } = on_one_sqlite_file().await;
     let (signing, _) = SigningKey::generate().unwrap();
     let keys = TokenKeys::new(signing, Vec::new(), "iss".into(), "aud".into());
     Fixture {
